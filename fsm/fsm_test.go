@@ -1,0 +1,433 @@
+package fsm
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+
+	"github.com/hashicorp/raft"
+)
+
+// memSink is an in-memory raft.SnapshotSink.
+type memSink struct {
+	bytes.Buffer
+	cancelled bool
+}
+
+func (m *memSink) ID() string    { return "mem" }
+func (m *memSink) Cancel() error { m.cancelled = true; return nil }
+func (m *memSink) Close() error  { return nil }
+
+func applyCmd(t testing.TB, f *FSM, idx uint64, c Command) *Result {
+	t.Helper()
+	b, err := Encode(c)
+	if err != nil {
+		t.Fatalf("encode %T: %v", c, err)
+	}
+	return f.Apply(&raft.Log{Index: idx, Type: raft.LogCommand, Data: b}).(*Result)
+}
+
+func snapshotBytes(t testing.TB, f *FSM) []byte {
+	t.Helper()
+	s, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sink memSink
+	if err := s.Persist(&sink); err != nil {
+		t.Fatal(err)
+	}
+	s.Release()
+	return sink.Bytes()
+}
+
+// withoutIndex returns d with the applied index zeroed, for comparing states
+// across commands.
+func withoutIndex(d Dump) Dump { d.Index = 0; return d }
+
+// cmdGen makes random commands over small pools of names and addresses so
+// that sequences hit duplicates, conflicts, CAS races and invalid input.
+type cmdGen struct {
+	r *rand.Rand
+	f *FSM // read to pick CAS values that are sometimes right
+}
+
+func (g *cmdGen) pick(xs ...string) string { return xs[g.r.IntN(len(xs))] }
+
+// field returns one of good, or now and then one of bad.
+func (g *cmdGen) field(good, bad []string) string {
+	if len(bad) > 0 && g.r.IntN(12) == 0 {
+		return g.pick(bad...)
+	}
+	return g.pick(good...)
+}
+
+func (g *cmdGen) num(good, bad []int) int {
+	if len(bad) > 0 && g.r.IntN(12) == 0 {
+		return bad[g.r.IntN(len(bad))]
+	}
+	return good[g.r.IntN(len(good))]
+}
+
+func (g *cmdGen) name() string {
+	return g.field([]string{"web", "dns", "api", "mail"}, []string{"bad name", ""})
+}
+
+func (g *cmdGen) realAddr() string {
+	return g.field([]string{"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"}, []string{"2001:db8::1", "not-an-ip", "0.0.0.0", "224.0.0.1"})
+}
+
+func (g *cmdGen) cas(have uint64) uint64 {
+	switch g.r.IntN(4) {
+	case 0:
+		return have + 1
+	case 1:
+		return have
+	}
+	return 0
+}
+
+func (g *cmdGen) spec(name string) ServiceSpec {
+	s := NewServiceSpec()
+	s.Name = name
+	if g.r.IntN(8) == 0 {
+		s.Fwmark = uint32(g.num([]int{1, 2}, []int{0}))
+		s.Family = g.field([]string{"", "inet"}, []string{"inet6", "ipx"})
+	} else {
+		s.Protocol = g.field([]string{"tcp", "udp", "TCP"}, []string{"icmp", ""})
+		s.Address = g.field([]string{"192.0.2.1", "192.0.2.2", "192.0.2.3"}, []string{"2001:db8::10", "bogus"})
+		s.Port = g.num([]int{80, 443}, []int{0, 70000})
+	}
+	s.Scheduler = g.field([]string{"rr", "wrr", "wlc", "sh", ""}, []string{"nope"})
+	if g.r.IntN(6) == 0 {
+		s.SchedFlags = []string{g.field([]string{"sh-port"}, []string{"mh-port", "ops", "zzz"})}
+		s.Scheduler = "sh"
+	}
+	if g.r.IntN(4) == 0 {
+		s.Persistence = g.num([]int{300, 60}, []int{-1})
+		s.PersistNetmask = g.num([]int{0, 24}, []int{200})
+	}
+	s.Forward = g.field([]string{"nat", "", "nat", "dr"}, []string{"tun", "bridge"})
+	return s
+}
+
+func (g *cmdGen) real() RealServer {
+	r := NewRealServer()
+	r.Address = g.realAddr()
+	r.Port = g.num([]int{0, 0, 8080}, []int{-1})
+	r.Weight = g.num([]int{0, 1, 5, 65535}, []int{65536, -3})
+	r.Forward = g.field([]string{"", "", "nat"}, []string{"dr", "tun", "x"})
+	r.State = g.field([]string{"", "enabled", "drain", "disabled"}, []string{"off"})
+	if g.r.IntN(5) == 0 {
+		r.UpperThreshold, r.LowerThreshold = 10+g.r.IntN(10), g.r.IntN(12)
+	}
+	return r
+}
+
+func (g *cmdGen) existingReal(svc string) string {
+	if s, ok := g.f.Service(svc); ok && len(s.Reals) > 0 && g.r.IntN(4) != 0 {
+		return s.Reals[g.r.IntN(len(s.Reals))].Key()
+	}
+	return RealKey(g.realAddr(), 80)
+}
+
+func (g *cmdGen) next() Command {
+	switch g.r.IntN(12) {
+	case 0, 1:
+		c := &CreateService{Service: g.spec(g.name())}
+		for range g.r.IntN(3) {
+			c.Reals = append(c.Reals, g.real())
+		}
+		return c
+	case 2:
+		n := g.name()
+		s, _ := g.f.Service(n)
+		return &UpdateService{Name: n, Spec: g.spec(n), CAS: g.cas(s.ModifyIndex)}
+	case 3:
+		n := g.name()
+		s, _ := g.f.Service(n)
+		return &DeleteService{Name: n, CAS: g.cas(s.ModifyIndex)}
+	case 4, 5:
+		return &CreateReal{Service: g.name(), Real: g.real()}
+	case 6:
+		n := g.name()
+		k := g.existingReal(n)
+		s, _ := g.f.Service(n)
+		old, _ := s.Real(k)
+		r := g.real()
+		if g.r.IntN(2) == 0 {
+			r.Address, r.Port = old.Address, old.Port
+		}
+		return &UpdateReal{Service: n, Key: k, Real: r, CAS: g.cas(old.ModifyIndex)}
+	case 7:
+		n := g.name()
+		k := g.existingReal(n)
+		s, _ := g.f.Service(n)
+		old, _ := s.Real(k)
+		return &DeleteReal{Service: n, Key: k, CAS: g.cas(old.ModifyIndex)}
+	case 8:
+		v := NewVIP()
+		v.Address = g.field([]string{"192.0.2.100/24", "192.0.2.101", "2001:db8::100/64", "192.0.2.100/32"}, []string{"127.0.0.1/8", "x/33"})
+		v.Interface = g.field([]string{"eth0", "bond0.100"}, []string{"", "waytoolonginterfacename"})
+		v.Group = g.field([]string{"", "default", "g1"}, []string{"bad group"})
+		return &CreateVIP{VIP: v}
+	case 9:
+		k := g.pick("192.0.2.100", "192.0.2.101", "2001:db8::100")
+		old, _ := g.f.VIP(k)
+		if g.r.IntN(2) == 0 {
+			v := old
+			v.Interface = g.field([]string{"eth1", "eth0"}, []string{""})
+			return &UpdateVIP{Key: k, VIP: v, CAS: g.cas(old.ModifyIndex)}
+		}
+		return &DeleteVIP{Key: k, CAS: g.cas(old.ModifyIndex)}
+	case 10:
+		s := g.f.Settings()
+		s.TimingProfile = g.field([]string{"lan", "fast", ""}, []string{"slow"})
+		s.Timeouts.TCP = g.num([]int{0, 900}, []int{-1})
+		s.Sync.Enabled = g.r.IntN(2) == 0
+		s.Sync.Interface = g.field([]string{"eth0", "eth1"}, []string{"", "a/b"})
+		s.Sync.SyncID = g.num([]int{0, 7}, []int{300})
+		return &UpdateSettings{Settings: s, CAS: g.cas(s.ModifyIndex)}
+	default:
+		if g.r.IntN(3) == 0 {
+			return &DeregisterNode{ID: g.pick("d1", "d2", "d3")}
+		}
+		return &RegisterNode{Node: Node{ID: g.field([]string{"d1", "d2"}, []string{"bad id!"}),
+			RaftAddr: g.field([]string{"127.0.0.1:7000", "127.0.0.1:7001"}, []string{"nope"}), APIAddr: "127.0.0.1:7480"}}
+	}
+}
+
+// TestPropertyRandomSequences drives random command sequences and checks, after
+// every command: a rejected command changes nothing but the applied index; the
+// state's invariants hold; a second FSM fed the same log is identical
+// (determinism); and Snapshot → Restore reproduces the state exactly.
+func TestPropertyRandomSequences(t *testing.T) {
+	seeds := 40
+	steps := 250
+	if testing.Short() {
+		seeds = 8
+	}
+	for seed := range seeds {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			f, twin := New(nil), New(nil)
+			g := &cmdGen{r: rand.New(rand.NewPCG(uint64(seed), 42)), f: f}
+			accepted := 0
+			for i := 1; i <= steps; i++ {
+				c := g.next()
+				before := withoutIndex(f.Dump())
+				res := applyCmd(t, f, uint64(i), c)
+				applyCmd(t, twin, uint64(i), c)
+				if res.Index != uint64(i) || f.Index() != uint64(i) {
+					t.Fatalf("step %d: result index %d, applied %d", i, res.Index, f.Index())
+				}
+				after := f.Dump()
+				if res.Err != nil {
+					if !reflect.DeepEqual(before, withoutIndex(after)) {
+						t.Fatalf("step %d: rejected %T (%v) changed the state", i, c, res.Err)
+					}
+					if res.Err.Code == "" || res.Err.Message == "" {
+						t.Fatalf("step %d: error without code or message: %+v", i, res.Err)
+					}
+				} else {
+					accepted++
+				}
+				checkInvariants(t, after)
+				if !reflect.DeepEqual(after, twin.Dump()) {
+					t.Fatalf("step %d: two FSMs fed the same log differ", i)
+				}
+				if i%25 == 0 || i == steps {
+					snap := snapshotBytes(t, f)
+					restored := New(nil)
+					if err := restored.Restore(io.NopCloser(bytes.NewReader(snap))); err != nil {
+						t.Fatalf("step %d: restore: %v", i, err)
+					}
+					if !reflect.DeepEqual(after, restored.Dump()) {
+						t.Fatalf("step %d: Snapshot → Restore changed the state", i)
+					}
+					if !bytes.Equal(snap, snapshotBytes(t, restored)) {
+						t.Fatalf("step %d: snapshot of the restored state differs", i)
+					}
+				}
+			}
+			t.Logf("%d of %d commands accepted; final: %d services, %d VIPs", accepted, steps, len(f.Dump().Services), len(f.Dump().VIPs))
+			if accepted == 0 {
+				t.Fatal("no command was accepted: the generator is broken")
+			}
+		})
+	}
+}
+
+// checkInvariants asserts what every reachable state holds.
+func checkInvariants(t *testing.T, d Dump) {
+	t.Helper()
+	keys := map[string]bool{}
+	for _, s := range d.Services {
+		n, err := NormalizeService(s.ServiceSpec)
+		if err != nil || !reflect.DeepEqual(n, s.ServiceSpec) {
+			t.Fatalf("service %q is not normalised/valid: %v", s.Name, err)
+		}
+		if keys[s.Key()] {
+			t.Fatalf("service key %s twice", s.Key())
+		}
+		keys[s.Key()] = true
+		for i, r := range s.Reals {
+			if i > 0 && s.Reals[i-1].Key() >= r.Key() {
+				t.Fatalf("reals of %q not sorted/unique", s.Name)
+			}
+			nr, err := NormalizeReal(s.ServiceSpec, r)
+			if err != nil || !reflect.DeepEqual(nr, r) {
+				t.Fatalf("real %s of %q is not valid: %v", r.Key(), s.Name, err)
+			}
+			if r.CreateIndex == 0 || r.ModifyIndex < r.CreateIndex {
+				t.Fatalf("real %s indexes %d/%d", r.Key(), r.CreateIndex, r.ModifyIndex)
+			}
+		}
+		if s.CreateIndex == 0 || s.ModifyIndex < s.CreateIndex {
+			t.Fatalf("service %q indexes %d/%d", s.Name, s.CreateIndex, s.ModifyIndex)
+		}
+	}
+	for _, v := range d.VIPs {
+		if nv, err := NormalizeVIP(v); err != nil || nv != v {
+			t.Fatalf("VIP %s not valid: %v", v.Address, err)
+		}
+	}
+	if ns, err := NormalizeSettings(d.Settings); err != nil || !reflect.DeepEqual(ns, d.Settings) {
+		t.Fatalf("settings not valid: %v", err)
+	}
+}
+
+func TestCASAndIndexes(t *testing.T) {
+	f := New(nil)
+	spec := NewServiceSpec()
+	spec.Name, spec.Protocol, spec.Address, spec.Port = "web", "tcp", "192.0.2.1", 80
+	res := applyCmd(t, f, 5, &CreateService{Service: spec, Reals: []RealServer{{Address: "10.0.0.1", Weight: 3}}})
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	svc := res.Object.(Service)
+	if svc.CreateIndex != 5 || svc.ModifyIndex != 5 || svc.Reals[0].Port != 80 || svc.Reals[0].State != StateEnabled {
+		t.Fatalf("created %+v", svc)
+	}
+	spec.Scheduler = "rr"
+	if r := applyCmd(t, f, 6, &UpdateService{Name: "web", Spec: spec, CAS: 4}); r.Err == nil || r.Err.Code != CodeCASMismatch {
+		t.Fatalf("stale CAS accepted: %+v", r.Err)
+	}
+	if r := applyCmd(t, f, 7, &UpdateService{Name: "web", Spec: spec, CAS: 5}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	got, _ := f.Service("web")
+	if got.Scheduler != "rr" || got.ModifyIndex != 7 || got.CreateIndex != 5 || got.Reals[0].ModifyIndex != 5 {
+		t.Fatalf("after update %+v", got)
+	}
+	// DR cannot remap the port of an existing NAT real server with a different port.
+	r := applyCmd(t, f, 8, &CreateReal{Service: "web", Real: RealServer{Address: "10.0.0.2", Port: 8080, Weight: 1}})
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	spec.Forward = ForwardDR
+	r = applyCmd(t, f, 9, &UpdateService{Name: "web", Spec: spec})
+	if r.Err == nil || r.Err.Field != "reals[10.0.0.2:8080].port" {
+		t.Fatalf("want reals[10.0.0.2:8080].port error, got %+v", r.Err)
+	}
+}
+
+func TestRejectsDuplicates(t *testing.T) {
+	f := New(nil)
+	spec := NewServiceSpec()
+	spec.Name, spec.Protocol, spec.Address, spec.Port = "web", "tcp", "192.0.2.1", 80
+	if r := applyCmd(t, f, 1, &CreateService{Service: spec}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	cases := []struct {
+		cmd   Command
+		code  string
+		field string
+	}{
+		{&CreateService{Service: spec}, CodeConflict, "name"},
+		{&CreateService{Service: func() ServiceSpec { s := spec; s.Name = "web2"; return s }()}, CodeConflict, "address"},
+		{&CreateService{Service: func() ServiceSpec { s := spec; s.Name = "web3"; s.Port = 81; return s }(),
+			Reals: []RealServer{{Address: "10.0.0.1", Port: 81, Weight: 1}, {Address: "10.0.0.1", Weight: 1}}}, CodeConflict, "reals[1].address"},
+		{&CreateReal{Service: "nope", Real: RealServer{Address: "10.0.0.1"}}, CodeNotFound, "service"},
+		{&DeleteService{Name: "nope"}, CodeNotFound, "name"},
+		{&UpdateService{Name: "web", Spec: func() ServiceSpec { s := spec; s.Name = "other"; return s }()}, CodeInvalid, "name"},
+	}
+	for i, c := range cases {
+		r := applyCmd(t, f, uint64(10+i), c.cmd)
+		if r.Err == nil || r.Err.Code != c.code || r.Err.Field != c.field {
+			t.Errorf("case %d %T: got %+v, want %s on %s", i, c.cmd, r.Err, c.code, c.field)
+		}
+	}
+}
+
+func TestDecodeRejectsBadEntries(t *testing.T) {
+	good, _ := Encode(&DeleteVIP{Key: "192.0.2.1"})
+	cases := map[string][]byte{
+		"empty":            {},
+		"short":            {byte(TypeDeleteVIP)},
+		"unknown type":     {99, 1, '{', '}'},
+		"bad version":      append([]byte{good[0], 9}, good[2:]...),
+		"bad json":         {byte(TypeDeleteVIP), 1, '{'},
+		"unknown field":    append([]byte{byte(TypeDeleteVIP), 1}, []byte(`{"key":"x","zzz":1}`)...),
+		"ignorable (0x81)": {0x81, 1, '{', '}'},
+	}
+	for name, b := range cases {
+		if _, err := Decode(b); err == nil {
+			t.Errorf("%s: decoded", name)
+		}
+	}
+	// An FSM given such entries records the index and changes nothing else.
+	f := New(nil)
+	before := withoutIndex(f.Dump())
+	for i, b := range [][]byte{{99, 1}, {0x81, 1, '{', '}'}} {
+		res := f.Apply(&raft.Log{Index: uint64(i + 1), Type: raft.LogCommand, Data: b}).(*Result)
+		if i == 0 && res.Err == nil {
+			t.Error("unknown type accepted")
+		}
+		if i == 1 && res.Err != nil {
+			t.Errorf("ignorable type reported an error: %v", res.Err)
+		}
+	}
+	if !reflect.DeepEqual(before, withoutIndex(f.Dump())) || f.Index() != 2 {
+		t.Fatal("bad entries changed the state")
+	}
+}
+
+func TestRestoreRejectsCorruptSnapshot(t *testing.T) {
+	f := New(nil)
+	for name, data := range map[string]string{
+		"garbage":       "not json",
+		"version":       `{"version":99}`,
+		"duplicate svc": `{"version":1,"services":[{"name":"a","protocol":"tcp","address":"192.0.2.1","port":80},{"name":"a","protocol":"tcp","address":"192.0.2.2","port":80}]}`,
+	} {
+		if err := f.Restore(io.NopCloser(bytes.NewBufferString(data))); err == nil {
+			t.Errorf("%s: restored", name)
+		}
+	}
+}
+
+func FuzzDecodeApply(f *testing.F) {
+	for _, c := range []Command{
+		&CreateService{Service: ServiceSpec{Name: "w", Protocol: "tcp", Address: "192.0.2.1", Port: 80}},
+		&CreateReal{Service: "w", Real: RealServer{Address: "10.0.0.1", Weight: 1}},
+		&UpdateSettings{Settings: DefaultSettings()},
+	} {
+		b, _ := Encode(c)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m := New(nil)
+		res := m.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: b}).(*Result)
+		if res.Err == nil {
+			// Anything accepted must leave a valid state.
+			d := m.Dump()
+			var buf bytes.Buffer
+			if err := json.NewEncoder(&buf).Encode(d); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}

@@ -1,0 +1,225 @@
+// Package fsm holds raftlb's replicated state: virtual services, their real
+// servers, VIPs, cluster settings and director metadata, the typed commands that
+// change it, and the raft.FSM that applies them.
+//
+// Everything that can be written is validated by the functions in validate.go.
+// The API, the CLI and (later) the keepalived.conf importer call the same
+// functions, and Apply calls them again, so a command that is invalid against
+// the state it is applied to changes nothing on any director.
+package fsm
+
+import (
+	"net/netip"
+	"sort"
+	"strconv"
+)
+
+// Schedulers are the IPVS scheduling algorithms raftlb accepts, in ipvsadm's
+// spelling.
+var Schedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf", "twos"}
+
+// Forwarding methods (ipvsadm -m, -g, -i).
+const (
+	ForwardNAT = "nat"
+	ForwardDR  = "dr"
+	ForwardTUN = "tun"
+)
+
+// Real server administrative states.
+const (
+	StateEnabled  = "enabled"  // in rotation with its weight
+	StateDrain    = "drain"    // kept with weight 0: existing connections finish, no new ones
+	StateDisabled = "disabled" // removed from the dataplane, kept in the state
+)
+
+// Address families for fwmark services.
+const (
+	FamilyInet  = "inet"
+	FamilyInet6 = "inet6"
+)
+
+// Defaults, following ipvsadm where it has one.
+const (
+	DefaultScheduler = "wlc"
+	DefaultForward   = ForwardNAT
+	DefaultWeight    = 1
+	DefaultVIPGroup  = "default"
+	DefaultProfile   = "lan"
+)
+
+// TimingProfiles are the raft timing profile names (see cluster.ProfileByName).
+var TimingProfiles = []string{"lan", "fast"}
+
+// ServiceSpec is what an operator sets on a virtual service. A service is
+// either protocol+address+port or a firewall mark (with its address family).
+type ServiceSpec struct {
+	Name     string `json:"name"`
+	Protocol string `json:"protocol,omitempty"` // tcp | udp | sctp; empty for fwmark services
+	Address  string `json:"address,omitempty"`  // IPv4 or IPv6; empty for fwmark services
+	Port     int    `json:"port,omitempty"`     // 0 only with persistence (all ports)
+	Fwmark   uint32 `json:"fwmark,omitempty"`
+	Family   string `json:"family,omitempty"` // inet | inet6; set from the address for non-fwmark services
+
+	Scheduler      string   `json:"scheduler"`
+	SchedFlags     []string `json:"sched_flags,omitempty"`     // sh-fallback, sh-port, mh-fallback, mh-port, ops
+	Persistence    int      `json:"persistence,omitempty"`     // seconds; 0 = off (ipvsadm -p)
+	PersistNetmask int      `json:"persist_netmask,omitempty"` // prefix length grouping clients for persistence; 0 = whole address (ipvsadm -M)
+	Forward        string   `json:"forward"`                   // default forwarding method for its real servers
+}
+
+// RealServer is one destination of a virtual service. Its key within the
+// service is address:port.
+type RealServer struct {
+	Address        string `json:"address"`
+	Port           int    `json:"port"`              // 0 = the service's port (normalised on write)
+	Weight         int    `json:"weight"`            // 0..65535
+	Forward        string `json:"forward,omitempty"` // empty = the service's default
+	UpperThreshold int    `json:"upper_threshold,omitempty"`
+	LowerThreshold int    `json:"lower_threshold,omitempty"`
+	State          string `json:"state"` // enabled | drain | disabled
+
+	CreateIndex uint64 `json:"create_index"`
+	ModifyIndex uint64 `json:"modify_index"`
+}
+
+// NewRealServer returns a RealServer holding the defaults; decode user input
+// over it so that absent fields keep their defaults.
+func NewRealServer() RealServer {
+	return RealServer{Weight: DefaultWeight, State: StateEnabled}
+}
+
+// Key is the real server's identity within its service: "addr:port".
+func (r RealServer) Key() string { return RealKey(r.Address, r.Port) }
+
+// RealKey formats a real server key. The address must already be canonical.
+func RealKey(addr string, port int) string {
+	a, err := netip.ParseAddr(addr)
+	if err != nil || port < 0 || port > 65535 {
+		return addr + ":?"
+	}
+	return netip.AddrPortFrom(a, uint16(port)).String()
+}
+
+// Service is a virtual service as stored and returned: its spec, its real
+// servers sorted by key, and its raft indexes.
+type Service struct {
+	ServiceSpec
+	Reals       []RealServer `json:"reals"`
+	CreateIndex uint64       `json:"create_index"`
+	ModifyIndex uint64       `json:"modify_index"`
+}
+
+// NewServiceSpec returns a spec holding the defaults; decode user input over it.
+func NewServiceSpec() ServiceSpec {
+	return ServiceSpec{Scheduler: DefaultScheduler, Forward: DefaultForward}
+}
+
+// Key identifies the service in the kernel: "tcp/10.0.0.1:80" or
+// "fwmark/inet/7". Two services may not share a key.
+func (s ServiceSpec) Key() string {
+	if s.Fwmark != 0 {
+		return "fwmark/" + s.Family + "/" + strconv.FormatUint(uint64(s.Fwmark), 10)
+	}
+	return s.Protocol + "/" + RealKey(s.Address, s.Port)
+}
+
+// Real returns the real server with the given key.
+func (s *Service) Real(key string) (RealServer, bool) {
+	i := sort.Search(len(s.Reals), func(i int) bool { return s.Reals[i].Key() >= key })
+	if i < len(s.Reals) && s.Reals[i].Key() == key {
+		return s.Reals[i], true
+	}
+	return RealServer{}, false
+}
+
+// EffectiveForward is the forwarding method the dataplane uses for r.
+func (s ServiceSpec) EffectiveForward(r RealServer) string {
+	if r.Forward != "" {
+		return r.Forward
+	}
+	return s.Forward
+}
+
+// VIP is a virtual IP address that only the leader holds.
+type VIP struct {
+	Address   string `json:"address"`   // address/prefix, e.g. 192.0.2.10/24
+	Interface string `json:"interface"` // where the leader adds it
+	Group     string `json:"group"`     // VIPs of one group move together
+
+	CreateIndex uint64 `json:"create_index"`
+	ModifyIndex uint64 `json:"modify_index"`
+}
+
+// NewVIP returns a VIP holding the defaults; decode user input over it.
+func NewVIP() VIP { return VIP{Group: DefaultVIPGroup} }
+
+// Key is the VIP's identity: its address without the prefix length.
+func (v VIP) Key() string { return VIPKey(v.Address) }
+
+// VIPKey returns the key of a VIP given as "addr" or "addr/len".
+func VIPKey(s string) string {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Addr().String()
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.String()
+	}
+	return s
+}
+
+// Timeouts are the IPVS connection timeouts in seconds (ipvsadm --set).
+// Zero leaves the kernel's value alone.
+type Timeouts struct {
+	TCP    int `json:"tcp"`
+	TCPFin int `json:"tcpfin"`
+	UDP    int `json:"udp"`
+}
+
+// Sync modes of the IPVS connection-sync daemon.
+const (
+	SyncModeBoth   = "both"   // master and backup daemons on every director (keepalived's way)
+	SyncModeLeader = "leader" // master on the VIP holder, backup on the others
+)
+
+// SyncConfig configures the IPVS connection-synchronisation daemon.
+type SyncConfig struct {
+	Enabled    bool   `json:"enabled"`
+	Mode       string `json:"mode"` // both | leader
+	SyncID     int    `json:"sync_id"`
+	Interface  string `json:"interface,omitempty"`
+	McastGroup string `json:"mcast_group"`
+	McastPort  int    `json:"mcast_port"`
+	McastTTL   int    `json:"mcast_ttl"`
+	MaxLen     int    `json:"maxlen,omitempty"` // sync message payload; 0 = kernel default (MTU based)
+}
+
+// Settings are cluster-wide settings.
+type Settings struct {
+	TimingProfile string     `json:"timing_profile"`
+	Timeouts      Timeouts   `json:"ipvs_timeouts"`
+	Sync          SyncConfig `json:"sync"`
+	ModifyIndex   uint64     `json:"modify_index"`
+}
+
+// DefaultSettings are the settings of a new cluster.
+func DefaultSettings() Settings {
+	return Settings{
+		TimingProfile: DefaultProfile,
+		Sync: SyncConfig{
+			Mode:       SyncModeBoth,
+			McastGroup: "224.0.0.81",
+			McastPort:  8848,
+			McastTTL:   1,
+		},
+	}
+}
+
+// Node is the metadata a director registers about itself, so that any
+// director can forward writes to the leader's API.
+type Node struct {
+	ID          string `json:"id"`
+	RaftAddr    string `json:"raft_addr"`
+	APIAddr     string `json:"api_addr"`     // host:port
+	APIScheme   string `json:"api_scheme"`   // http | https
+	ModifyIndex uint64 `json:"modify_index"` // when it was last registered
+}

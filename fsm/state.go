@@ -1,0 +1,340 @@
+package fsm
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+)
+
+// state is the replicated state. It is only changed by apply, which is a
+// deterministic function of (state, index, command).
+type state struct {
+	index    uint64 // last applied raft index
+	services map[string]*service
+	keys     map[string]string // service key -> service name
+	vips     map[string]*VIP   // by VIPKey
+	settings Settings
+	nodes    map[string]*Node
+}
+
+type service struct {
+	spec          ServiceSpec
+	reals         map[string]*RealServer
+	create, modif uint64
+}
+
+func newState() *state {
+	return &state{
+		services: map[string]*service{},
+		keys:     map[string]string{},
+		vips:     map[string]*VIP{},
+		settings: DefaultSettings(),
+		nodes:    map[string]*Node{},
+	}
+}
+
+// Result is what Apply returns for a command, handed back to the writer by
+// raft on the leader.
+type Result struct {
+	Index  uint64 // the raft index the command was applied at
+	Err    *Error // nil on success; the state is unchanged otherwise
+	Object any    // the created or updated object (Service, RealServer, VIP, Settings, Node); nil on delete
+}
+
+func checkCAS(cas, have uint64) *Error {
+	if cas != 0 && cas != have {
+		return casMismatch(cas, have)
+	}
+	return nil
+}
+
+// apply runs one command at index. On error the state is unchanged.
+func (s *state) apply(idx uint64, c Command) (any, *Error) {
+	switch c := c.(type) {
+	case *CreateService:
+		return s.createService(idx, c)
+	case *UpdateService:
+		return s.updateService(idx, c)
+	case *DeleteService:
+		e := s.services[c.Name]
+		if e == nil {
+			return nil, notFound("name", "no service named %q", c.Name)
+		}
+		if err := checkCAS(c.CAS, e.modif); err != nil {
+			return nil, err
+		}
+		delete(s.keys, e.spec.Key())
+		delete(s.services, c.Name)
+		return nil, nil
+	case *CreateReal:
+		e := s.services[c.Service]
+		if e == nil {
+			return nil, notFound("service", "no service named %q", c.Service)
+		}
+		r, err := NormalizeReal(e.spec, c.Real)
+		if err != nil {
+			return nil, AsError(err)
+		}
+		if _, dup := e.reals[r.Key()]; dup {
+			return nil, conflict("address", "service %q already has real server %s", c.Service, r.Key())
+		}
+		r.CreateIndex, r.ModifyIndex = idx, idx
+		e.reals[r.Key()] = &r
+		return r, nil
+	case *UpdateReal:
+		e := s.services[c.Service]
+		if e == nil {
+			return nil, notFound("service", "no service named %q", c.Service)
+		}
+		old := e.reals[c.Key]
+		if old == nil {
+			return nil, notFound("address", "service %q has no real server %s", c.Service, c.Key)
+		}
+		if err := checkCAS(c.CAS, old.ModifyIndex); err != nil {
+			return nil, err
+		}
+		r, err := NormalizeReal(e.spec, c.Real)
+		if err != nil {
+			return nil, AsError(err)
+		}
+		if r.Key() != c.Key {
+			return nil, invalid("address", "a real server's address and port cannot change (%s → %s): add the new one and delete the old", c.Key, r.Key())
+		}
+		r.CreateIndex, r.ModifyIndex = old.CreateIndex, idx
+		e.reals[c.Key] = &r
+		return r, nil
+	case *DeleteReal:
+		e := s.services[c.Service]
+		if e == nil {
+			return nil, notFound("service", "no service named %q", c.Service)
+		}
+		old := e.reals[c.Key]
+		if old == nil {
+			return nil, notFound("address", "service %q has no real server %s", c.Service, c.Key)
+		}
+		if err := checkCAS(c.CAS, old.ModifyIndex); err != nil {
+			return nil, err
+		}
+		delete(e.reals, c.Key)
+		return nil, nil
+	case *CreateVIP:
+		v, err := NormalizeVIP(c.VIP)
+		if err != nil {
+			return nil, AsError(err)
+		}
+		if _, dup := s.vips[v.Key()]; dup {
+			return nil, conflict("address", "VIP %s already exists", v.Key())
+		}
+		v.CreateIndex, v.ModifyIndex = idx, idx
+		s.vips[v.Key()] = &v
+		return v, nil
+	case *UpdateVIP:
+		old := s.vips[c.Key]
+		if old == nil {
+			return nil, notFound("address", "no VIP %s", c.Key)
+		}
+		if err := checkCAS(c.CAS, old.ModifyIndex); err != nil {
+			return nil, err
+		}
+		v, err := NormalizeVIP(c.VIP)
+		if err != nil {
+			return nil, AsError(err)
+		}
+		if v.Key() != c.Key {
+			return nil, invalid("address", "a VIP's address cannot change (%s → %s): add the new one and delete the old", c.Key, v.Key())
+		}
+		v.CreateIndex, v.ModifyIndex = old.CreateIndex, idx
+		s.vips[c.Key] = &v
+		return v, nil
+	case *DeleteVIP:
+		old := s.vips[c.Key]
+		if old == nil {
+			return nil, notFound("address", "no VIP %s", c.Key)
+		}
+		if err := checkCAS(c.CAS, old.ModifyIndex); err != nil {
+			return nil, err
+		}
+		delete(s.vips, c.Key)
+		return nil, nil
+	case *UpdateSettings:
+		if err := checkCAS(c.CAS, s.settings.ModifyIndex); err != nil {
+			return nil, err
+		}
+		st, err := NormalizeSettings(c.Settings)
+		if err != nil {
+			return nil, AsError(err)
+		}
+		st.ModifyIndex = idx
+		s.settings = st
+		return st, nil
+	case *RegisterNode:
+		n, err := NormalizeNode(c.Node)
+		if err != nil {
+			return nil, AsError(err)
+		}
+		if old := s.nodes[n.ID]; old != nil && old.RaftAddr == n.RaftAddr && old.APIAddr == n.APIAddr && old.APIScheme == n.APIScheme {
+			return *old, nil // unchanged: keep its index
+		}
+		n.ModifyIndex = idx
+		s.nodes[n.ID] = &n
+		return n, nil
+	case *DeregisterNode:
+		if s.nodes[c.ID] == nil {
+			return nil, notFound("id", "no node %q", c.ID)
+		}
+		delete(s.nodes, c.ID)
+		return nil, nil
+	}
+	return nil, &Error{Code: CodeInternal, Message: fmt.Sprintf("no handler for command %T", c)}
+}
+
+func (s *state) createService(idx uint64, c *CreateService) (any, *Error) {
+	spec, err := NormalizeService(c.Service)
+	if err != nil {
+		return nil, AsError(err)
+	}
+	if _, dup := s.services[spec.Name]; dup {
+		return nil, conflict("name", "a service named %q already exists", spec.Name)
+	}
+	if other, dup := s.keys[spec.Key()]; dup {
+		return nil, conflict(keyField(spec), "service %q already uses %s", other, spec.Key())
+	}
+	e := &service{spec: spec, reals: make(map[string]*RealServer, len(c.Reals)), create: idx, modif: idx}
+	for i, r := range c.Reals {
+		nr, err := NormalizeReal(spec, r)
+		if err != nil {
+			return nil, AsError(prefixField(fmt.Sprintf("reals[%d]", i), err))
+		}
+		if _, dup := e.reals[nr.Key()]; dup {
+			return nil, conflict(fmt.Sprintf("reals[%d].address", i), "real server %s is listed twice", nr.Key())
+		}
+		nr.CreateIndex, nr.ModifyIndex = idx, idx
+		e.reals[nr.Key()] = &nr
+	}
+	s.services[spec.Name] = e
+	s.keys[spec.Key()] = spec.Name
+	return e.export(), nil
+}
+
+func (s *state) updateService(idx uint64, c *UpdateService) (any, *Error) {
+	e := s.services[c.Name]
+	if e == nil {
+		return nil, notFound("name", "no service named %q", c.Name)
+	}
+	if err := checkCAS(c.CAS, e.modif); err != nil {
+		return nil, err
+	}
+	spec, err := NormalizeService(c.Spec)
+	if err != nil {
+		return nil, AsError(err)
+	}
+	if spec.Name != c.Name {
+		return nil, invalid("name", "a service cannot be renamed (%q → %q)", c.Name, spec.Name)
+	}
+	if other, dup := s.keys[spec.Key()]; dup && other != c.Name {
+		return nil, conflict(keyField(spec), "service %q already uses %s", other, spec.Key())
+	}
+	// Every real server must still be valid under the new spec.
+	for _, k := range sortedKeys(e.reals) {
+		r := *e.reals[k]
+		nr, err := NormalizeReal(spec, r)
+		if err != nil {
+			return nil, AsError(prefixField("reals["+k+"]", err))
+		}
+		if nr.Port != r.Port {
+			return nil, invalid("reals["+k+"].port", "port 0 follows the client's port, which a service on port %d would change: give the real server a port first", spec.Port)
+		}
+	}
+	delete(s.keys, e.spec.Key())
+	s.keys[spec.Key()] = spec.Name
+	e.spec, e.modif = spec, idx
+	return e.export(), nil
+}
+
+func keyField(s ServiceSpec) string {
+	if s.Fwmark != 0 {
+		return "fwmark"
+	}
+	return "address"
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := slices.Collect(maps.Keys(m))
+	sort.Strings(ks)
+	return ks
+}
+
+// export returns a deep copy of the service as the public type.
+func (e *service) export() Service {
+	out := Service{ServiceSpec: e.spec, CreateIndex: e.create, ModifyIndex: e.modif, Reals: make([]RealServer, 0, len(e.reals))}
+	out.SchedFlags = slices.Clone(e.spec.SchedFlags)
+	for _, k := range sortedKeys(e.reals) {
+		out.Reals = append(out.Reals, *e.reals[k])
+	}
+	return out
+}
+
+// Dump is a complete, canonical view of the state: slices sorted by key. It
+// is also the snapshot format, so two directors with equal state produce
+// byte-identical snapshots.
+type Dump struct {
+	Version  int       `json:"version"`
+	Index    uint64    `json:"index"`
+	Services []Service `json:"services"`
+	VIPs     []VIP     `json:"vips"`
+	Settings Settings  `json:"settings"`
+	Nodes    []Node    `json:"nodes"`
+}
+
+const dumpVersion = 1
+
+func (s *state) dump() Dump {
+	d := Dump{Version: dumpVersion, Index: s.index, Settings: s.settings,
+		Services: make([]Service, 0, len(s.services)), VIPs: make([]VIP, 0, len(s.vips)), Nodes: make([]Node, 0, len(s.nodes))}
+	for _, k := range sortedKeys(s.services) {
+		d.Services = append(d.Services, s.services[k].export())
+	}
+	for _, k := range sortedKeys(s.vips) {
+		d.VIPs = append(d.VIPs, *s.vips[k])
+	}
+	for _, k := range sortedKeys(s.nodes) {
+		d.Nodes = append(d.Nodes, *s.nodes[k])
+	}
+	return d
+}
+
+// stateFromDump rebuilds a state from a dump, checking the invariants a
+// state must hold (unique names and keys) so a corrupt snapshot is refused.
+func stateFromDump(d Dump) (*state, error) {
+	if d.Version != dumpVersion {
+		return nil, fmt.Errorf("snapshot version %d is not supported (this director reads %d)", d.Version, dumpVersion)
+	}
+	s := newState()
+	s.index = d.Index
+	s.settings = d.Settings
+	for _, sv := range d.Services {
+		if _, dup := s.services[sv.Name]; dup {
+			return nil, fmt.Errorf("snapshot: service %q twice", sv.Name)
+		}
+		if _, dup := s.keys[sv.Key()]; dup {
+			return nil, fmt.Errorf("snapshot: service key %s twice", sv.Key())
+		}
+		e := &service{spec: sv.ServiceSpec, reals: make(map[string]*RealServer, len(sv.Reals)), create: sv.CreateIndex, modif: sv.ModifyIndex}
+		for i := range sv.Reals {
+			r := sv.Reals[i]
+			e.reals[r.Key()] = &r
+		}
+		s.services[sv.Name] = e
+		s.keys[sv.Key()] = sv.Name
+	}
+	for i := range d.VIPs {
+		v := d.VIPs[i]
+		s.vips[v.Key()] = &v
+	}
+	for i := range d.Nodes {
+		n := d.Nodes[i]
+		s.nodes[n.ID] = &n
+	}
+	return s, nil
+}
