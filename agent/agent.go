@@ -1,0 +1,629 @@
+// Package agent wires one director together: the replicated state (fsm), the
+// raft node (cluster) and the admin API (api), and runs the membership
+// chores around them: bootstrap exactly once, join, keep this director's API
+// address registered, follow the replicated timing profile, and leave or hand
+// over leadership on shutdown.
+//
+// `raftlb agent` is a thin flag parser around Start; tests start several
+// agents in one process over real TCP.
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/raftlb/raftlb/api"
+	"github.com/raftlb/raftlb/api/client"
+	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/fsm"
+)
+
+// DevAPIAddr is where -dev serves the API.
+const DevAPIAddr = "127.0.0.1:7480"
+
+// Config is one director's configuration (`raftlb agent` flags).
+type Config struct {
+	NodeID  string // default: the host name
+	DataDir string // required unless Dev
+
+	RaftAddr      string // raft listen host:port (default 127.0.0.1:7481 in dev, required otherwise)
+	RaftAdvertise string // optional
+	RaftTLS       *tls.Config
+
+	APIAddr      string // API listen host:port (default 127.0.0.1:7480)
+	APIAdvertise string // host:port other directors use to reach this API; default APIAddr
+	APITLS       *tls.Config
+	// APIClientTLS verifies other directors' HTTPS APIs (forwarding, join).
+	APIClientTLS *tls.Config
+	APICAFile    string // the same CA as a file, for the Go client used to join/register
+	Token        string
+
+	// Bootstrap: BootstrapExpect N with Peers (static id=addr list) or Join
+	// (API addresses to discover peers); Join alone joins an existing cluster.
+	BootstrapExpect int
+	Peers           []cluster.Server
+	Join            []string
+
+	Profile         string // raft timing profile until the replicated setting says otherwise
+	LeaveOnShutdown bool   // leave the raft configuration on graceful shutdown
+	Dev             bool   // one-node cluster in a temporary data dir, no token for local writes
+
+	Log     *slog.Logger
+	Version string
+
+	// For tests and benchmarks: snapshot tuning.
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+}
+
+// Agent is a running director.
+type Agent struct {
+	cfg    Config
+	log    *slog.Logger
+	fsm    *fsm.FSM
+	node   *cluster.Node
+	ln     net.Listener
+	http   *http.Server
+	self   *client.Client // this director's own API, authenticated
+	scheme string
+
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	tmpDir  string
+	stopped sync.Once
+	stopErr error
+}
+
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
+
+func (c *Config) defaults() error {
+	if c.Log == nil {
+		c.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	if c.Dev {
+		if c.NodeID == "" {
+			c.NodeID = "dev"
+		}
+		if c.APIAddr == "" {
+			c.APIAddr = DevAPIAddr
+		}
+		if c.RaftAddr == "" {
+			c.RaftAddr = "127.0.0.1:0"
+		}
+		if c.Profile == "" {
+			c.Profile = "fast"
+		}
+		if c.BootstrapExpect == 0 {
+			c.BootstrapExpect = 1
+		}
+		if c.BootstrapExpect != 1 || len(c.Peers) > 0 || len(c.Join) > 0 {
+			return errors.New("-dev runs a one-node cluster: drop -bootstrap-expect, -peers and -join")
+		}
+	}
+	if c.NodeID == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("-node-id: not given and no host name: %v", err)
+		}
+		c.NodeID = h
+	}
+	if !fsm.ValidName(c.NodeID) {
+		return fmt.Errorf("-node-id: %q is not a valid id (1-63 of A-Z a-z 0-9 _ . -)", c.NodeID)
+	}
+	if c.DataDir == "" && !c.Dev {
+		return errors.New("-data-dir is required (raft log, stable store and snapshots live there)")
+	}
+	if c.RaftAddr == "" {
+		return errors.New("-raft-addr is required (host:port for raft traffic between directors)")
+	}
+	if c.APIAddr == "" {
+		c.APIAddr = DevAPIAddr
+	}
+	if _, err := cluster.ProfileByName(c.Profile); err != nil {
+		return fmt.Errorf("-timing: %v", err)
+	}
+	if c.BootstrapExpect < 0 {
+		return errors.New("-bootstrap-expect must be ≥ 1")
+	}
+	if len(c.Peers) > 0 {
+		if c.BootstrapExpect == 0 {
+			c.BootstrapExpect = len(c.Peers)
+		}
+		if c.BootstrapExpect != len(c.Peers) {
+			return fmt.Errorf("-bootstrap-expect %d does not match the %d directors in -peers", c.BootstrapExpect, len(c.Peers))
+		}
+	}
+	if c.BootstrapExpect > 1 && len(c.Peers) == 0 && len(c.Join) == 0 {
+		return fmt.Errorf("-bootstrap-expect %d needs -peers (id=host:port,...) or -join (API addresses of the others)", c.BootstrapExpect)
+	}
+	if c.Token == "" && !c.Dev {
+		return errors.New("-token-file is required: writes always need a bearer token outside -dev (reads too when the API listens beyond loopback)")
+	}
+	return nil
+}
+
+// Start starts a director and returns once its API is listening. Raft
+// bootstrap, joining and registration continue in the background; use
+// WaitReady to wait for a leader.
+func Start(ctx context.Context, cfg Config) (a *Agent, err error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	a = &Agent{cfg: cfg, log: cfg.Log.With("node", cfg.NodeID), scheme: "http"}
+	if cfg.APITLS != nil {
+		a.scheme = "https"
+	}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	if cfg.Dev && cfg.DataDir == "" {
+		if a.tmpDir, err = os.MkdirTemp("", "raftlb-dev-"); err != nil {
+			return nil, err
+		}
+		a.cfg.DataDir = a.tmpDir
+	}
+	profile, _ := cluster.ProfileByName(cfg.Profile)
+
+	// The API listens first, so that peers can discover this director
+	// while raft starts.
+	if a.ln, err = net.Listen("tcp", cfg.APIAddr); err != nil {
+		return nil, fmt.Errorf("-api-addr %s: %w", cfg.APIAddr, err)
+	}
+	apiHost, _, _ := net.SplitHostPort(cfg.APIAddr)
+	if a.cfg.APIAdvertise == "" {
+		h, p, _ := net.SplitHostPort(a.ln.Addr().String())
+		if a2, err := netip.ParseAddr(h); err == nil && a2.IsUnspecified() {
+			return nil, fmt.Errorf("-api-addr %s listens on every address: set -api-advertise to the address other directors should use", cfg.APIAddr)
+		}
+		a.cfg.APIAdvertise = net.JoinHostPort(h, p)
+	}
+
+	a.fsm = fsm.New(a.log.With("part", "fsm"))
+	a.node, err = cluster.New(cluster.Config{
+		NodeID: cfg.NodeID, DataDir: a.cfg.DataDir, BindAddr: cfg.RaftAddr, AdvertiseAddr: cfg.RaftAdvertise,
+		Profile: profile, TLS: cfg.RaftTLS, SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs,
+		Logger: hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.LevelFromString(envOr(cluster.LogLevelEnv, "warn")), Output: os.Stderr}),
+	}, a.fsm)
+	if err != nil {
+		return nil, err
+	}
+
+	srv := api.NewServer(api.Config{
+		FSM: a.fsm, Raft: a.node, Token: cfg.Token,
+		TokenForReads:  !isLoopbackHost(apiHost),
+		TokenForWrites: !cfg.Dev,
+		ForwardTLS:     cfg.APIClientTLS, Log: a.log.With("part", "api"), Version: cfg.Version,
+	})
+	a.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: cfg.APITLS}
+	go func() {
+		var err error
+		if cfg.APITLS != nil {
+			err = a.http.ServeTLS(a.ln, "", "")
+		} else {
+			err = a.http.Serve(a.ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("API server stopped", "err", err)
+		}
+	}()
+	if a.self, err = client.New(client.Options{Addr: a.APIURL(), Token: cfg.Token, CAFile: cfg.APICAFile, Timeout: 15 * time.Second}); err != nil {
+		return nil, err
+	}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	if err := a.bootstrap(runCtx); err != nil {
+		return nil, err
+	}
+	a.goRun(runCtx, a.registerLoop)
+	a.goRun(runCtx, a.profileLoop)
+	a.log.Info("director started", "api", a.APIURL(), "raft", a.node.Addr(), "data_dir", a.cfg.DataDir,
+		"profile", profile.Name, "existing_state", a.node.HasExistingState(), "dev", cfg.Dev)
+	return a, nil
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func (a *Agent) goRun(ctx context.Context, f func(context.Context)) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		f(ctx)
+	}()
+}
+
+// bootstrap decides, exactly once in the life of a data dir, how this
+// director becomes part of a cluster.
+func (a *Agent) bootstrap(ctx context.Context) error {
+	c := a.cfg
+	self := cluster.Server{ID: c.NodeID, Address: a.node.Addr()}
+	switch {
+	case a.node.HasExistingState():
+		a.log.Info("raft state found in the data dir: not bootstrapping or joining again")
+	case c.BootstrapExpect == 1 && len(c.Join) == 0:
+		servers := c.Peers
+		if len(servers) == 0 {
+			servers = []cluster.Server{self}
+		}
+		if err := a.node.Bootstrap(servers); err != nil {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+	case len(c.Peers) > 0:
+		if err := a.node.Bootstrap(c.Peers); err != nil {
+			return fmt.Errorf("bootstrap with -peers: %w", err)
+		}
+		a.log.Info("bootstrapped", "voters", len(c.Peers))
+	case c.BootstrapExpect > 1:
+		a.goRun(ctx, a.discoverAndBootstrap)
+	case len(c.Join) > 0:
+		a.goRun(ctx, a.joinLoop)
+	default:
+		a.log.Warn("no -bootstrap-expect, -peers or -join: waiting for an existing cluster to add this director (raftlb cluster join)",
+			"id", c.NodeID, "raft_addr", a.node.Addr())
+	}
+	return nil
+}
+
+func (a *Agent) joinClient(addr string) (*client.Client, error) {
+	return client.New(client.Options{Addr: addr, Token: a.cfg.Token, CAFile: a.cfg.APICAFile, Timeout: 5 * time.Second})
+}
+
+func (a *Agent) joinRequest() api.JoinRequest {
+	return api.JoinRequest{ID: a.cfg.NodeID, Address: a.node.Addr(), APIAddr: a.cfg.APIAdvertise, APIScheme: a.scheme}
+}
+
+// sleep waits d or until ctx ends; it reports whether to go on.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// backoff doubles d up to max.
+func backoff(d, max time.Duration) time.Duration {
+	if d *= 2; d > max {
+		return max
+	}
+	return d
+}
+
+// tryJoin asks each -join address in turn to add this director.
+func (a *Agent) tryJoin(ctx context.Context) error {
+	var errs []error
+	for _, addr := range a.cfg.Join {
+		cl, err := a.joinClient(addr)
+		if err != nil {
+			return err
+		}
+		if _, err := cl.Join(ctx, a.joinRequest()); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+			continue
+		}
+		a.log.Info("joined the cluster", "via", addr)
+		return nil
+	}
+	return errors.Join(errs...)
+}
+
+func (a *Agent) joinLoop(ctx context.Context) {
+	wait := 200 * time.Millisecond
+	for {
+		err := a.tryJoin(ctx)
+		if err == nil {
+			return
+		}
+		a.log.Warn("cannot join yet; retrying", "err", err, "in", wait)
+		if !sleep(ctx, wait) {
+			return
+		}
+		wait = backoff(wait, 5*time.Second)
+	}
+}
+
+// discoverAndBootstrap implements -bootstrap-expect N with -join: it polls
+// the -join addresses until it sees N distinct directors, none of which is in
+// a cluster yet, and then bootstraps with exactly those N. Every director
+// given the same list computes the same set, and bootstrapping identical
+// configurations on all of them is safe. If it finds an existing cluster it
+// joins it instead.
+func (a *Agent) discoverAndBootstrap(ctx context.Context) {
+	want := a.cfg.BootstrapExpect
+	wait := 200 * time.Millisecond
+	for {
+		seen := map[string]string{a.cfg.NodeID: a.node.Addr()}
+		existing := ""
+		for _, addr := range a.cfg.Join {
+			cl, err := a.joinClient(addr)
+			if err != nil {
+				a.log.Error("bad -join address", "addr", addr, "err", err)
+				return
+			}
+			st, err := cl.Status(ctx)
+			if err != nil {
+				continue
+			}
+			seen[st.NodeID] = st.RaftAddr
+			if st.LeaderID != "" {
+				existing = addr
+			}
+		}
+		if _, id := a.node.Leader(); id != "" {
+			return // someone else's bootstrap included us
+		}
+		switch {
+		case existing != "":
+			a.log.Info("found an existing cluster: joining it instead of bootstrapping", "via", existing)
+			a.joinLoop(ctx)
+			return
+		case len(seen) == want:
+			var servers []cluster.Server
+			for id, addr := range seen {
+				servers = append(servers, cluster.Server{ID: id, Address: addr})
+			}
+			err := a.node.Bootstrap(servers)
+			if err != nil && !errors.Is(err, cluster.ErrAlreadyBootstrapped) {
+				a.log.Error("bootstrap failed", "err", err)
+				return
+			}
+			a.log.Info("bootstrapped", "voters", len(servers))
+			return
+		case len(seen) > want:
+			a.log.Error("found more directors than -bootstrap-expect; not bootstrapping", "expect", want, "seen", len(seen))
+		default:
+			a.log.Info("waiting for directors before bootstrapping", "expect", want, "seen", len(seen))
+		}
+		if !sleep(ctx, wait) {
+			return
+		}
+		wait = backoff(wait, 2*time.Second)
+	}
+}
+
+// wantNode is this director's metadata as it should be registered.
+func (a *Agent) wantNode() fsm.Node {
+	return fsm.Node{ID: a.cfg.NodeID, RaftAddr: a.node.Addr(), APIAddr: a.cfg.APIAdvertise, APIScheme: a.scheme}
+}
+
+// registerLoop keeps this director's API address in the replicated state,
+// so that followers can forward writes to it when it leads. It writes only
+// when the registered value differs, through its own API (which forwards to
+// the leader).
+func (a *Agent) registerLoop(ctx context.Context) {
+	leaderCh := a.node.LeaderChanges()
+	wait := 100 * time.Millisecond
+	tick := time.NewTicker(time.Second) // followers learn of a new leader only by polling
+	defer tick.Stop()
+	for {
+		changed := a.fsm.Changed()
+		want := a.wantNode()
+		if have, ok := a.fsm.Node(want.ID); !ok || have.RaftAddr != want.RaftAddr || have.APIAddr != want.APIAddr || have.APIScheme != want.APIScheme {
+			if _, leader := a.node.Leader(); leader != "" {
+				if err := a.register(ctx, want); err != nil {
+					a.log.Debug("registering API address failed; retrying", "err", err)
+					if !sleep(ctx, wait) {
+						return
+					}
+					wait = backoff(wait, 5*time.Second)
+					continue
+				}
+				wait = 100 * time.Millisecond
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-leaderCh:
+		case <-tick.C:
+		}
+	}
+}
+
+func (a *Agent) register(ctx context.Context, n fsm.Node) error {
+	if a.node.IsLeader() {
+		b, err := fsm.Encode(&fsm.RegisterNode{Node: n})
+		if err != nil {
+			return err
+		}
+		_, resp, err := a.node.Apply(b, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		if r, ok := resp.(*fsm.Result); ok && r.Err != nil {
+			return r.Err
+		}
+		return nil
+	}
+	_, err := a.self.RegisterNode(ctx, n)
+	return err
+}
+
+// profileLoop applies the replicated timing profile to the local raft node.
+func (a *Agent) profileLoop(ctx context.Context) {
+	current := a.node.Status().Profile
+	for {
+		changed := a.fsm.Changed()
+		if want := a.fsm.Settings().TimingProfile; a.fsm.Settings().ModifyIndex != 0 && want != current {
+			p, err := cluster.ProfileByName(want)
+			if err == nil {
+				err = a.node.SetProfile(p)
+			}
+			if err != nil {
+				a.log.Error("cannot apply the replicated timing profile", "profile", want, "err", err)
+			} else {
+				a.log.Info("timing profile changed", "from", current, "to", want)
+			}
+			current = want
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+// APIURL is this director's API base URL as it listens.
+func (a *Agent) APIURL() string {
+	return a.scheme + "://" + a.ln.Addr().String()
+}
+
+// FSM returns the replicated state machine.
+func (a *Agent) FSM() *fsm.FSM { return a.fsm }
+
+// Node returns the raft node.
+func (a *Agent) Node() *cluster.Node { return a.node }
+
+// ID returns the node id.
+func (a *Agent) ID() string { return a.cfg.NodeID }
+
+// WaitReady blocks until a leader is known and this director has registered
+// its API address (so writes sent here can be forwarded or applied).
+func (a *Agent) WaitReady(ctx context.Context) error {
+	for {
+		changed := a.fsm.Changed()
+		_, leader := a.node.Leader()
+		_, registered := a.fsm.Node(a.cfg.NodeID)
+		if _, leaderRegistered := a.fsm.Node(leader); leader != "" && registered && leaderRegistered {
+			return nil
+		}
+		t := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%s not ready: %w", a.cfg.NodeID, ctx.Err())
+		case <-changed:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// leave removes this director from the raft configuration, handing over
+// leadership first if it leads.
+func (a *Agent) leave(ctx context.Context) error {
+	if a.node.IsLeader() {
+		if err := a.node.TransferLeadership(""); err != nil {
+			return fmt.Errorf("leave: transfer leadership: %w", err)
+		}
+	}
+	for {
+		_, err := a.self.Remove(ctx, a.cfg.NodeID)
+		if err == nil || client.IsCode(err, fsm.CodeNotFound) {
+			return nil
+		}
+		if !client.IsCode(err, api.CodeNoLeader) || !sleep(ctx, 100*time.Millisecond) {
+			return fmt.Errorf("leave: %w", err)
+		}
+	}
+}
+
+// Shutdown stops the director gracefully: it leaves the cluster if
+// configured to, hands leadership over if it leads, stops the API and raft.
+// Idempotent.
+func (a *Agent) Shutdown(ctx context.Context) error {
+	a.stopped.Do(func() {
+		if a.cancel != nil {
+			a.cancel()
+		}
+		if a.cfg.LeaveOnShutdown && a.node != nil {
+			if err := a.leave(ctx); err != nil {
+				a.log.Error("could not leave the cluster cleanly", "err", err)
+			} else {
+				a.log.Info("left the cluster")
+			}
+		}
+		a.wg.Wait()
+		if a.http != nil {
+			_ = a.http.Shutdown(ctx)
+		}
+		a.stopErr = a.close()
+	})
+	return a.stopErr
+}
+
+// close releases everything without the graceful steps.
+func (a *Agent) close() error {
+	if a.cancel != nil {
+		a.cancel()
+	}
+	var errs []error
+	if a.http != nil {
+		_ = a.http.Close()
+	} else if a.ln != nil {
+		_ = a.ln.Close()
+	}
+	if a.node != nil {
+		if err := a.node.Shutdown(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if a.tmpDir != "" {
+		if err := os.RemoveAll(a.tmpDir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ParsePeers parses "id=host:port,id2=host:port".
+func ParsePeers(s string) ([]cluster.Server, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []cluster.Server
+	for _, item := range SplitList(s) {
+		id, addr, ok := strings.Cut(item, "=")
+		if !ok || !fsm.ValidName(id) {
+			return nil, fmt.Errorf("-peers: %q is not id=host:port", item)
+		}
+		if _, p, err := net.SplitHostPort(addr); err != nil || p == "" {
+			return nil, fmt.Errorf("-peers: %q: %q is not host:port", item, addr)
+		} else if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("-peers: %q: bad port", item)
+		}
+		out = append(out, cluster.Server{ID: id, Address: addr})
+	}
+	return out, nil
+}
+
+// SplitList splits a comma-separated flag value, dropping empty items.
+func SplitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}

@@ -1,0 +1,448 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"reflect"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/raftlb/raftlb/api/client"
+	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/fsm"
+)
+
+const testToken = "s3cret-test-token"
+
+// freePort reserves a loopback port by binding and releasing it.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type director struct {
+	cfg Config
+	a   *Agent
+}
+
+type testCluster struct {
+	t    *testing.T
+	dirs []*director
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// newCluster makes n director configs with reserved addresses. mode is
+// "peers" (static -peers list) or "discover" (-bootstrap-expect + -join).
+func newCluster(t *testing.T, n int, mode string) *testCluster {
+	tc := &testCluster{t: t}
+	var peers []cluster.Server
+	var apis []string
+	for i := range n {
+		c := Config{
+			NodeID: fmt.Sprintf("d%d", i+1), DataDir: t.TempDir(),
+			RaftAddr: freePort(t), APIAddr: freePort(t), Token: testToken, Profile: "fast",
+			Log: quietLog(), SnapshotThreshold: 32, TrailingLogs: 16,
+		}
+		peers = append(peers, cluster.Server{ID: c.NodeID, Address: c.RaftAddr})
+		apis = append(apis, c.APIAddr)
+		tc.dirs = append(tc.dirs, &director{cfg: c})
+	}
+	for _, d := range tc.dirs {
+		switch mode {
+		case "peers":
+			d.cfg.Peers = peers
+		case "discover":
+			d.cfg.BootstrapExpect, d.cfg.Join = n, apis
+		}
+	}
+	t.Cleanup(func() {
+		for _, d := range tc.dirs {
+			if d.a != nil {
+				_ = d.a.close()
+			}
+		}
+	})
+	return tc
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func (tc *testCluster) start(i int) {
+	tc.t.Helper()
+	d := tc.dirs[i]
+	a, err := Start(context.Background(), d.cfg)
+	if err != nil {
+		tc.t.Fatalf("start %s: %v", d.cfg.NodeID, err)
+	}
+	d.a = a
+}
+
+func (tc *testCluster) startAll() {
+	for i := range tc.dirs {
+		tc.start(i)
+	}
+	tc.waitReady()
+}
+
+func (tc *testCluster) waitReady() {
+	tc.t.Helper()
+	ctx := ctxT(tc.t, 20*time.Second)
+	for _, d := range tc.dirs {
+		if d.a != nil {
+			if err := d.a.WaitReady(ctx); err != nil {
+				tc.t.Fatal(err)
+			}
+		}
+	}
+}
+
+// kill stops a director abruptly: no leadership transfer, no leave.
+func (tc *testCluster) kill(i int) {
+	tc.t.Helper()
+	_ = tc.dirs[i].a.close()
+	tc.dirs[i].a = nil
+}
+
+func (tc *testCluster) client(i int) *client.Client {
+	tc.t.Helper()
+	c, err := client.New(client.Options{Addr: tc.dirs[i].a.APIURL(), Token: testToken})
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	return c
+}
+
+// leader waits for a leader among the running directors and returns its
+// position.
+func (tc *testCluster) leader() int {
+	tc.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		for i, d := range tc.dirs {
+			if d.a != nil && d.a.node.IsLeader() {
+				return i
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tc.t.Fatal("no leader elected")
+	return -1
+}
+
+func (tc *testCluster) follower() int {
+	l := tc.leader()
+	for i, d := range tc.dirs {
+		if i != l && d.a != nil {
+			return i
+		}
+	}
+	tc.t.Fatal("no follower running")
+	return -1
+}
+
+// converge waits until every running director applied idx, then checks
+// their states are identical.
+func (tc *testCluster) converge(idx uint64) fsm.Dump {
+	tc.t.Helper()
+	ctx := ctxT(tc.t, 15*time.Second)
+	var first *fsm.Dump
+	for _, d := range tc.dirs {
+		if d.a == nil {
+			continue
+		}
+		if err := d.a.fsm.WaitIndex(ctx, idx); err != nil {
+			tc.t.Fatalf("%s: %v", d.cfg.NodeID, err)
+		}
+	}
+	// Later entries (registrations) may still be in flight: compare at a
+	// common index by waiting for the largest one.
+	var maxIdx uint64
+	for _, d := range tc.dirs {
+		if d.a != nil {
+			maxIdx = max(maxIdx, d.a.fsm.Index())
+		}
+	}
+	for _, d := range tc.dirs {
+		if d.a == nil {
+			continue
+		}
+		if err := d.a.fsm.WaitIndex(ctx, maxIdx); err != nil {
+			tc.t.Fatal(err)
+		}
+		dump := d.a.fsm.Dump()
+		dump.Index = 0
+		if first == nil {
+			first = &dump
+		} else if !reflect.DeepEqual(*first, dump) {
+			tc.t.Fatalf("%s differs from the first director:\n%+v\n%+v", d.cfg.NodeID, *first, dump)
+		}
+	}
+	return *first
+}
+
+func addService(t *testing.T, c *client.Client, name string, port int) uint64 {
+	t.Helper()
+	spec := fsm.NewServiceSpec()
+	spec.Name, spec.Protocol, spec.Address, spec.Port = name, "tcp", "192.0.2.10", port
+	res, err := c.CreateService(context.Background(), client.ServiceCreate{ServiceSpec: spec,
+		Reals: []fsm.RealServer{{Address: "10.0.1.1", Weight: 2}, {Address: "10.0.1.2", Weight: 1}}})
+	if err != nil {
+		t.Fatalf("create %s via %s: %v", name, c.Addr(), err)
+	}
+	if res.Index == 0 || res.Service == nil || len(res.Service.Reals) != 2 {
+		t.Fatalf("create %s: response %+v", name, res)
+	}
+	return res.Index
+}
+
+func TestThreeDirectors(t *testing.T) {
+	tc := newCluster(t, 3, "peers")
+	tc.startAll()
+	ctx := ctxT(t, 60*time.Second)
+
+	// A write sent to a follower is forwarded to the leader and answered
+	// with its index; every director applies it.
+	f := tc.follower()
+	idx := addService(t, tc.client(f), "web", 80)
+	tc.converge(idx)
+
+	// Consistent read through a follower sees it; status lists three
+	// registered peers.
+	if s, err := tc.client(f).Service(ctx, "web", client.ReadOpts{Consistent: true}); err != nil || len(s.Reals) != 2 {
+		t.Fatalf("consistent read: %+v %v", s, err)
+	}
+	st, err := tc.client(f).Status(ctx)
+	if err != nil || st.Role != "follower" || len(st.Peers) != 3 || st.LeaderID == "" {
+		t.Fatalf("status %+v %v", st, err)
+	}
+	for _, p := range st.Peers {
+		if p.APIAddr == "" {
+			t.Errorf("peer %s has no registered API address", p.ID)
+		}
+	}
+
+	// Leadership transfer to a named director.
+	l := tc.leader()
+	target := (l + 1) % 3
+	if _, err := tc.client(f).TransferLeadership(ctx, tc.dirs[target].cfg.NodeID); err != nil {
+		t.Fatal(err)
+	}
+	if got := tc.leader(); got != target {
+		// leader() returns the first leader it sees; wait for the target.
+		waitFor(t, "leadership on "+tc.dirs[target].cfg.NodeID, func() bool { return tc.dirs[target].a.node.IsLeader() })
+	}
+
+	// Kill the leader without ceremony: the others elect a new one and
+	// keep accepting writes.
+	l = tc.leader()
+	tc.kill(l)
+	f = tc.follower()
+	idx = addService(t, tc.client(f), "after-kill", 81)
+	tc.converge(idx)
+
+	// Restart the killed director from its data dir: it has every write,
+	// including those made while it was down.
+	tc.start(l)
+	tc.waitReady()
+	tc.converge(idx)
+	if _, ok := tc.dirs[l].a.fsm.Service("after-kill"); !ok {
+		t.Fatal("restarted director lacks the write made while it was down")
+	}
+	if !tc.dirs[l].a.node.HasExistingState() {
+		t.Fatal("restarted director did not find its raft state")
+	}
+
+	// Restart the whole cluster: nothing is lost, nobody bootstraps again.
+	before := tc.converge(idx)
+	for i := range tc.dirs {
+		tc.kill(i)
+	}
+	for i := range tc.dirs {
+		tc.start(i)
+	}
+	tc.waitReady()
+	idx = addService(t, tc.client(tc.follower()), "after-restart", 82)
+	after := tc.converge(idx)
+	if len(after.Services) != len(before.Services)+1 {
+		t.Fatalf("services before %d, after full restart %d", len(before.Services), len(after.Services))
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestJoinReceivesSnapshotAndRemove(t *testing.T) {
+	tc := newCluster(t, 3, "peers")
+	tc.startAll()
+	ctx := ctxT(t, 60*time.Second)
+	c := tc.client(tc.follower())
+	var idx uint64
+	for i := range 60 { // well past SnapshotThreshold + TrailingLogs
+		idx = addService(t, c, "svc"+strconv.Itoa(i), 1000+i)
+	}
+	tc.converge(idx)
+	l := tc.leader()
+	if err := tc.dirs[l].a.node.Raft().Snapshot().Error(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+
+	// A fourth director joins through a follower's API.
+	d4 := &director{cfg: Config{NodeID: "d4", DataDir: t.TempDir(), RaftAddr: freePort(t), APIAddr: freePort(t),
+		Token: testToken, Profile: "fast", Log: quietLog(), Join: []string{tc.dirs[tc.follower()].cfg.APIAddr}}}
+	tc.dirs = append(tc.dirs, d4)
+	tc.start(3)
+	tc.waitReady()
+	dump := tc.converge(idx)
+	if len(dump.Services) != 60 {
+		t.Fatalf("joined director has %d services", len(dump.Services))
+	}
+	if s := tc.dirs[3].a.node.Raft().Stats()["last_snapshot_index"]; s == "0" || s == "" {
+		t.Fatalf("joined director did not install a snapshot (last_snapshot_index %q)", s)
+	}
+	peers, err := tc.client(0).Peers(ctx)
+	if err != nil || len(peers) != 4 {
+		t.Fatalf("peers %+v %v", peers, err)
+	}
+
+	// Remove it again through another follower; it no longer gets writes.
+	if _, err := tc.client(tc.follower()).Remove(ctx, "d4"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "3 peers", func() bool {
+		p, err := tc.client(tc.leader()).Peers(ctx)
+		return err == nil && len(p) == 3
+	})
+	removedAt := tc.dirs[3].a.fsm.Index()
+	idx = addService(t, tc.client(tc.leader()), "after-remove", 2000)
+	tc.dirs[3].a.close()
+	tc.dirs = tc.dirs[:3]
+	tc.converge(idx)
+	if removedAt >= idx {
+		t.Fatalf("removed director had applied %d ≥ %d", removedAt, idx)
+	}
+	if _, err := tc.client(0).Remove(ctx, "nobody"); !client.IsCode(err, fsm.CodeNotFound) {
+		t.Fatalf("removing an unknown id: %v", err)
+	}
+}
+
+func TestFiveDirectorsDiscoveryBootstrap(t *testing.T) {
+	tc := newCluster(t, 5, "discover")
+	tc.startAll()
+	ctx := ctxT(t, 60*time.Second)
+	peers, err := tc.client(0).Peers(ctx)
+	if err != nil || len(peers) != 5 {
+		t.Fatalf("peers %+v %v", peers, err)
+	}
+	idx := addService(t, tc.client(tc.follower()), "web", 80)
+	tc.converge(idx)
+	// Lose the leader and one follower: three of five still form a quorum.
+	tc.kill(tc.leader())
+	tc.kill(tc.follower())
+	idx = addService(t, tc.client(tc.follower()), "still-writable", 81)
+	tc.converge(idx)
+}
+
+func TestLeaveOnShutdown(t *testing.T) {
+	tc := newCluster(t, 3, "peers")
+	for i := range tc.dirs {
+		tc.dirs[i].cfg.LeaveOnShutdown = true
+	}
+	tc.startAll()
+	ctx := ctxT(t, 60*time.Second)
+	l := tc.leader()
+	if err := tc.dirs[l].a.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tc.dirs[l].a = nil
+	f := tc.follower()
+	waitFor(t, "2 peers after leave", func() bool {
+		p, err := tc.client(f).Peers(ctx)
+		return err == nil && len(p) == 2
+	})
+	idx := addService(t, tc.client(f), "after-leave", 80)
+	tc.converge(idx)
+}
+
+func TestConfigErrors(t *testing.T) {
+	for name, c := range map[string]Config{
+		"no data dir":         {NodeID: "a", RaftAddr: "127.0.0.1:0", Token: "x"},
+		"no token":            {NodeID: "a", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0"},
+		"bad id":              {NodeID: "a b", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", Token: "x"},
+		"expect without list": {NodeID: "a", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", Token: "x", BootstrapExpect: 3},
+		"bad profile":         {NodeID: "a", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", Token: "x", Profile: "wan"},
+		"dev with join":       {Dev: true, Join: []string{"127.0.0.1:1"}},
+		"expect/peers":        {NodeID: "a", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", Token: "x", BootstrapExpect: 2, Peers: []cluster.Server{{ID: "a", Address: "127.0.0.1:1"}}},
+	} {
+		c.Log = quietLog()
+		if a, err := Start(context.Background(), c); err == nil {
+			a.close()
+			t.Errorf("%s: started", name)
+		}
+	}
+	if _, err := ParsePeers("a=127.0.0.1:1,b"); err == nil {
+		t.Error("ParsePeers accepted an item without =")
+	}
+	if p, err := ParsePeers(" a=127.0.0.1:1 , b=[::1]:2 "); err != nil || len(p) != 2 || p[1].Address != "[::1]:2" {
+		t.Errorf("ParsePeers: %+v %v", p, err)
+	}
+}
+
+func TestDevMode(t *testing.T) {
+	a, err := Start(context.Background(), Config{Dev: true, APIAddr: "127.0.0.1:0", Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := a.cfg.DataDir
+	ctx := ctxT(t, 10*time.Second)
+	if err := a.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := client.New(client.Options{Addr: a.APIURL()}) // no token needed in dev
+	if _, err := c.CreateVIP(ctx, fsm.VIP{Address: "192.0.2.1/24", Interface: "eth0"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := net.Dial("tcp", a.ln.Addr().String()); err == nil {
+		t.Error("API still listening after Shutdown")
+	}
+	if dir == "" || dirExists(dir) {
+		t.Errorf("dev data dir %q not removed", dir)
+	}
+}
+
+func dirExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func TestMain(m *testing.M) {
+	if os.Getenv(cluster.LogLevelEnv) == "" {
+		os.Setenv(cluster.LogLevelEnv, "off")
+	}
+	os.Exit(m.Run())
+}

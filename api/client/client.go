@@ -1,0 +1,398 @@
+// Package client is the Go client of raftlb's admin API. The CLI uses only
+// this package to talk to a director.
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/raftlb/raftlb/api"
+	"github.com/raftlb/raftlb/fsm"
+)
+
+// DefaultAddr is where `raftlb agent -dev` listens.
+const DefaultAddr = "http://127.0.0.1:7480"
+
+// Client talks to one director's API. Safe for concurrent use.
+type Client struct {
+	base   *url.URL
+	token  string
+	http   *http.Client
+	noLead time.Duration
+}
+
+// Options configure a Client.
+type Options struct {
+	Addr    string        // http(s)://host:port, or host:port (http); default DefaultAddr
+	Token   string        // bearer token
+	CAFile  string        // PEM CA bundle to verify an https API
+	Timeout time.Duration // per request; default 30 s
+	// NoLeaderWait is how long a request keeps retrying while the cluster
+	// answers no_leader (an election: nothing was applied, so retrying is
+	// safe). Default 10 s; negative disables.
+	NoLeaderWait time.Duration
+}
+
+// New returns a client for opts.
+func New(opts Options) (*Client, error) {
+	addr := opts.Addr
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	u, err := url.Parse(addr)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("address %q: want http(s)://host:port", opts.Addr)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	if opts.CAFile != "" {
+		pem, err := os.ReadFile(opts.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s: no PEM certificates", opts.CAFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = 30 * time.Second
+	}
+	if opts.NoLeaderWait == 0 {
+		opts.NoLeaderWait = 10 * time.Second
+	}
+	return &Client{base: u, token: opts.Token, http: &http.Client{Transport: tr, Timeout: opts.Timeout}, noLead: opts.NoLeaderWait}, nil
+}
+
+// Addr returns the API base address.
+func (c *Client) Addr() string { return c.base.String() }
+
+// APIError is an error response from the API: its HTTP status and the
+// {code, message, field} body.
+type APIError struct {
+	Status  int
+	Code    string
+	Message string
+	Field   string
+}
+
+func (e *APIError) Error() string {
+	if e.Field != "" {
+		return e.Field + ": " + e.Message
+	}
+	return e.Message
+}
+
+// IsCode reports whether err is an API error with the given code.
+func IsCode(err error, code string) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Code == code
+}
+
+// Meta is what every response says besides its body.
+type Meta struct {
+	Index uint64 // X-Raftlb-Index
+}
+
+// do sends one request, retrying while the cluster has no leader.
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) (Meta, error) {
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return Meta{}, err
+		}
+	}
+	deadline := time.Now().Add(c.noLead)
+	wait := 50 * time.Millisecond
+	for {
+		m, err := c.once(ctx, method, path, query, body, out)
+		if !IsCode(err, api.CodeNoLeader) || time.Now().Add(wait).After(deadline) {
+			return m, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return m, err
+		case <-t.C:
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+func (c *Client) once(ctx context.Context, method, path string, query url.Values, in []byte, out any) (Meta, error) {
+	var body io.Reader
+	if in != nil {
+		body = bytes.NewReader(in)
+	}
+	u := *c.base
+	u.Path = strings.TrimSuffix(u.Path, "/") + path
+	u.RawPath = ""
+	u.RawQuery = query.Encode()
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return Meta{}, err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return Meta{}, fmt.Errorf("cannot reach the raftlb API at %s: %w", c.base.Host, err)
+	}
+	defer resp.Body.Close()
+	var m Meta
+	if v := resp.Header.Get(api.HeaderIndex); v != "" {
+		m.Index, _ = strconv.ParseUint(v, 10, 64)
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return m, err
+	}
+	if resp.StatusCode >= 300 {
+		var body fsm.Error
+		if json.Unmarshal(raw, &body) != nil || body.Message == "" {
+			body = fsm.Error{Code: "http_" + strconv.Itoa(resp.StatusCode), Message: strings.TrimSpace(string(raw))}
+		}
+		return m, &APIError{Status: resp.StatusCode, Code: body.Code, Message: body.Message, Field: body.Field}
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return m, fmt.Errorf("decode %s %s response: %w", method, path, err)
+		}
+	}
+	return m, nil
+}
+
+func esc(s string) string { return url.PathEscape(s) }
+
+func casQuery(cas uint64) url.Values {
+	if cas == 0 {
+		return nil
+	}
+	return url.Values{"cas": {strconv.FormatUint(cas, 10)}}
+}
+
+// ReadOpts select how a read is answered.
+type ReadOpts struct {
+	// Consistent asks the leader, after a raft barrier, instead of the local
+	// (possibly slightly stale) state.
+	Consistent bool
+}
+
+func (o ReadOpts) query() url.Values {
+	if o.Consistent {
+		return url.Values{"consistent": {"1"}}
+	}
+	return nil
+}
+
+// Status returns the director's raft status and peers.
+func (c *Client) Status(ctx context.Context) (api.Status, error) {
+	var s api.Status
+	_, err := c.do(ctx, "GET", "/v1/status", nil, nil, &s)
+	return s, err
+}
+
+// Services lists every service with its real servers.
+func (c *Client) Services(ctx context.Context, o ReadOpts) ([]fsm.Service, Meta, error) {
+	var out []fsm.Service
+	m, err := c.do(ctx, "GET", "/v1/services", o.query(), nil, &out)
+	return out, m, err
+}
+
+// Service returns one service.
+func (c *Client) Service(ctx context.Context, name string, o ReadOpts) (fsm.Service, error) {
+	var out fsm.Service
+	_, err := c.do(ctx, "GET", "/v1/services/"+esc(name), o.query(), nil, &out)
+	return out, err
+}
+
+// ServiceCreate is the body of a service creation: a spec and optional
+// initial real servers.
+type ServiceCreate struct {
+	fsm.ServiceSpec
+	Reals []fsm.RealServer `json:"reals,omitempty"`
+}
+
+// CreateService creates a service.
+func (c *Client) CreateService(ctx context.Context, s ServiceCreate) (api.WriteResponse, error) {
+	var out api.WriteResponse
+	_, err := c.do(ctx, "POST", "/v1/services", nil, s, &out)
+	return out, err
+}
+
+// UpdateService replaces a service's spec. cas (if non-zero) must be its
+// current modify_index.
+func (c *Client) UpdateService(ctx context.Context, spec fsm.ServiceSpec, cas uint64) (api.WriteResponse, error) {
+	var out api.WriteResponse
+	_, err := c.do(ctx, "PUT", "/v1/services/"+esc(spec.Name), casQuery(cas), spec, &out)
+	return out, err
+}
+
+// DeleteService deletes a service and its real servers.
+func (c *Client) DeleteService(ctx context.Context, name string, cas uint64) (api.WriteResponse, error) {
+	var out api.WriteResponse
+	_, err := c.do(ctx, "DELETE", "/v1/services/"+esc(name), casQuery(cas), nil, &out)
+	return out, err
+}
+
+// Reals lists a service's real servers.
+func (c *Client) Reals(ctx context.Context, service string, o ReadOpts) ([]fsm.RealServer, error) {
+	var out []fsm.RealServer
+	_, err := c.do(ctx, "GET", "/v1/services/"+esc(service)+"/reals", o.query(), nil, &out)
+	return out, err
+}
+
+// Real returns one real server; key is "addr:port".
+func (c *Client) Real(ctx context.Context, service, key string, o ReadOpts) (fsm.RealServer, error) {
+	var out fsm.RealServer
+	_, err := c.do(ctx, "GET", "/v1/services/"+esc(service)+"/reals/"+esc(key), o.query(), nil, &out)
+	return out, err
+}
+
+// CreateReal adds a real server to a service.
+func (c *Client) CreateReal(ctx context.Context, service string, r fsm.RealServer) (api.WriteResponse, error) {
+	var out api.WriteResponse
+	_, err := c.do(ctx, "POST", "/v1/services/"+esc(service)+"/reals", nil, r, &out)
+	return out, err
+}
+
+// UpdateReal replaces real server key of a service.
+func (c *Client) UpdateReal(ctx context.Context, service, key string, r fsm.RealServer, cas uint64) (api.WriteResponse, error) {
+	var out api.WriteResponse
+	_, err := c.do(ctx, "PUT", "/v1/services/"+esc(service)+"/reals/"+esc(key), casQuery(cas), r, &out)
+	return out, err
+}
+
+// DeleteReal removes real server key from a service.
+func (c *Client) DeleteReal(ctx context.Context, service, key string, cas uint64) (api.WriteResponse, error) {
+	var out api.WriteResponse
+	_, err := c.do(ctx, "DELETE", "/v1/services/"+esc(service)+"/reals/"+esc(key), casQuery(cas), nil, &out)
+	return out, err
+}
+
+// ModifyReal reads real server key, applies fn and writes it back with
+// compare-and-set, retrying (up to 5 times) if another writer got there
+// first. It is how `raftlb real update` and `raftlb real drain` change one
+// field without clobbering others.
+func (c *Client) ModifyReal(ctx context.Context, service, key string, fn func(*fsm.RealServer)) (api.WriteResponse, error) {
+	for attempt := 0; ; attempt++ {
+		r, err := c.Real(ctx, service, key, ReadOpts{Consistent: true})
+		if err != nil {
+			return api.WriteResponse{}, err
+		}
+		cas := r.ModifyIndex
+		fn(&r)
+		out, err := c.UpdateReal(ctx, service, key, r, cas)
+		if err == nil || !IsCode(err, fsm.CodeCASMismatch) || attempt >= 4 {
+			return out, err
+		}
+	}
+}
+
+// ModifyService is ModifyReal for a service's spec.
+func (c *Client) ModifyService(ctx context.Context, name string, fn func(*fsm.ServiceSpec)) (api.WriteResponse, error) {
+	for attempt := 0; ; attempt++ {
+		s, err := c.Service(ctx, name, ReadOpts{Consistent: true})
+		if err != nil {
+			return api.WriteResponse{}, err
+		}
+		spec := s.ServiceSpec
+		fn(&spec)
+		out, err := c.UpdateService(ctx, spec, s.ModifyIndex)
+		if err == nil || !IsCode(err, fsm.CodeCASMismatch) || attempt >= 4 {
+			return out, err
+		}
+	}
+}
+
+// VIPs lists the VIPs.
+func (c *Client) VIPs(ctx context.Context, o ReadOpts) ([]fsm.VIP, error) {
+	var out []fsm.VIP
+	_, err := c.do(ctx, "GET", "/v1/vips", o.query(), nil, &out)
+	return out, err
+}
+
+// CreateVIP adds a VIP.
+func (c *Client) CreateVIP(ctx context.Context, v fsm.VIP) (api.WriteResponse, error) {
+	var out api.WriteResponse
+	_, err := c.do(ctx, "POST", "/v1/vips", nil, v, &out)
+	return out, err
+}
+
+// DeleteVIP removes the VIP with address addr (no prefix length).
+func (c *Client) DeleteVIP(ctx context.Context, addr string, cas uint64) (api.WriteResponse, error) {
+	var out api.WriteResponse
+	_, err := c.do(ctx, "DELETE", "/v1/vips/"+esc(fsm.VIPKey(addr)), casQuery(cas), nil, &out)
+	return out, err
+}
+
+// Settings returns the cluster settings.
+func (c *Client) Settings(ctx context.Context, o ReadOpts) (fsm.Settings, error) {
+	var out fsm.Settings
+	_, err := c.do(ctx, "GET", "/v1/settings", o.query(), nil, &out)
+	return out, err
+}
+
+// UpdateSettings replaces the cluster settings.
+func (c *Client) UpdateSettings(ctx context.Context, s fsm.Settings, cas uint64) (api.WriteResponse, error) {
+	var out api.WriteResponse
+	_, err := c.do(ctx, "PUT", "/v1/settings", casQuery(cas), s, &out)
+	return out, err
+}
+
+// Peers lists the raft voters.
+func (c *Client) Peers(ctx context.Context) ([]api.Peer, error) {
+	var out []api.Peer
+	_, err := c.do(ctx, "GET", "/v1/cluster/peers", nil, nil, &out)
+	return out, err
+}
+
+// Join adds a director to the cluster as a voter.
+func (c *Client) Join(ctx context.Context, j api.JoinRequest) (api.WriteResponse, error) {
+	var out api.WriteResponse
+	_, err := c.do(ctx, "POST", "/v1/cluster/join", nil, j, &out)
+	return out, err
+}
+
+// Remove removes a director from the cluster.
+func (c *Client) Remove(ctx context.Context, id string) (api.WriteResponse, error) {
+	var out api.WriteResponse
+	_, err := c.do(ctx, "POST", "/v1/cluster/remove", nil, api.RemoveRequest{ID: id}, &out)
+	return out, err
+}
+
+// TransferLeadership moves leadership to id ("" = raft picks).
+func (c *Client) TransferLeadership(ctx context.Context, id string) (api.WriteResponse, error) {
+	var out api.WriteResponse
+	_, err := c.do(ctx, "POST", "/v1/cluster/transfer-leadership", nil, api.TransferRequest{ID: id}, &out)
+	return out, err
+}
+
+// RegisterNode records a director's API address.
+func (c *Client) RegisterNode(ctx context.Context, n fsm.Node) (api.WriteResponse, error) {
+	var out api.WriteResponse
+	_, err := c.do(ctx, "POST", "/v1/cluster/nodes", nil, n, &out)
+	return out, err
+}

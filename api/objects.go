@@ -1,0 +1,315 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/netip"
+
+	"github.com/raftlb/raftlb/fsm"
+)
+
+// Handlers for services, real servers, VIPs and settings.
+
+func notFound(field, format string, args ...any) *Error {
+	return &Error{Code: fsm.CodeNotFound, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// serviceBody is the body of POST /v1/services (with optional reals) and
+// PUT /v1/services/{name} (without). The indexes a GET returns are accepted
+// and ignored, so a read-modify-write round trip works.
+type serviceBody struct {
+	fsm.ServiceSpec
+	Reals       []json.RawMessage `json:"reals"`
+	CreateIndex uint64            `json:"create_index"`
+	ModifyIndex uint64            `json:"modify_index"`
+}
+
+func (s *Server) listServices(w http.ResponseWriter, r *http.Request) {
+	s.read(w, r, func() (any, *Error) { return s.cfg.FSM.Services(), nil })
+}
+
+func (s *Server) getService(w http.ResponseWriter, r *http.Request) {
+	s.read(w, r, func() (any, *Error) {
+		name := r.PathValue("name")
+		if svc, ok := s.cfg.FSM.Service(name); ok {
+			return svc, nil
+		}
+		return nil, notFound("name", "no service named %q", name)
+	})
+}
+
+// decodeReal decodes one real server over the defaults.
+func decodeReal(raw []byte) (fsm.RealServer, *Error) {
+	rs := fsm.NewRealServer()
+	return rs, decodeStrict(raw, &rs)
+}
+
+func (s *Server) createService(w http.ResponseWriter, r *http.Request) {
+	s.write(w, r, http.StatusCreated, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+		b := serviceBody{ServiceSpec: fsm.NewServiceSpec()}
+		if e := decodeStrict(body, &b); e != nil {
+			return nil, e
+		}
+		spec, err := fsm.NormalizeService(b.ServiceSpec)
+		if err != nil {
+			return nil, fsm.AsError(err)
+		}
+		cmd := &fsm.CreateService{Service: spec}
+		for i, raw := range b.Reals {
+			rs, e := decodeReal(raw)
+			if e != nil {
+				e.Field = fmt.Sprintf("reals[%d].%s", i, e.Field)
+				return nil, e
+			}
+			if _, err := fsm.NormalizeReal(spec, rs); err != nil {
+				e := fsm.AsError(err)
+				return nil, &Error{Code: e.Code, Field: fmt.Sprintf("reals[%d].%s", i, e.Field), Message: e.Message}
+			}
+			cmd.Reals = append(cmd.Reals, rs)
+		}
+		return s.applyFn(cmd)
+	})
+}
+
+func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
+	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+		name := r.PathValue("name")
+		cas, e := casParam(r)
+		if e != nil {
+			return nil, e
+		}
+		b := serviceBody{ServiceSpec: fsm.NewServiceSpec()}
+		if e := decodeStrict(body, &b); e != nil {
+			return nil, e
+		}
+		if b.Reals != nil {
+			return nil, badRequest("reals", "PUT /v1/services/{name} does not change real servers: use /v1/services/%s/reals", name)
+		}
+		if b.Name == "" {
+			b.Name = name
+		}
+		if b.Name != name {
+			return nil, badRequest("name", "a service cannot be renamed (%q → %q)", name, b.Name)
+		}
+		spec, err := fsm.NormalizeService(b.ServiceSpec)
+		if err != nil {
+			return nil, fsm.AsError(err)
+		}
+		return s.applyFn(&fsm.UpdateService{Name: name, Spec: spec, CAS: cas})
+	})
+}
+
+func (s *Server) deleteService(w http.ResponseWriter, r *http.Request) {
+	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+		cas, e := casParam(r)
+		if e != nil {
+			return nil, e
+		}
+		return s.applyFn(&fsm.DeleteService{Name: r.PathValue("name"), CAS: cas})
+	})
+}
+
+func (s *Server) withService(r *http.Request, fn func(fsm.Service) (any, *Error)) (any, *Error) {
+	name := r.PathValue("name")
+	svc, ok := s.cfg.FSM.Service(name)
+	if !ok {
+		return nil, notFound("service", "no service named %q", name)
+	}
+	return fn(svc)
+}
+
+func (s *Server) listReals(w http.ResponseWriter, r *http.Request) {
+	s.read(w, r, func() (any, *Error) {
+		return s.withService(r, func(svc fsm.Service) (any, *Error) { return svc.Reals, nil })
+	})
+}
+
+// realKey parses the {key} path segment: "addr:port" or "[v6]:port".
+func realKey(r *http.Request) (netip.AddrPort, *Error) {
+	k := r.PathValue("key")
+	ap, err := netip.ParseAddrPort(k)
+	if err != nil {
+		return ap, badRequest("address", "%q is not address:port (IPv6 as [addr]:port)", k)
+	}
+	return ap, nil
+}
+
+func (s *Server) getReal(w http.ResponseWriter, r *http.Request) {
+	s.read(w, r, func() (any, *Error) {
+		ap, e := realKey(r)
+		if e != nil {
+			return nil, e
+		}
+		return s.withService(r, func(svc fsm.Service) (any, *Error) {
+			if rs, ok := svc.Real(ap.String()); ok {
+				return rs, nil
+			}
+			return nil, notFound("address", "service %q has no real server %s", svc.Name, ap)
+		})
+	})
+}
+
+// preValidateReal checks a real server against the local copy of its
+// service when this director has it; the leader checks again either way.
+func (s *Server) preValidateReal(service string, rs fsm.RealServer) *Error {
+	if svc, ok := s.cfg.FSM.Service(service); ok {
+		if _, err := fsm.NormalizeReal(svc.ServiceSpec, rs); err != nil {
+			return fsm.AsError(err)
+		}
+	}
+	return nil
+}
+
+func (s *Server) createReal(w http.ResponseWriter, r *http.Request) {
+	s.write(w, r, http.StatusCreated, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+		rs, e := decodeReal(body)
+		if e != nil {
+			return nil, e
+		}
+		name := r.PathValue("name")
+		if e := s.preValidateReal(name, rs); e != nil {
+			return nil, e
+		}
+		return s.applyFn(&fsm.CreateReal{Service: name, Real: rs})
+	})
+}
+
+func (s *Server) updateReal(w http.ResponseWriter, r *http.Request) {
+	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+		ap, e := realKey(r)
+		if e != nil {
+			return nil, e
+		}
+		cas, e := casParam(r)
+		if e != nil {
+			return nil, e
+		}
+		rs, e := decodeReal(body)
+		if e != nil {
+			return nil, e
+		}
+		if rs.Address == "" {
+			rs.Address, rs.Port = ap.Addr().String(), int(ap.Port())
+		}
+		name := r.PathValue("name")
+		if e := s.preValidateReal(name, rs); e != nil {
+			return nil, e
+		}
+		return s.applyFn(&fsm.UpdateReal{Service: name, Key: ap.String(), Real: rs, CAS: cas})
+	})
+}
+
+func (s *Server) deleteReal(w http.ResponseWriter, r *http.Request) {
+	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+		ap, e := realKey(r)
+		if e != nil {
+			return nil, e
+		}
+		cas, e := casParam(r)
+		if e != nil {
+			return nil, e
+		}
+		return s.applyFn(&fsm.DeleteReal{Service: r.PathValue("name"), Key: ap.String(), CAS: cas})
+	})
+}
+
+func (s *Server) listVIPs(w http.ResponseWriter, r *http.Request) {
+	s.read(w, r, func() (any, *Error) { return s.cfg.FSM.VIPs(), nil })
+}
+
+// vipKey parses the {addr} path segment.
+func vipKey(r *http.Request) (string, *Error) {
+	a, err := netip.ParseAddr(r.PathValue("addr"))
+	if err != nil {
+		return "", badRequest("address", "%q is not an IP address", r.PathValue("addr"))
+	}
+	return a.String(), nil
+}
+
+func (s *Server) getVIP(w http.ResponseWriter, r *http.Request) {
+	s.read(w, r, func() (any, *Error) {
+		k, e := vipKey(r)
+		if e != nil {
+			return nil, e
+		}
+		if v, ok := s.cfg.FSM.VIP(k); ok {
+			return v, nil
+		}
+		return nil, notFound("address", "no VIP %s", k)
+	})
+}
+
+func decodeVIP(body []byte) (fsm.VIP, *Error) {
+	v := fsm.NewVIP()
+	if e := decodeStrict(body, &v); e != nil {
+		return v, e
+	}
+	nv, err := fsm.NormalizeVIP(v)
+	return nv, fsm.AsError(err)
+}
+
+func (s *Server) createVIP(w http.ResponseWriter, r *http.Request) {
+	s.write(w, r, http.StatusCreated, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+		v, e := decodeVIP(body)
+		if e != nil {
+			return nil, e
+		}
+		return s.applyFn(&fsm.CreateVIP{VIP: v})
+	})
+}
+
+func (s *Server) updateVIP(w http.ResponseWriter, r *http.Request) {
+	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+		k, e := vipKey(r)
+		if e != nil {
+			return nil, e
+		}
+		cas, e := casParam(r)
+		if e != nil {
+			return nil, e
+		}
+		v, e := decodeVIP(body)
+		if e != nil {
+			return nil, e
+		}
+		return s.applyFn(&fsm.UpdateVIP{Key: k, VIP: v, CAS: cas})
+	})
+}
+
+func (s *Server) deleteVIP(w http.ResponseWriter, r *http.Request) {
+	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+		k, e := vipKey(r)
+		if e != nil {
+			return nil, e
+		}
+		cas, e := casParam(r)
+		if e != nil {
+			return nil, e
+		}
+		return s.applyFn(&fsm.DeleteVIP{Key: k, CAS: cas})
+	})
+}
+
+func (s *Server) getSettings(w http.ResponseWriter, r *http.Request) {
+	s.read(w, r, func() (any, *Error) { return s.cfg.FSM.Settings(), nil })
+}
+
+// updateSettings replaces the settings; absent fields take their defaults.
+func (s *Server) updateSettings(w http.ResponseWriter, r *http.Request) {
+	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+		cas, e := casParam(r)
+		if e != nil {
+			return nil, e
+		}
+		st := fsm.DefaultSettings()
+		if e := decodeStrict(body, &st); e != nil {
+			return nil, e
+		}
+		st, err := fsm.NormalizeSettings(st)
+		if err != nil {
+			return nil, fsm.AsError(err)
+		}
+		return s.applyFn(&fsm.UpdateSettings{Settings: st, CAS: cas})
+	})
+}

@@ -1,0 +1,602 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/fsm"
+)
+
+// Raft is what the API needs of the local raft node; *cluster.Node has it.
+type Raft interface {
+	Apply(cmd []byte, timeout time.Duration) (uint64, any, error)
+	IsLeader() bool
+	Leader() (addr, id string)
+	Status() cluster.Status
+	Peers() ([]cluster.Peer, error)
+	AddVoter(id, addr string) error
+	RemoveServer(id string) error
+	TransferLeadership(id string) error
+	Barrier(timeout time.Duration) error
+}
+
+// Config configures a Server.
+type Config struct {
+	FSM  *fsm.FSM
+	Raft Raft
+
+	// Token is the shared bearer token ("" = none configured).
+	Token string
+	// TokenForReads requires the token on every /v1 request (the API
+	// listens beyond loopback). TokenForWrites requires it on writes (off
+	// only in -dev). Without a Token, a request that needs one is refused.
+	TokenForReads, TokenForWrites bool
+
+	// ForwardTLS is used to reach the leader's API when it serves HTTPS.
+	ForwardTLS *tls.Config
+	// ApplyTimeout bounds one raft Apply (default 10 s).
+	ApplyTimeout time.Duration
+	// MaxBody is the largest accepted request body (default 4 MiB).
+	MaxBody int64
+	Log     *slog.Logger
+	Version string
+}
+
+// Server serves the API. Create it with NewServer and mount Handler.
+type Server struct {
+	cfg Config
+	mux *http.ServeMux
+	fwd *http.Client
+}
+
+// NewServer returns a Server for cfg.
+func NewServer(cfg Config) *Server {
+	if cfg.ApplyTimeout == 0 {
+		cfg.ApplyTimeout = 10 * time.Second
+	}
+	if cfg.MaxBody == 0 {
+		cfg.MaxBody = 4 << 20
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = cfg.ForwardTLS
+	tr.Proxy = nil
+	s.fwd = &http.Client{Transport: tr, Timeout: cfg.ApplyTimeout + 5*time.Second}
+	s.routes()
+	return s
+}
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+type methods map[string]http.HandlerFunc
+
+func (s *Server) handle(pattern string, m methods) {
+	allow := slices.Sorted(func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	})
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		h, ok := m[r.Method]
+		if !ok {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, http.StatusMethodNotAllowed, &Error{Code: CodeMethod,
+				Message: fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", "))})
+			return
+		}
+		h(w, r)
+	})
+}
+
+func (s *Server) routes() {
+	s.handle("/healthz", methods{"GET": s.healthz})
+	s.handle("/readyz", methods{"GET": s.readyz})
+	s.handle("/v1/status", methods{"GET": s.getStatus})
+	s.handle("/v1/services", methods{"GET": s.listServices, "POST": s.createService})
+	s.handle("/v1/services/{name}", methods{"GET": s.getService, "PUT": s.updateService, "DELETE": s.deleteService})
+	s.handle("/v1/services/{name}/reals", methods{"GET": s.listReals, "POST": s.createReal})
+	s.handle("/v1/services/{name}/reals/{key}", methods{"GET": s.getReal, "PUT": s.updateReal, "DELETE": s.deleteReal})
+	s.handle("/v1/vips", methods{"GET": s.listVIPs, "POST": s.createVIP})
+	s.handle("/v1/vips/{addr}", methods{"GET": s.getVIP, "PUT": s.updateVIP, "DELETE": s.deleteVIP})
+	s.handle("/v1/settings", methods{"GET": s.getSettings, "PUT": s.updateSettings})
+	s.handle("/v1/cluster/peers", methods{"GET": s.getPeers})
+	s.handle("/v1/cluster/nodes", methods{"GET": s.listNodes, "POST": s.registerNode})
+	s.handle("/v1/cluster/join", methods{"POST": s.join})
+	s.handle("/v1/cluster/remove", methods{"POST": s.remove})
+	s.handle("/v1/cluster/transfer-leadership", methods{"POST": s.transfer})
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, &Error{Code: fsm.CodeNotFound, Message: "no such endpoint: " + r.URL.Path})
+	})
+}
+
+// ---- responses ----
+
+func statusOf(e *Error) int {
+	switch e.Code {
+	case fsm.CodeInvalid:
+		return http.StatusBadRequest
+	case fsm.CodeNotFound:
+		return http.StatusNotFound
+	case fsm.CodeConflict, fsm.CodeCASMismatch:
+		return http.StatusConflict
+	case CodeNoLeader, CodeLeadershipLost:
+		return http.StatusServiceUnavailable
+	case CodeUnauthorized:
+		return http.StatusUnauthorized
+	case CodeTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case CodeMethod:
+		return http.StatusMethodNotAllowed
+	case CodeUnsupportedMedia:
+		return http.StatusUnsupportedMediaType
+	}
+	return http.StatusInternalServerError
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, e *Error) {
+	if status == 0 {
+		status = statusOf(e)
+	}
+	writeJSON(w, status, e)
+}
+
+func noLeader(format string, args ...any) *Error {
+	return &Error{Code: CodeNoLeader, Message: fmt.Sprintf(format, args...)}
+}
+
+func badRequest(field, format string, args ...any) *Error {
+	return &Error{Code: fsm.CodeInvalid, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// ---- auth ----
+
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, write bool) bool {
+	if !s.cfg.TokenForReads && !(write && s.cfg.TokenForWrites) {
+		return true
+	}
+	if s.cfg.Token != "" {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) == 1 {
+			return true
+		}
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="raftlb"`)
+	msg := "a valid bearer token is required (Authorization: Bearer <token>; the CLI reads -token or RAFTLB_TOKEN)"
+	if s.cfg.Token == "" {
+		msg = "this director has no token configured (-token-file), so it accepts no writes"
+	}
+	writeError(w, http.StatusUnauthorized, &Error{Code: CodeUnauthorized, Message: msg})
+	return false
+}
+
+// ---- request decoding ----
+
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *Error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, _ := strings.Cut(ct, ";"); strings.TrimSpace(mt) != "application/json" {
+			return nil, &Error{Code: CodeUnsupportedMedia, Field: "Content-Type", Message: fmt.Sprintf("%q is not application/json", ct)}
+		}
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return nil, &Error{Code: CodeTooLarge, Message: fmt.Sprintf("request body is larger than %d bytes", s.cfg.MaxBody)}
+		}
+		return nil, badRequest("body", "cannot read: %v", err)
+	}
+	return b, nil
+}
+
+// decodeStrict decodes one JSON object into v, refusing unknown fields and
+// trailing data, and names the offending field in its error.
+func decodeStrict(body []byte, v any) *Error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		var se *json.SyntaxError
+		switch {
+		case errors.Is(err, io.EOF):
+			return badRequest("body", "empty: a JSON object is required")
+		case errors.As(err, &te):
+			return badRequest(te.Field, "must be a JSON %s, not %s", te.Type, te.Value)
+		case errors.As(err, &se):
+			return badRequest("body", "not valid JSON at byte %d: %v", se.Offset, err)
+		}
+		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return badRequest(strings.Trim(f, `"`), "unknown field")
+		}
+		return badRequest("body", "%v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return badRequest("body", "unexpected data after the JSON object")
+	}
+	return nil
+}
+
+// casParam reads ?cas=N (N ≥ 1); 0 means not given.
+func casParam(r *http.Request) (uint64, *Error) {
+	v := r.URL.Query().Get("cas")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n == 0 {
+		return 0, badRequest("cas", "%q is not a modify_index (a whole number ≥ 1)", v)
+	}
+	return n, nil
+}
+
+// ---- the write path ----
+
+// write runs one write: prepare validates the request on this director and
+// returns the action to run on the leader; if this director is not the
+// leader, the request is forwarded there instead.
+func (s *Server) write(w http.ResponseWriter, r *http.Request, okStatus int,
+	prepare func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error)) {
+	if !s.authorize(w, r, true) {
+		return
+	}
+	body, e := s.readBody(w, r)
+	if e != nil {
+		writeError(w, 0, e)
+		return
+	}
+	do, e := prepare(r, body)
+	if e != nil {
+		writeError(w, 0, e)
+		return
+	}
+	if !s.cfg.Raft.IsLeader() {
+		s.forward(w, r, body)
+		return
+	}
+	resp, e := do()
+	if e != nil {
+		writeError(w, 0, e)
+		return
+	}
+	w.Header().Set(HeaderIndex, strconv.FormatUint(resp.Index, 10))
+	writeJSON(w, okStatus, resp)
+}
+
+// apply commits cmd through raft and turns the FSM's result into a response.
+func (s *Server) apply(cmd fsm.Command) (*WriteResponse, *Error) {
+	b, err := fsm.Encode(cmd)
+	if err != nil {
+		return nil, &Error{Code: fsm.CodeInternal, Message: err.Error()}
+	}
+	idx, resp, err := s.cfg.Raft.Apply(b, s.cfg.ApplyTimeout)
+	if err != nil {
+		if errors.Is(err, cluster.ErrNotLeader) {
+			return nil, &Error{Code: CodeLeadershipLost, Message: fmt.Sprintf("leadership changed while the write was in flight; it may or may not have been applied: read, then retry (%v)", err)}
+		}
+		return nil, &Error{Code: fsm.CodeInternal, Message: "raft apply: " + err.Error()}
+	}
+	res, ok := resp.(*fsm.Result)
+	if !ok {
+		return nil, &Error{Code: fsm.CodeInternal, Message: fmt.Sprintf("unexpected apply result %T", resp)}
+	}
+	if res.Err != nil {
+		return nil, res.Err
+	}
+	out := &WriteResponse{Index: idx}
+	switch o := res.Object.(type) {
+	case fsm.Service:
+		out.Service = &o
+	case fsm.RealServer:
+		out.Real = &o
+	case fsm.VIP:
+		out.VIP = &o
+	case fsm.Settings:
+		out.Settings = &o
+	case fsm.Node:
+		out.Node = &o
+	}
+	return out, nil
+}
+
+func (s *Server) applyFn(cmd fsm.Command) (func() (*WriteResponse, *Error), *Error) {
+	return func() (*WriteResponse, *Error) { return s.apply(cmd) }, nil
+}
+
+// forward relays r to the leader's API and copies its answer back.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte) {
+	if by := r.Header.Get(HeaderForwardedBy); by != "" {
+		writeError(w, 0, noLeader("request forwarded by %s reached a director that is not the leader (leadership is moving): retry", by))
+		return
+	}
+	_, leaderID := s.cfg.Raft.Leader()
+	if leaderID == "" {
+		writeError(w, 0, noLeader("no leader is known right now (election in progress or no quorum): retry"))
+		return
+	}
+	node, ok := s.cfg.FSM.Node(leaderID)
+	if !ok {
+		writeError(w, 0, noLeader("leader %s has not registered its API address yet: retry", leaderID))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ApplyTimeout+5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, r.Method, node.APIScheme+"://"+node.APIAddr+r.URL.RequestURI(), bytes.NewReader(body))
+	if err != nil {
+		writeError(w, 0, &Error{Code: fsm.CodeInternal, Message: err.Error()})
+		return
+	}
+	for _, h := range []string{"Authorization", "Content-Type"} {
+		if v := r.Header.Get(h); v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	_, self := s.selfID()
+	req.Header.Set(HeaderForwardedBy, self)
+	resp, err := s.fwd.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			writeError(w, 0, noLeader("cannot reach leader %s at %s: %v", leaderID, node.APIAddr, err))
+		} else {
+			writeError(w, 0, &Error{Code: CodeLeadershipLost, Message: fmt.Sprintf("lost the connection to leader %s mid-request; the write may or may not have been applied: %v", leaderID, err)})
+		}
+		return
+	}
+	defer resp.Body.Close()
+	for _, h := range []string{"Content-Type", HeaderIndex, "WWW-Authenticate", "Allow"} {
+		if v := resp.Header.Get(h); v != "" {
+			w.Header().Set(h, v)
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, resp.Body)
+}
+
+func (s *Server) selfID() (string, string) {
+	st := s.cfg.Raft.Status()
+	return st.Addr, st.ID
+}
+
+// ---- the read path ----
+
+// read answers a read from the local FSM. With ?consistent=1 the answer
+// comes from the leader after a raft barrier, so it reflects every write
+// committed before the request.
+func (s *Server) read(w http.ResponseWriter, r *http.Request, get func() (any, *Error)) {
+	if !s.authorize(w, r, false) {
+		return
+	}
+	if c := r.URL.Query().Get("consistent"); c != "" && c != "0" && c != "false" {
+		if !s.cfg.Raft.IsLeader() {
+			s.forward(w, r, nil)
+			return
+		}
+		if err := s.cfg.Raft.Barrier(s.cfg.ApplyTimeout); err != nil {
+			writeError(w, 0, noLeader("cannot confirm leadership for a consistent read: %v", err))
+			return
+		}
+	}
+	idx := s.cfg.FSM.Index()
+	v, e := get()
+	if e != nil {
+		writeError(w, 0, e)
+		return
+	}
+	w.Header().Set(HeaderIndex, strconv.FormatUint(idx, 10))
+	writeJSON(w, http.StatusOK, v)
+}
+
+// ---- health ----
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, Ready{Ready: true})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	st := s.cfg.Raft.Status()
+	switch {
+	case st.LeaderID == "":
+		writeJSON(w, http.StatusServiceUnavailable, Ready{Reason: "no leader known"})
+	case st.AppliedIndex < st.CommitIndex:
+		writeJSON(w, http.StatusServiceUnavailable, Ready{Reason: fmt.Sprintf("catching up: applied %d of %d", st.AppliedIndex, st.CommitIndex)})
+	default:
+		writeJSON(w, http.StatusOK, Ready{Ready: true})
+	}
+}
+
+// ---- status and cluster ----
+
+func (s *Server) peers() ([]Peer, *Error) {
+	ps, err := s.cfg.Raft.Peers()
+	if err != nil {
+		return nil, &Error{Code: fsm.CodeInternal, Message: "raft configuration: " + err.Error()}
+	}
+	out := make([]Peer, 0, len(ps))
+	for _, p := range ps {
+		q := Peer{ID: p.ID, Address: p.Address, Suffrage: p.Suffrage, Leader: p.Leader}
+		if n, ok := s.cfg.FSM.Node(p.ID); ok {
+			q.APIAddr = n.APIAddr
+		}
+		out = append(out, q)
+	}
+	return out, nil
+}
+
+func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) {
+	s.read(w, r, func() (any, *Error) {
+		st := s.cfg.Raft.Status()
+		out := Status{NodeID: st.ID, RaftAddr: st.Addr, Role: st.State, LeaderID: st.LeaderID, LeaderAddr: st.LeaderAddr,
+			Term: st.Term, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex,
+			TimingProfile: st.Profile, Version: s.cfg.Version}
+		if !st.LastContact.IsZero() && st.State != "leader" {
+			lc := st.LastContact.UTC()
+			out.LastContact = &lc
+		}
+		ps, e := s.peers()
+		if e != nil {
+			return nil, e
+		}
+		out.Peers = ps
+		return out, nil
+	})
+}
+
+func (s *Server) getPeers(w http.ResponseWriter, r *http.Request) {
+	s.read(w, r, func() (any, *Error) { return s.peers() })
+}
+
+func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) {
+	s.read(w, r, func() (any, *Error) { return s.cfg.FSM.Nodes(), nil })
+}
+
+func (s *Server) registerNode(w http.ResponseWriter, r *http.Request) {
+	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+		var n fsm.Node
+		if e := decodeStrict(body, &n); e != nil {
+			return nil, e
+		}
+		n, err := fsm.NormalizeNode(n)
+		if err != nil {
+			return nil, fsm.AsError(err)
+		}
+		return s.applyFn(&fsm.RegisterNode{Node: n})
+	})
+}
+
+func checkRaftAddr(field, a string) *Error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil || host == "" {
+		return badRequest(field, "%q is not host:port", a)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return badRequest(field, "%q: port must be 1-65535", a)
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.IsUnspecified() {
+		return badRequest(field, "%q: an unspecified address cannot be dialled", a)
+	}
+	return nil
+}
+
+func clusterErr(field, id string, err error) *Error {
+	switch {
+	case errors.Is(err, cluster.ErrNotLeader):
+		return &Error{Code: CodeLeadershipLost, Message: fmt.Sprintf("leadership changed mid-operation: check, then retry (%v)", err)}
+	case errors.Is(err, cluster.ErrUnknownPeer):
+		return &Error{Code: fsm.CodeNotFound, Field: field, Message: fmt.Sprintf("%q is not a member of the cluster", id)}
+	case errors.Is(err, cluster.ErrConflict):
+		return &Error{Code: fsm.CodeConflict, Field: field, Message: err.Error()}
+	}
+	return &Error{Code: fsm.CodeInternal, Message: err.Error()}
+}
+
+func (s *Server) join(w http.ResponseWriter, r *http.Request) {
+	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+		var j JoinRequest
+		if e := decodeStrict(body, &j); e != nil {
+			return nil, e
+		}
+		if !fsm.ValidName(j.ID) {
+			return nil, badRequest("id", "%q is not a valid node id", j.ID)
+		}
+		if e := checkRaftAddr("address", j.Address); e != nil {
+			return nil, e
+		}
+		var reg *fsm.RegisterNode
+		if j.APIAddr != "" {
+			n, err := fsm.NormalizeNode(fsm.Node{ID: j.ID, RaftAddr: j.Address, APIAddr: j.APIAddr, APIScheme: j.APIScheme})
+			if err != nil {
+				return nil, fsm.AsError(err)
+			}
+			reg = &fsm.RegisterNode{Node: n}
+		}
+		return func() (*WriteResponse, *Error) {
+			if err := s.cfg.Raft.AddVoter(j.ID, j.Address); err != nil {
+				return nil, clusterErr("id", j.ID, err)
+			}
+			if reg != nil {
+				return s.apply(reg)
+			}
+			return &WriteResponse{Index: s.cfg.Raft.Status().LastIndex}, nil
+		}, nil
+	})
+}
+
+func (s *Server) remove(w http.ResponseWriter, r *http.Request) {
+	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+		var q RemoveRequest
+		if e := decodeStrict(body, &q); e != nil {
+			return nil, e
+		}
+		if !fsm.ValidName(q.ID) {
+			return nil, badRequest("id", "%q is not a valid node id", q.ID)
+		}
+		return func() (*WriteResponse, *Error) {
+			known := false
+			if ps, err := s.cfg.Raft.Peers(); err == nil {
+				for _, p := range ps {
+					known = known || p.ID == q.ID
+				}
+			}
+			if !known {
+				return nil, clusterErr("id", q.ID, cluster.ErrUnknownPeer)
+			}
+			// Forget its API address first: once the leader removes itself it
+			// can no longer write.
+			if _, ok := s.cfg.FSM.Node(q.ID); ok {
+				if _, e := s.apply(&fsm.DeregisterNode{ID: q.ID}); e != nil {
+					return nil, e
+				}
+			}
+			if err := s.cfg.Raft.RemoveServer(q.ID); err != nil {
+				return nil, clusterErr("id", q.ID, err)
+			}
+			return &WriteResponse{Index: s.cfg.Raft.Status().LastIndex}, nil
+		}, nil
+	})
+}
+
+func (s *Server) transfer(w http.ResponseWriter, r *http.Request) {
+	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+		var q TransferRequest
+		if len(bytes.TrimSpace(body)) > 0 {
+			if e := decodeStrict(body, &q); e != nil {
+				return nil, e
+			}
+		}
+		if q.ID != "" && !fsm.ValidName(q.ID) {
+			return nil, badRequest("id", "%q is not a valid node id", q.ID)
+		}
+		return func() (*WriteResponse, *Error) {
+			if err := s.cfg.Raft.TransferLeadership(q.ID); err != nil {
+				return nil, clusterErr("id", q.ID, err)
+			}
+			return &WriteResponse{Index: s.cfg.Raft.Status().LastIndex}, nil
+		}, nil
+	})
+}

@@ -1,0 +1,99 @@
+// Package api is raftlb's REST/JSON admin API under /v1: the server every
+// director runs, and (in api/client) the Go client the CLI uses.
+//
+// Reads are answered from the local FSM; ?consistent=1 confirms leadership
+// first (on the leader, forwarding there if needed). Writes are validated
+// locally, forwarded to the leader when this director is not it, and answered
+// with the raft index they were committed at. Errors are always JSON
+// {code, message, field}.
+package api
+
+import (
+	"time"
+
+	"github.com/raftlb/raftlb/fsm"
+)
+
+// Headers.
+const (
+	// HeaderIndex carries, on every /v1 response, the FSM index the answer
+	// reflects (reads) or the index a write committed at.
+	HeaderIndex = "X-Raftlb-Index"
+	// HeaderForwardedBy marks a request one director forwarded to the leader;
+	// a forwarded request is never forwarded again.
+	HeaderForwardedBy = "X-Raftlb-Forwarded-By"
+)
+
+// More error codes, beyond those of package fsm.
+const (
+	CodeNoLeader         = "no_leader"          // 503: no leader known or reachable; nothing was applied, retrying is safe
+	CodeLeadershipLost   = "leadership_lost"    // 503: leadership changed mid-write; it may or may not have been applied
+	CodeUnauthorized     = "unauthorized"       // 401: missing or wrong bearer token
+	CodeTooLarge         = "too_large"          // 413
+	CodeMethod           = "method_not_allowed" // 405
+	CodeUnsupportedMedia = "unsupported_media"  // 415
+)
+
+// Error is the body of every error response.
+type Error = fsm.Error
+
+// WriteResponse is the body of every successful write. Exactly one object
+// field is set for creates and updates; none for deletes.
+type WriteResponse struct {
+	Index    uint64          `json:"index"`
+	Service  *fsm.Service    `json:"service,omitempty"`
+	Real     *fsm.RealServer `json:"real,omitempty"`
+	VIP      *fsm.VIP        `json:"vip,omitempty"`
+	Settings *fsm.Settings   `json:"settings,omitempty"`
+	Node     *fsm.Node       `json:"node,omitempty"`
+}
+
+// Status is GET /v1/status.
+type Status struct {
+	NodeID        string     `json:"node_id"`
+	RaftAddr      string     `json:"raft_addr"`
+	Role          string     `json:"role"` // leader | follower | candidate | shutdown
+	LeaderID      string     `json:"leader_id"`
+	LeaderAddr    string     `json:"leader_addr"`
+	Term          uint64     `json:"term"`
+	CommitIndex   uint64     `json:"commit_index"`
+	AppliedIndex  uint64     `json:"applied_index"`
+	LastContact   *time.Time `json:"last_contact,omitempty"`
+	TimingProfile string     `json:"timing_profile"`
+	Peers         []Peer     `json:"peers"`
+	Version       string     `json:"version"`
+}
+
+// Peer is one raft voter with the API address it registered.
+type Peer struct {
+	ID       string `json:"id"`
+	Address  string `json:"address"`
+	Suffrage string `json:"suffrage"`
+	Leader   bool   `json:"leader"`
+	APIAddr  string `json:"api_addr,omitempty"`
+}
+
+// JoinRequest is POST /v1/cluster/join: add a director as a voter.
+type JoinRequest struct {
+	ID        string `json:"id"`
+	Address   string `json:"address"` // its raft address
+	APIAddr   string `json:"api_addr,omitempty"`
+	APIScheme string `json:"api_scheme,omitempty"`
+}
+
+// RemoveRequest is POST /v1/cluster/remove.
+type RemoveRequest struct {
+	ID string `json:"id"`
+}
+
+// TransferRequest is POST /v1/cluster/transfer-leadership. An empty ID lets
+// raft pick the most up-to-date follower.
+type TransferRequest struct {
+	ID string `json:"id,omitempty"`
+}
+
+// Ready is GET /readyz and /healthz.
+type Ready struct {
+	Ready  bool   `json:"ready"`
+	Reason string `json:"reason,omitempty"`
+}
