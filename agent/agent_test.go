@@ -219,6 +219,10 @@ func TestThreeDirectors(t *testing.T) {
 	// with its index; every director applies it.
 	f := tc.follower()
 	idx := addService(t, tc.client(f), "web", 80)
+	// Read-your-writes through the same director, without ?consistent.
+	if _, err := tc.client(f).Service(ctx, "web", client.ReadOpts{}); err != nil {
+		t.Fatalf("local read right after a forwarded write: %v", err)
+	}
 	tc.converge(idx)
 
 	// Consistent read through a follower sees it; status lists three

@@ -141,20 +141,24 @@ func (s *Server) getReal(w http.ResponseWriter, r *http.Request) {
 		if e != nil {
 			return nil, e
 		}
-		return s.withService(r, func(svc fsm.Service) (any, *Error) {
-			if rs, ok := svc.Real(ap.String()); ok {
-				return rs, nil
-			}
-			return nil, notFound("address", "service %q has no real server %s", svc.Name, ap)
-		})
+		name := r.PathValue("name")
+		rs, found, svcFound := s.cfg.FSM.Real(name, ap.String())
+		switch {
+		case !svcFound:
+			return nil, notFound("service", "no service named %q", name)
+		case !found:
+			return nil, notFound("address", "service %q has no real server %s", name, ap)
+		}
+		return rs, nil
 	})
 }
 
 // preValidateReal checks a real server against the local copy of its
 // service when this director has it; the leader checks again either way.
+// It reads only the spec: O(1) however many real servers the service has.
 func (s *Server) preValidateReal(service string, rs fsm.RealServer) *Error {
-	if svc, ok := s.cfg.FSM.Service(service); ok {
-		if _, err := fsm.NormalizeReal(svc.ServiceSpec, rs); err != nil {
+	if spec, ok := s.cfg.FSM.ServiceSpec(service); ok {
+		if _, err := fsm.NormalizeReal(spec, rs); err != nil {
 			return fsm.AsError(err)
 		}
 	}

@@ -369,6 +369,16 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte) {
 		return
 	}
 	defer resp.Body.Close()
+	// Read-your-writes through this director: before answering a forwarded
+	// write, wait until the local FSM has applied it, so a read sent here
+	// next sees it.
+	if r.Method != "GET" && resp.StatusCode < 300 {
+		if idx, err := strconv.ParseUint(resp.Header.Get(HeaderIndex), 10, 64); err == nil {
+			if err := s.cfg.FSM.WaitIndex(ctx, idx); err != nil {
+				s.cfg.Log.Warn("forwarded write committed but not yet applied here", "index", idx, "err", err)
+			}
+		}
+	}
 	for _, h := range []string{"Content-Type", HeaderIndex, "WWW-Authenticate", "Allow"} {
 		if v := resp.Header.Get(h); v != "" {
 			w.Header().Set(h, v)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/hashicorp/raft"
@@ -161,6 +162,35 @@ func (f *FSM) Service(name string) (Service, bool) {
 		return Service{}, false
 	}
 	return e.export(), true
+}
+
+// ServiceSpec returns one service's spec without copying its real
+// servers: O(1) whatever the size of the service.
+func (f *FSM) ServiceSpec(name string) (ServiceSpec, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	e := f.st.services[name]
+	if e == nil {
+		return ServiceSpec{}, false
+	}
+	spec := e.spec
+	spec.SchedFlags = slices.Clone(e.spec.SchedFlags)
+	return spec, true
+}
+
+// Real returns one real server of a service by key ("addr:port"), and
+// whether the service exists.
+func (f *FSM) Real(service, key string) (r RealServer, found, serviceFound bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	e := f.st.services[service]
+	if e == nil {
+		return RealServer{}, false, false
+	}
+	if p := e.reals[key]; p != nil {
+		return *p, true, true
+	}
+	return RealServer{}, false, true
 }
 
 // VIPs returns every VIP, sorted by address.

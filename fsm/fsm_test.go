@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/netip"
 	"reflect"
 	"testing"
 
@@ -275,7 +276,7 @@ func checkInvariants(t *testing.T, d Dump) {
 		}
 		keys[s.Key()] = true
 		for i, r := range s.Reals {
-			if i > 0 && s.Reals[i-1].Key() >= r.Key() {
+			if i > 0 && netip.MustParseAddrPort(s.Reals[i-1].Key()).Compare(netip.MustParseAddrPort(r.Key())) >= 0 {
 				t.Fatalf("reals of %q not sorted/unique", s.Name)
 			}
 			nr, err := NormalizeReal(s.ServiceSpec, r)

@@ -10,7 +10,6 @@ package fsm
 
 import (
 	"net/netip"
-	"sort"
 	"strconv"
 )
 
@@ -125,9 +124,10 @@ func (s ServiceSpec) Key() string {
 
 // Real returns the real server with the given key.
 func (s *Service) Real(key string) (RealServer, bool) {
-	i := sort.Search(len(s.Reals), func(i int) bool { return s.Reals[i].Key() >= key })
-	if i < len(s.Reals) && s.Reals[i].Key() == key {
-		return s.Reals[i], true
+	for _, r := range s.Reals {
+		if r.Key() == key {
+			return r, true
+		}
 	}
 	return RealServer{}, false
 }

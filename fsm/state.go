@@ -3,6 +3,7 @@ package fsm
 import (
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"sort"
 )
@@ -265,12 +266,23 @@ func sortedKeys[V any](m map[string]V) []string {
 	return ks
 }
 
-// export returns a deep copy of the service as the public type.
+// export returns a deep copy of the service as the public type, its real
+// servers in address order (numeric, IPv4 before IPv6), then port order.
 func (e *service) export() Service {
 	out := Service{ServiceSpec: e.spec, CreateIndex: e.create, ModifyIndex: e.modif, Reals: make([]RealServer, 0, len(e.reals))}
 	out.SchedFlags = slices.Clone(e.spec.SchedFlags)
-	for _, k := range sortedKeys(e.reals) {
-		out.Reals = append(out.Reals, *e.reals[k])
+	type keyed struct {
+		ap netip.AddrPort
+		r  *RealServer
+	}
+	ks := make([]keyed, 0, len(e.reals))
+	for k, r := range e.reals {
+		ap, _ := netip.ParseAddrPort(k) // keys are canonical addr:port
+		ks = append(ks, keyed{ap, r})
+	}
+	slices.SortFunc(ks, func(a, b keyed) int { return a.ap.Compare(b.ap) })
+	for _, k := range ks {
+		out.Reals = append(out.Reals, *k.r)
 	}
 	return out
 }
