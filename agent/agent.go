@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -182,7 +183,7 @@ func Start(ctx context.Context, cfg Config) (a *Agent, err error) {
 		}
 		a.cfg.DataDir = a.tmpDir
 	}
-	profile, _ := cluster.ProfileByName(cfg.Profile)
+	profile, _ := cluster.ProfileByName(a.startProfile())
 
 	// The API listens first, so that peers can discover this director
 	// while raft starts.
@@ -468,18 +469,43 @@ func (a *Agent) register(ctx context.Context, n fsm.Node) error {
 	return err
 }
 
-// profileLoop applies the replicated timing profile to the local raft node.
+// profileFile records, in the data dir, the replicated timing profile last
+// seen, so that a restart starts with it.
+const profileFile = "timing-profile"
+
+// startProfile is the raft timing profile to start with: -timing if given,
+// else the replicated one recorded at the last run, else lan.
+func (a *Agent) startProfile() string {
+	if a.cfg.Profile != "" {
+		return a.cfg.Profile
+	}
+	if b, err := os.ReadFile(filepath.Join(a.cfg.DataDir, profileFile)); err == nil {
+		name := strings.TrimSpace(string(b))
+		if _, err := cluster.ProfileByName(name); err == nil {
+			a.log.Info("starting with the replicated timing profile recorded at the last run", "profile", name)
+			return name
+		}
+	}
+	return fsm.DefaultProfile
+}
+
+// profileLoop follows the replicated timing profile. Raft can lengthen its
+// timeouts live but cannot shorten the leader lease, so a move to a faster
+// profile is recorded and takes effect at this director's next restart.
 func (a *Agent) profileLoop(ctx context.Context) {
 	current := a.node.Status().Profile
 	for {
 		changed := a.fsm.Changed()
 		if want := a.fsm.Settings().TimingProfile; a.fsm.Settings().ModifyIndex != 0 && want != current {
+			if err := os.WriteFile(filepath.Join(a.cfg.DataDir, profileFile), []byte(want+"\n"), 0o600); err != nil {
+				a.log.Error("cannot record the timing profile", "err", err)
+			}
 			p, err := cluster.ProfileByName(want)
 			if err == nil {
 				err = a.node.SetProfile(p)
 			}
 			if err != nil {
-				a.log.Error("cannot apply the replicated timing profile", "profile", want, "err", err)
+				a.log.Warn("the replicated timing profile takes effect when this director restarts", "profile", want, "running", current, "reason", err)
 			} else {
 				a.log.Info("timing profile changed", "from", current, "to", want)
 			}

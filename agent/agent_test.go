@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"testing"
@@ -449,4 +450,40 @@ func TestMain(m *testing.M) {
 		os.Setenv(cluster.LogLevelEnv, "off")
 	}
 	os.Exit(m.Run())
+}
+
+func TestReplicatedProfileAppliesAtRestart(t *testing.T) {
+	cfg := Config{NodeID: "p1", DataDir: t.TempDir(), RaftAddr: freePort(t), APIAddr: "127.0.0.1:0", Token: testToken,
+		BootstrapExpect: 1, Log: quietLog()}
+	ctx := ctxT(t, 30*time.Second)
+	a, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { a.close() }()
+	if err := a.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p := a.node.Status().Profile; p != "lan" {
+		t.Fatalf("started with %q, want lan", p)
+	}
+	c, _ := client.New(client.Options{Addr: a.APIURL(), Token: testToken})
+	st := fsm.DefaultSettings()
+	st.TimingProfile = "fast"
+	if _, err := c.UpdateSettings(ctx, st, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "timing-profile file", func() bool {
+		b, err := os.ReadFile(filepath.Join(cfg.DataDir, profileFile))
+		return err == nil && string(b) == "fast\n"
+	})
+	if err := a.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a, err = Start(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if p := a.node.Status().Profile; p != "fast" {
+		t.Fatalf("restarted with %q, want the replicated fast", p)
+	}
 }

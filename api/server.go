@@ -374,7 +374,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte) {
 	// next sees it.
 	if r.Method != "GET" && resp.StatusCode < 300 {
 		if idx, err := strconv.ParseUint(resp.Header.Get(HeaderIndex), 10, 64); err == nil {
-			if err := s.cfg.FSM.WaitIndex(ctx, idx); err != nil {
+			if err := s.waitApplied(ctx, idx); err != nil {
 				s.cfg.Log.Warn("forwarded write committed but not yet applied here", "index", idx, "err", err)
 			}
 		}
@@ -386,6 +386,27 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte) {
 	}
 	w.WriteHeader(resp.StatusCode)
 	_, _ = io.Copy(w, resp.Body)
+}
+
+// waitApplied waits until raft on this director has applied idx. Raft's
+// applied index covers every entry (configuration changes and no-ops never
+// reach the FSM); FSM changes wake the wait early for data writes.
+func (s *Server) waitApplied(ctx context.Context, idx uint64) error {
+	for {
+		changed := s.cfg.FSM.Changed()
+		if s.cfg.FSM.Index() >= idx || s.cfg.Raft.Status().AppliedIndex >= idx {
+			return nil
+		}
+		t := time.NewTimer(5 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-changed:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 }
 
 func (s *Server) selfID() (string, string) {
