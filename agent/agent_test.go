@@ -487,3 +487,30 @@ func TestReplicatedProfileAppliesAtRestart(t *testing.T) {
 		t.Fatalf("restarted with %q, want the replicated fast", p)
 	}
 }
+
+// TestRecoverLostQuorum: two of three directors are gone for good; the
+// survivor is restarted with a peers.json naming only itself, becomes leader
+// with all its data and accepts writes.
+func TestRecoverLostQuorum(t *testing.T) {
+	tc := newCluster(t, 3, "peers")
+	tc.startAll()
+	idx := addService(t, tc.client(tc.follower()), "web", 80)
+	tc.converge(idx)
+	tc.kill(0)
+	tc.kill(1)
+	tc.kill(2)
+	s := tc.dirs[2]
+	peers := fmt.Sprintf(`[{"id": %q, "address": %q}]`, s.cfg.NodeID, s.cfg.RaftAddr)
+	if err := os.WriteFile(filepath.Join(s.cfg.DataDir, cluster.PeersFile), []byte(peers), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tc.start(2)
+	waitFor(t, "the survivor to lead alone", func() bool { return s.a.node.IsLeader() })
+	if _, ok := s.a.fsm.Service("web"); !ok {
+		t.Fatal("recovered director lost its data")
+	}
+	addService(t, tc.client(2), "after-recovery", 81)
+	if _, err := os.Stat(filepath.Join(s.cfg.DataDir, cluster.PeersFile+".applied")); err != nil {
+		t.Fatalf("peers.json not renamed after use: %v", err)
+	}
+}

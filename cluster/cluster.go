@@ -252,6 +252,10 @@ func New(cfg Config, fsm raft.FSM) (n *Node, err error) {
 	rc.NotifyCh = n.notifyCh
 	rc.Logger = logger
 
+	if err := recoverFromPeersJSON(cfg.DataDir, rc, fsm, logs, store, snaps, trans, logger); err != nil {
+		return nil, err
+	}
+
 	r, err := raft.NewRaft(rc, fsm, logs, store, snaps, trans)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
@@ -700,4 +704,35 @@ func suffrage(s raft.ServerSuffrage) string {
 		return "staging"
 	}
 	return strings.ToLower(s.String())
+}
+
+// PeersFile is the name, inside DataDir, of the manual recovery file: a JSON
+// list of the servers that make up the cluster from now on, e.g.
+//
+//	[{"id": "d1", "address": "10.0.0.1:7481"}]
+//
+// When it is present at start, New rewrites the local raft configuration to
+// exactly that list (raft.RecoverCluster), then renames the file to
+// PeersFile + ".applied" so it is used once. It is for when a quorum is lost
+// for good; see docs/operations.md.
+const PeersFile = "peers.json"
+
+func recoverFromPeersJSON(dataDir string, rc *raft.Config, fsm raft.FSM, logs raft.LogStore, stable raft.StableStore,
+	snaps raft.SnapshotStore, trans raft.Transport, logger hclog.Logger) error {
+	path := filepath.Join(dataDir, PeersFile)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	conf, err := raft.ReadConfigJSON(path)
+	if err != nil {
+		return fmt.Errorf("cluster: %s: %w", path, err)
+	}
+	if err := raft.RecoverCluster(rc, fsm, logs, stable, snaps, trans, conf); err != nil {
+		return fmt.Errorf("cluster: recover with %s: %w", path, err)
+	}
+	if err := os.Rename(path, path+".applied"); err != nil {
+		return fmt.Errorf("cluster: recovered, but cannot rename %s (remove it before the next start): %w", path, err)
+	}
+	logger.Warn("recovered the raft configuration from "+PeersFile, "servers", len(conf.Servers))
+	return nil
 }
