@@ -198,12 +198,11 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, write bool) b
 
 // ---- request decoding ----
 
+// readBody reads a bounded request body. A non-empty body must be sent as
+// application/json: browsers can send form types and type-less bodies
+// cross-origin without a CORS preflight, and a -dev director on loopback
+// takes writes without a token.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *Error) {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, _ := strings.Cut(ct, ";"); strings.TrimSpace(mt) != "application/json" {
-			return nil, &Error{Code: CodeUnsupportedMedia, Field: "Content-Type", Message: fmt.Sprintf("%q is not application/json", ct)}
-		}
-	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
 	if err != nil {
 		var mb *http.MaxBytesError
@@ -211,6 +210,13 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *Erro
 			return nil, &Error{Code: CodeTooLarge, Message: fmt.Sprintf("request body is larger than %d bytes", s.cfg.MaxBody)}
 		}
 		return nil, badRequest("body", "cannot read: %v", err)
+	}
+	if len(b) > 0 {
+		ct := r.Header.Get("Content-Type")
+		if mt, _, _ := strings.Cut(ct, ";"); strings.TrimSpace(strings.ToLower(mt)) != "application/json" {
+			return nil, &Error{Code: CodeUnsupportedMedia, Field: "Content-Type",
+				Message: fmt.Sprintf("%q: request bodies must be sent as application/json (curl: -H 'Content-Type: application/json')", ct)}
+		}
 	}
 	return b, nil
 }

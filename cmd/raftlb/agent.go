@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/raftlb/raftlb/agent"
+	"github.com/raftlb/raftlb/cluster"
+)
+
+const agentUsage = `usage: raftlb agent [flags]
+
+Runs a director. A new cluster is bootstrapped exactly once, when a data dir
+has no raft state:
+  raftlb agent -dev                              one-node cluster, temporary data, API on 127.0.0.1:7480
+  raftlb agent -peers d1=10.0.0.1:7481,d2=...    every director gets the same list
+  raftlb agent -bootstrap-expect 3 -join A,B,C   discover the others through their APIs
+  raftlb agent -join A                           join an existing cluster through any director's API
+A restarted director finds its state in -data-dir and neither bootstraps nor
+joins again.
+
+flags:
+`
+
+type agentFlags struct {
+	cfg                       agent.Config
+	peers, join, tokenFile    string
+	raftCert, raftKey, raftCA string
+	apiCert, apiKey, apiCA    string
+	logLevel, logFormat       string
+	shutdownTimeout           time.Duration
+}
+
+func (f *agentFlags) register(fs *flag.FlagSet) {
+	c := &f.cfg
+	fs.BoolVar(&c.Dev, "dev", false, "one-node cluster with a temporary data dir, fast timing, API on "+agent.DevAPIAddr+", no token for local writes")
+	fs.StringVar(&c.NodeID, "node-id", "", "this director's unique, stable id (default: host name)")
+	fs.StringVar(&c.DataDir, "data-dir", "", "raft log, stable store and snapshots (required unless -dev)")
+	fs.StringVar(&c.RaftAddr, "raft-addr", "", "host:port for raft traffic between directors (required unless -dev)")
+	fs.StringVar(&c.RaftAdvertise, "raft-advertise", "", "host:port the other directors dial (default: -raft-addr)")
+	fs.StringVar(&c.APIAddr, "api-addr", agent.DevAPIAddr, "host:port for the admin API; beyond loopback every request needs the token")
+	fs.StringVar(&c.APIAdvertise, "api-advertise", "", "host:port other directors use to reach this API (default: -api-addr)")
+	fs.StringVar(&f.tokenFile, "token-file", "", "file holding the API bearer token shared by all directors (required unless -dev)")
+	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "number of directors that bootstrap a new cluster together")
+	fs.StringVar(&f.peers, "peers", "", "static bootstrap list id=host:port,... (raft addresses, this director included)")
+	fs.StringVar(&f.join, "join", "", "API addresses (host:port or URL) of directors to discover or join, comma-separated")
+	fs.StringVar(&c.Profile, "timing", "", "raft timing profile until the replicated setting says otherwise: "+strings.Join(cluster.ProfileNames(), ", ")+" (default lan; fast with -dev)")
+	fs.BoolVar(&c.LeaveOnShutdown, "leave-on-shutdown", false, "leave the raft configuration on SIGTERM/SIGINT (default: stay a member, so a restart rejoins by itself)")
+	fs.StringVar(&f.raftCert, "raft-tls-cert", "", "PEM certificate for mutual TLS between directors")
+	fs.StringVar(&f.raftKey, "raft-tls-key", "", "PEM key for -raft-tls-cert")
+	fs.StringVar(&f.raftCA, "raft-tls-ca", "", "PEM CA that signs every director's raft certificate")
+	fs.StringVar(&f.apiCert, "api-tls-cert", "", "PEM certificate to serve the API over HTTPS")
+	fs.StringVar(&f.apiKey, "api-tls-key", "", "PEM key for -api-tls-cert")
+	fs.StringVar(&f.apiCA, "api-tls-ca", "", "PEM CA to verify other directors' HTTPS APIs (forwarding, join)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on the graceful shutdown (leadership transfer, leave)")
+}
+
+// build turns the flags into an agent.Config, reading the files they name.
+func (f *agentFlags) build(stderr io.Writer) (agent.Config, error) {
+	c := f.cfg
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return c, fmt.Errorf("-log-level: %q is not debug, info, warn or error", f.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch f.logFormat {
+	case "text":
+		c.Log = slog.New(slog.NewTextHandler(stderr, opts))
+	case "json":
+		c.Log = slog.New(slog.NewJSONHandler(stderr, opts))
+	default:
+		return c, fmt.Errorf("-log-format: %q is not text or json", f.logFormat)
+	}
+	var err error
+	if c.Peers, err = agent.ParsePeers(f.peers); err != nil {
+		return c, err
+	}
+	c.Join = agent.SplitList(f.join)
+	if f.tokenFile != "" {
+		b, err := os.ReadFile(f.tokenFile)
+		if err != nil {
+			return c, fmt.Errorf("-token-file: %w", err)
+		}
+		if c.Token = strings.TrimSpace(string(b)); c.Token == "" {
+			return c, fmt.Errorf("-token-file %s is empty", f.tokenFile)
+		}
+		if st, err := os.Stat(f.tokenFile); err == nil && st.Mode().Perm()&0o077 != 0 {
+			c.Log.Warn("the token file is readable by others; chmod 600 it", "file", f.tokenFile)
+		}
+	}
+	if f.raftCert != "" || f.raftKey != "" || f.raftCA != "" {
+		if c.RaftTLS, err = cluster.LoadTLS(f.raftCert, f.raftKey, f.raftCA); err != nil {
+			return c, fmt.Errorf("-raft-tls-*: %w", err)
+		}
+	}
+	if (f.apiCert == "") != (f.apiKey == "") {
+		return c, errors.New("-api-tls-cert and -api-tls-key go together")
+	}
+	if f.apiCert != "" {
+		cert, err := tls.LoadX509KeyPair(f.apiCert, f.apiKey)
+		if err != nil {
+			return c, fmt.Errorf("-api-tls-cert/-api-tls-key: %w", err)
+		}
+		c.APITLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if f.apiCA != "" {
+		pem, err := os.ReadFile(f.apiCA)
+		if err != nil {
+			return c, fmt.Errorf("-api-tls-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return c, fmt.Errorf("-api-tls-ca %s: no PEM certificates", f.apiCA)
+		}
+		c.APIClientTLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		c.APICAFile = f.apiCA
+	}
+	c.Version = Version
+	return c, nil
+}
+
+func runAgent(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("raftlb agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, agentUsage)
+		fs.PrintDefaults()
+	}
+	var f agentFlags
+	f.register(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "raftlb agent: unexpected argument %q (flags only; see raftlb agent -h)\n", fs.Arg(0))
+		return 2
+	}
+	cfg, err := f.build(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "raftlb agent: %v\n", err)
+		return 2
+	}
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
+	a, err := agent.Start(context.Background(), cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "raftlb agent: %v\n", err)
+		return 1
+	}
+	if cfg.Dev {
+		fmt.Fprintf(stdout, "raftlb dev director: API %s (no token needed for local writes); data is discarded on exit\n", a.APIURL())
+	}
+	sig := <-sigs
+	cfg.Log.Info("shutting down", "signal", sig.String())
+	ctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- a.Shutdown(ctx) }()
+	select {
+	case err = <-done:
+	case sig = <-sigs:
+		cfg.Log.Warn("second signal: exiting without finishing the graceful shutdown", "signal", sig.String())
+		return 1
+	}
+	if err != nil {
+		cfg.Log.Error("shutdown", "err", err)
+		return 1
+	}
+	return 0
+}
