@@ -263,11 +263,24 @@ func casParam(r *http.Request) (uint64, *Error) {
 
 // ---- the write path ----
 
-// write runs one write: prepare validates the request on this director and
-// returns the action to run on the leader; if this director is not the
-// leader, the request is forwarded there instead.
-func (s *Server) write(w http.ResponseWriter, r *http.Request, okStatus int,
-	prepare func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error)) {
+type prepareFunc func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error)
+
+// write runs one write of replicated data: prepare validates the request on
+// this director and returns the action to run on the leader; if this
+// director is not the leader, the request is forwarded there instead and
+// answered once this director has applied it too (read-your-writes).
+func (s *Server) write(w http.ResponseWriter, r *http.Request, okStatus int, prepare prepareFunc) {
+	s.writeOpts(w, r, okStatus, true, prepare)
+}
+
+// membershipWrite is write for raft membership operations. A forwarded one
+// does not wait to be applied here: after a remove, this director may never
+// apply another entry.
+func (s *Server) membershipWrite(w http.ResponseWriter, r *http.Request, prepare prepareFunc) {
+	s.writeOpts(w, r, http.StatusOK, false, prepare)
+}
+
+func (s *Server) writeOpts(w http.ResponseWriter, r *http.Request, okStatus int, readYourWrites bool, prepare prepareFunc) {
 	if !s.authorize(w, r, true) {
 		return
 	}
@@ -282,7 +295,7 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, okStatus int,
 		return
 	}
 	if !s.cfg.Raft.IsLeader() {
-		s.forward(w, r, body)
+		s.forward(w, r, body, readYourWrites)
 		return
 	}
 	resp, e := do()
@@ -334,8 +347,10 @@ func (s *Server) applyFn(cmd fsm.Command) (func() (*WriteResponse, *Error), *Err
 	return func() (*WriteResponse, *Error) { return s.apply(cmd) }, nil
 }
 
-// forward relays r to the leader's API and copies its answer back.
-func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte) {
+// forward relays r to the leader's API and copies its answer back. With
+// waitApplied, a successful write is answered only once this director has
+// applied it.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte, waitApplied bool) {
 	if by := r.Header.Get(HeaderForwardedBy); by != "" {
 		writeError(w, 0, noLeader("request forwarded by %s reached a director that is not the leader (leadership is moving): retry", by))
 		return
@@ -378,7 +393,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte) {
 	// Read-your-writes through this director: before answering a forwarded
 	// write, wait until the local FSM has applied it, so a read sent here
 	// next sees it.
-	if r.Method != "GET" && resp.StatusCode < 300 {
+	if waitApplied && resp.StatusCode < 300 {
 		if idx, err := strconv.ParseUint(resp.Header.Get(HeaderIndex), 10, 64); err == nil {
 			if err := s.waitApplied(ctx, idx); err != nil {
 				s.cfg.Log.Warn("forwarded write committed but not yet applied here", "index", idx, "err", err)
@@ -431,7 +446,7 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request, get func() (any, *
 	}
 	if c := r.URL.Query().Get("consistent"); c != "" && c != "0" && c != "false" {
 		if !s.cfg.Raft.IsLeader() {
-			s.forward(w, r, nil)
+			s.forward(w, r, nil, false)
 			return
 		}
 		if err := s.cfg.Raft.Barrier(s.cfg.ApplyTimeout); err != nil {
@@ -553,7 +568,7 @@ func clusterErr(field, id string, err error) *Error {
 }
 
 func (s *Server) join(w http.ResponseWriter, r *http.Request) {
-	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+	s.membershipWrite(w, r, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
 		var j JoinRequest
 		if e := decodeStrict(body, &j); e != nil {
 			return nil, e
@@ -585,7 +600,7 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) remove(w http.ResponseWriter, r *http.Request) {
-	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+	s.membershipWrite(w, r, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
 		var q RemoveRequest
 		if e := decodeStrict(body, &q); e != nil {
 			return nil, e
@@ -619,7 +634,7 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) transfer(w http.ResponseWriter, r *http.Request) {
-	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+	s.membershipWrite(w, r, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
 		var q TransferRequest
 		if len(bytes.TrimSpace(body)) > 0 {
 			if e := decodeStrict(body, &q); e != nil {
