@@ -20,7 +20,7 @@ func TestProfiles(t *testing.T) {
 	}
 	lan, _ := ProfileByName("lan")
 	want := Profile{Name: "lan", HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
-		LeaderLeaseTimeout: 250 * time.Millisecond, CommitTimeout: 20 * time.Millisecond}
+		LeaderLeaseTimeout: 250 * time.Millisecond, CommitTimeout: 5 * time.Millisecond}
 	if lan != want {
 		t.Errorf("lan = %+v, want %+v", lan, want)
 	}

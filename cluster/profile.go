@@ -47,7 +47,11 @@ var profileLAN = Profile{
 	HeartbeatTimeout:   500 * time.Millisecond,
 	ElectionTimeout:    500 * time.Millisecond,
 	LeaderLeaseTimeout: 250 * time.Millisecond,
-	CommitTimeout:      20 * time.Millisecond,
+	// Followers learn a new commit index on the leader's next AppendEntries,
+	// sent after 1-2x CommitTimeout: it bounds how soon every director sees
+	// a change. 20 ms put the write->applied-everywhere p50 at 35 ms; 5 ms
+	// costs ~130 empty RPCs/s per follower when idle (docs/benchmarks.md).
+	CommitTimeout: 5 * time.Millisecond,
 }
 
 // profileFast ("fast") fails over ~5x sooner than profileLAN, at the price of false
