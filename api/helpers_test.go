@@ -250,6 +250,7 @@ type fakeRaft struct {
 	applyErr   error
 	barrierErr error
 	peersErr   error
+	memberErr  error  // returned by AddVoter and RemoveServer
 	commit     uint64 // Status().CommitIndex when > index
 	applies    int
 }
@@ -289,6 +290,12 @@ func (f *fakeRaft) Apply(cmd []byte, _ time.Duration) (uint64, any, error) {
 	}
 	f.index++
 	return f.index, f.fsm.Apply(&raft.Log{Index: f.index, Term: 1, Type: raft.LogCommand, Data: cmd}), nil
+}
+
+func (f *fakeRaft) applyCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.applies
 }
 
 func (f *fakeRaft) IsLeader() bool {
@@ -331,14 +338,18 @@ func (f *fakeRaft) AddVoter(id, addr string) error {
 	if !f.IsLeader() {
 		return cluster.ErrNotLeader
 	}
-	return nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.memberErr
 }
 
 func (f *fakeRaft) RemoveServer(id string) error {
 	if !f.IsLeader() {
 		return cluster.ErrNotLeader
 	}
-	return nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.memberErr
 }
 
 func (f *fakeRaft) TransferLeadership(id string) error {

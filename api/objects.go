@@ -59,7 +59,11 @@ func (s *Server) createService(w http.ResponseWriter, r *http.Request) {
 		for i, raw := range b.Reals {
 			rs, e := decodeReal(raw)
 			if e != nil {
-				e.Field = fmt.Sprintf("reals[%d].%s", i, e.Field)
+				if e.Field == "body" { // reals[i] is not a JSON object
+					e.Field = fmt.Sprintf("reals[%d]", i)
+				} else {
+					e.Field = fmt.Sprintf("reals[%d].%s", i, e.Field)
+				}
 				return nil, e
 			}
 			if _, err := fsm.NormalizeReal(spec, rs); err != nil {
@@ -194,7 +198,12 @@ func (s *Server) updateReal(w http.ResponseWriter, r *http.Request) {
 			return nil, e
 		}
 		if rs.Address == "" {
-			rs.Address, rs.Port = ap.Addr().String(), int(ap.Port())
+			// The key in the path names the real server; a port in the body
+			// is kept, so that changing it is refused rather than ignored.
+			rs.Address = ap.Addr().String()
+			if rs.Port == 0 {
+				rs.Port = int(ap.Port())
+			}
 		}
 		name := r.PathValue("name")
 		if e := s.preValidateReal(name, rs); e != nil {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -17,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
@@ -182,15 +184,15 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, write bool) b
 		return true
 	}
 	if s.cfg.Token != "" {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) == 1 {
+		scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		if ok && strings.EqualFold(scheme, "Bearer") && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(s.cfg.Token)) == 1 {
 			return true
 		}
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="raftlb"`)
 	msg := "a valid bearer token is required (Authorization: Bearer <token>; the CLI reads -token or RAFTLB_TOKEN)"
 	if s.cfg.Token == "" {
-		msg = "this director has no token configured (-token-file), so it accepts no writes"
+		msg = "this director has no token configured (-token-file), so it accepts no requests that need one"
 	}
 	writeError(w, http.StatusUnauthorized, &Error{Code: CodeUnauthorized, Message: msg})
 	return false
@@ -233,12 +235,13 @@ func decodeStrict(body []byte, v any) *Error {
 		case errors.Is(err, io.EOF):
 			return badRequest("body", "empty: a JSON object is required")
 		case errors.As(err, &te):
-			return badRequest(te.Field, "must be a JSON %s, not %s", te.Type, te.Value)
+			return badRequest(jsonPath(te.Field), "must be a JSON %s, not %s", te.Type, te.Value)
 		case errors.As(err, &se):
 			return badRequest("body", "not valid JSON at byte %d: %v", se.Offset, err)
 		}
 		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return badRequest(strings.Trim(f, `"`), "unknown field")
+			name := strings.Trim(f, `"`)
+			return badRequest(keyPath(body, name), "unknown field")
 		}
 		return badRequest("body", "%v", err)
 	}
@@ -248,12 +251,73 @@ func decodeStrict(body []byte, v any) *Error {
 	return nil
 }
 
+// jsonPath turns the path encoding/json reports in an UnmarshalTypeError
+// into the field's JSON spelling: it drops the Go names of embedded structs
+// ("ServiceSpec.port" → "port"; every JSON name raftlb uses is lower case, Go
+// type names are not), and names the whole body when the path is empty (the
+// body is not a JSON object).
+func jsonPath(goPath string) string {
+	var parts []string
+	for p := range strings.SplitSeq(goPath, ".") {
+		if p == "" || unicode.IsUpper([]rune(p)[0]) {
+			continue
+		}
+		parts = append(parts, p)
+	}
+	if len(parts) == 0 {
+		return "body"
+	}
+	return strings.Join(parts, ".")
+}
+
+// keyPath finds where name occurs as an object key in body and returns its
+// path ("sync.bogus", "reals[1].bogus"); json's unknown-field error carries
+// only the name. If the name occurs more than once, the first is reported.
+func keyPath(body []byte, name string) string {
+	var v any
+	if json.Unmarshal(body, &v) != nil {
+		return name
+	}
+	var walk func(v any, path string) (string, bool)
+	walk = func(v any, path string) (string, bool) {
+		join := func(k string) string {
+			if path == "" {
+				return k
+			}
+			return path + "." + k
+		}
+		switch x := v.(type) {
+		case map[string]any:
+			if _, ok := x[name]; ok {
+				return join(name), true
+			}
+			for _, k := range slices.Sorted(maps.Keys(x)) {
+				if p, ok := walk(x[k], join(k)); ok {
+					return p, true
+				}
+			}
+		case []any:
+			for i, e := range x {
+				if p, ok := walk(e, fmt.Sprintf("%s[%d]", path, i)); ok {
+					return p, true
+				}
+			}
+		}
+		return "", false
+	}
+	if p, ok := walk(v, ""); ok {
+		return p
+	}
+	return name
+}
+
 // casParam reads ?cas=N (N ≥ 1); 0 means not given.
 func casParam(r *http.Request) (uint64, *Error) {
-	v := r.URL.Query().Get("cas")
-	if v == "" {
+	q := r.URL.Query()
+	if !q.Has("cas") {
 		return 0, nil
 	}
+	v := q.Get("cas")
 	n, err := strconv.ParseUint(v, 10, 64)
 	if err != nil || n == 0 {
 		return 0, badRequest("cas", "%q is not a modify_index (a whole number ≥ 1)", v)

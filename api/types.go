@@ -16,8 +16,8 @@ import (
 
 // Headers.
 const (
-	// HeaderIndex carries, on every /v1 response, the FSM index the answer
-	// reflects (reads) or the index a write committed at.
+	// HeaderIndex carries, on every successful /v1 response, the FSM index
+	// the answer reflects (reads) or the index a write committed at.
 	HeaderIndex = "X-Raftlb-Index"
 	// HeaderForwardedBy marks a request one director forwarded to the leader;
 	// a forwarded request is never forwarded again.

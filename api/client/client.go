@@ -143,8 +143,14 @@ func (c *Client) once(ctx context.Context, method, path string, query url.Values
 		body = bytes.NewReader(in)
 	}
 	u := *c.base
-	u.Path = strings.TrimSuffix(u.Path, "/") + path
-	u.RawPath = ""
+	// path's segments are already escaped (esc): keep them as the raw path
+	// so that "[2001:db8::1]:80" is not escaped twice.
+	rawPath := strings.TrimSuffix(c.base.EscapedPath(), "/") + path
+	var err error
+	if u.Path, err = url.PathUnescape(rawPath); err != nil {
+		return Meta{}, fmt.Errorf("bad request path %q: %w", rawPath, err)
+	}
+	u.RawPath = rawPath
 	u.RawQuery = query.Encode()
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
@@ -271,7 +277,8 @@ func (c *Client) Real(ctx context.Context, service, key string, o ReadOpts) (fsm
 	return out, err
 }
 
-// CreateReal adds a real server to a service.
+// CreateReal adds a real server to a service. Start r from
+// fsm.NewRealServer(): a zero RealServer has weight 0 (no new connections).
 func (c *Client) CreateReal(ctx context.Context, service string, r fsm.RealServer) (api.WriteResponse, error) {
 	var out api.WriteResponse
 	_, err := c.do(ctx, "POST", "/v1/services/"+esc(service)+"/reals", nil, r, &out)
