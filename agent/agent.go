@@ -95,7 +95,9 @@ func isLoopbackHost(host string) bool {
 	return err == nil && a.IsLoopback()
 }
 
-func (c *Config) defaults() error {
+// Validate fills in defaults and checks the configuration; Start calls it
+// too. Its errors name the flag to fix.
+func (c *Config) Validate() error {
 	if c.Log == nil {
 		c.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
@@ -165,7 +167,7 @@ func (c *Config) defaults() error {
 // bootstrap, joining and registration continue in the background; use
 // WaitReady to wait for a leader.
 func Start(ctx context.Context, cfg Config) (a *Agent, err error) {
-	if err := cfg.defaults(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	a = &Agent{cfg: cfg, log: cfg.Log.With("node", cfg.NodeID), scheme: "http"}

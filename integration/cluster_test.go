@@ -5,6 +5,8 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/raftlb/raftlb/api/client"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/internal/testpki"
 )
 
 var binary string // built once in TestMain
@@ -62,13 +65,18 @@ type proc struct {
 }
 
 type lab struct {
-	t     *testing.T
-	procs []*proc
-	token string // path of the token file
+	t      *testing.T
+	procs  []*proc
+	token  string // path of the token file
+	scheme string // of the APIs
+	caFile string // CA of the HTTPS APIs, if any
+	http   *http.Client
 }
 
-func newLab(t *testing.T, n int) *lab {
-	l := &lab{t: t, token: filepath.Join(t.TempDir(), "token")}
+// newLab prepares n directors bootstrapped with -peers; tls adds mutual
+// TLS between directors and HTTPS APIs, with certificates from a fresh CA.
+func newLab(t *testing.T, n int, withTLS bool) *lab {
+	l := &lab{t: t, token: filepath.Join(t.TempDir(), "token"), scheme: "http", http: &http.Client{Timeout: 5 * time.Second}}
 	if err := os.WriteFile(l.token, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -79,9 +87,25 @@ func newLab(t *testing.T, n int) *lab {
 		peers = append(peers, p.id+"="+p.raft)
 		l.procs = append(l.procs, p)
 	}
+	var ca *testpki.CA
+	if withTLS {
+		ca = testpki.NewCA(t, "raftlb-test-ca")
+		l.scheme = "https"
+	}
 	for _, p := range l.procs {
 		p.args = []string{"agent", "-node-id", p.id, "-data-dir", p.dataDir, "-raft-addr", p.raft, "-api-addr", p.api,
 			"-token-file", l.token, "-peers", strings.Join(peers, ","), "-timing", "fast"}
+		if withTLS {
+			cert, key, caFile := ca.Issue(t, t.TempDir(), p.id)
+			p.args = append(p.args, "-raft-tls-cert", cert, "-raft-tls-key", key, "-raft-tls-ca", caFile,
+				"-api-tls-cert", cert, "-api-tls-key", key, "-api-tls-ca", caFile)
+			l.caFile = caFile
+		}
+	}
+	if withTLS {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(ca.PEM)
+		l.http.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
 	}
 	t.Cleanup(func() {
 		for _, p := range l.procs {
@@ -133,7 +157,7 @@ func (l *lab) signal(p *proc, sig syscall.Signal) {
 }
 
 func (l *lab) client(p *proc) *client.Client {
-	c, err := client.New(client.Options{Addr: p.api, Token: token})
+	c, err := client.New(client.Options{Addr: l.scheme + "://" + p.api, Token: token, CAFile: l.caFile})
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -145,7 +169,7 @@ func (l *lab) waitReady(p *proc) {
 	l.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + p.api + "/readyz")
+		resp, err := l.http.Get(l.scheme + "://" + p.api + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -179,7 +203,7 @@ func (l *lab) leader() *proc {
 func (l *lab) cli(p *proc, args ...string) string {
 	l.t.Helper()
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), "RAFTLB_ADDR=http://"+p.api, "RAFTLB_TOKEN="+token)
+	cmd.Env = append(os.Environ(), "RAFTLB_ADDR="+l.scheme+"://"+p.api, "RAFTLB_TOKEN="+token, "RAFTLB_CACERT="+l.caFile)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
@@ -215,7 +239,7 @@ func (l *lab) waitSame(want []fsm.Service) {
 }
 
 func TestProcessClusterSurvivesKillAndRestart(t *testing.T) {
-	l := newLab(t, 3)
+	l := newLab(t, 3, false)
 	for _, p := range l.procs {
 		l.start(p)
 	}
@@ -276,5 +300,38 @@ func TestProcessClusterSurvivesKillAndRestart(t *testing.T) {
 	}
 	if nl := l.leader(); nl == ld {
 		t.Fatal("no new leader after SIGTERM")
+	}
+}
+
+// TestProcessClusterTLS: raft between directors over mutual TLS, APIs over
+// HTTPS; the CLI writes through a follower, which forwards to the leader
+// over HTTPS, verifying it with -api-tls-ca.
+func TestProcessClusterTLS(t *testing.T) {
+	l := newLab(t, 3, true)
+	for _, p := range l.procs {
+		l.start(p)
+	}
+	for _, p := range l.procs {
+		l.waitReady(p)
+	}
+	ld := l.leader()
+	var followers []*proc
+	for _, p := range l.procs {
+		if p != ld {
+			followers = append(followers, p)
+		}
+	}
+	l.cli(followers[0], "service", "add", "web", "-t", "192.0.2.10:443", "-s", "rr")
+	l.cli(followers[0], "real", "add", "web", "10.0.1.1:443")
+	l.waitSame(l.services(ld))
+	if out := l.cli(followers[1], "service", "list"); !strings.Contains(out, "10.0.1.1:443") {
+		t.Fatalf("service list through the other follower:\n%s", out)
+	}
+	// Plain HTTP to an HTTPS API is refused.
+	if resp, err := http.Get("http://" + ld.api + "/readyz"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Fatal("plain HTTP answered by an HTTPS API")
+		}
 	}
 }

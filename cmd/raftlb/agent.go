@@ -152,6 +152,9 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg, err := f.build(stderr)
+	if err == nil {
+		err = cfg.Validate()
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "raftlb agent: %v\n", err)
 		return 2
