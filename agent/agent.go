@@ -429,7 +429,7 @@ func (a *Agent) registerLoop(ctx context.Context) {
 	for {
 		changed := a.fsm.Changed()
 		want := a.wantNode()
-		if have, ok := a.fsm.Node(want.ID); !ok || have.RaftAddr != want.RaftAddr || have.APIAddr != want.APIAddr || have.APIScheme != want.APIScheme {
+		if have, ok := a.fsm.Node(want.ID); !ok || !have.Equal(want) {
 			if _, leader := a.node.Leader(); leader != "" {
 				if err := a.register(ctx, want); err != nil {
 					a.log.Debug("registering API address failed; retrying", "err", err)

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -431,4 +432,35 @@ func FuzzDecodeApply(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestDataplaneCapabilitiesRefuseWhatADirectorCannotProgram(t *testing.T) {
+	f := New(nil)
+	caps := &DataplaneCaps{Schedulers: []string{"rr", "wrr", "sh"}, Forwards: []string{"nat"}}
+	if r := applyCmd(t, f, 1, &RegisterNode{Node: Node{ID: "d2", RaftAddr: "127.0.0.1:1", APIAddr: "127.0.0.1:2", Dataplane: "nft", Caps: caps}}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	spec := NewServiceSpec() // wlc
+	spec.Name, spec.Protocol, spec.Address, spec.Port = "web", "tcp", "192.0.2.1", 80
+	r := applyCmd(t, f, 2, &CreateService{Service: spec})
+	if r.Err == nil || r.Err.Field != "scheduler" || !strings.Contains(r.Err.Message, "nft dataplane of director d2") {
+		t.Fatalf("wlc on an nft director: %+v", r.Err)
+	}
+	spec.Scheduler = "wrr"
+	if r := applyCmd(t, f, 3, &CreateService{Service: spec}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if r := applyCmd(t, f, 4, &CreateReal{Service: "web", Real: RealServer{Address: "10.0.0.1", Weight: 1, Forward: "dr"}}); r.Err == nil || r.Err.Field != "forward" {
+		t.Fatalf("dr real on an nft director: %+v", r.Err)
+	}
+	p := spec
+	p.Persistence = 300
+	if r := applyCmd(t, f, 5, &UpdateService{Name: "web", Spec: p}); r.Err == nil || r.Err.Field != "persistence" {
+		t.Fatalf("persistence on an nft director without it: %+v", r.Err)
+	}
+	// Once that director is gone, the limits go with it.
+	applyCmd(t, f, 6, &DeregisterNode{ID: "d2"})
+	if r := applyCmd(t, f, 7, &UpdateService{Name: "web", Spec: p}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
 }

@@ -10,6 +10,7 @@ package fsm
 
 import (
 	"net/netip"
+	"reflect"
 	"strconv"
 )
 
@@ -215,11 +216,30 @@ func DefaultSettings() Settings {
 }
 
 // Node is the metadata a director registers about itself, so that any
-// director can forward writes to the leader's API.
+// director can forward writes to the leader's API, and so that services its
+// dataplane cannot program are refused up front.
 type Node struct {
-	ID          string `json:"id"`
-	RaftAddr    string `json:"raft_addr"`
-	APIAddr     string `json:"api_addr"`     // host:port
-	APIScheme   string `json:"api_scheme"`   // http | https
-	ModifyIndex uint64 `json:"modify_index"` // when it was last registered
+	ID          string         `json:"id"`
+	RaftAddr    string         `json:"raft_addr"`
+	APIAddr     string         `json:"api_addr"`            // host:port
+	APIScheme   string         `json:"api_scheme"`          // http | https
+	Dataplane   string         `json:"dataplane,omitempty"` // ipvs | nft | none
+	Caps        *DataplaneCaps `json:"caps,omitempty"`      // nil: no limits (ipvs, none)
+	ModifyIndex uint64         `json:"modify_index"`        // when it was last registered
+}
+
+// Equal reports whether two registrations say the same (ignoring when).
+func (n Node) Equal(o Node) bool {
+	n.ModifyIndex, o.ModifyIndex = 0, 0
+	return reflect.DeepEqual(n, o)
+}
+
+// DataplaneCaps is what a director's dataplane can express. Services and
+// real servers beyond it are refused while that director is registered.
+type DataplaneCaps struct {
+	Schedulers  []string `json:"schedulers"`
+	Forwards    []string `json:"forwards"`
+	Persistence bool     `json:"persistence"`
+	Fwmark      bool     `json:"fwmark"`
+	Thresholds  bool     `json:"thresholds"`
 }

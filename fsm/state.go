@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 )
 
 // state is the replicated state. It is only changed by apply, which is a
@@ -80,6 +81,9 @@ func (s *state) apply(idx uint64, c Command) (any, *Error) {
 		if _, dup := e.reals[r.Key()]; dup {
 			return nil, conflict("address", "service %q already has real server %s", c.Service, r.Key())
 		}
+		if err := s.checkCaps(e.spec, []RealServer{r}, true); err != nil {
+			return nil, err
+		}
 		r.CreateIndex, r.ModifyIndex = idx, idx
 		e.reals[r.Key()] = &r
 		return r, nil
@@ -101,6 +105,9 @@ func (s *state) apply(idx uint64, c Command) (any, *Error) {
 		}
 		if r.Key() != c.Key {
 			return nil, invalid("address", "a real server's address and port cannot change (%s → %s): add the new one and delete the old", c.Key, r.Key())
+		}
+		if err := s.checkCaps(e.spec, []RealServer{r}, true); err != nil {
+			return nil, err
 		}
 		r.CreateIndex, r.ModifyIndex = old.CreateIndex, idx
 		e.reals[c.Key] = &r
@@ -174,7 +181,7 @@ func (s *state) apply(idx uint64, c Command) (any, *Error) {
 		if err != nil {
 			return nil, AsError(err)
 		}
-		if old := s.nodes[n.ID]; old != nil && old.RaftAddr == n.RaftAddr && old.APIAddr == n.APIAddr && old.APIScheme == n.APIScheme {
+		if old := s.nodes[n.ID]; old != nil && old.Equal(n) {
 			return *old, nil // unchanged: keep its index
 		}
 		n.ModifyIndex = idx
@@ -200,6 +207,9 @@ func (s *state) createService(idx uint64, c *CreateService) (any, *Error) {
 	}
 	if other, dup := s.keys[spec.Key()]; dup {
 		return nil, conflict(keyField(spec), "service %q already uses %s", other, spec.Key())
+	}
+	if err := s.checkCaps(spec, c.Reals, false); err != nil {
+		return nil, err
 	}
 	e := &service{spec: spec, reals: make(map[string]*RealServer, len(c.Reals)), create: idx, modif: idx}
 	for i, r := range c.Reals {
@@ -235,6 +245,9 @@ func (s *state) updateService(idx uint64, c *UpdateService) (any, *Error) {
 	}
 	if other, dup := s.keys[spec.Key()]; dup && other != c.Name {
 		return nil, conflict(keyField(spec), "service %q already uses %s", other, spec.Key())
+	}
+	if err := s.checkCaps(spec, nil, false); err != nil {
+		return nil, err
 	}
 	// Every real server must still be valid under the new spec.
 	for _, k := range sortedKeys(e.reals) {
@@ -349,4 +362,48 @@ func stateFromDump(d Dump) (*state, error) {
 		s.nodes[n.ID] = &n
 	}
 	return s, nil
+}
+
+
+// checkCaps refuses a service (and real servers) that the dataplane of a
+// registered director cannot express, naming the director: every director
+// programs every service, so one that cannot would silently differ.
+// With single, reals holds the one real server being written and fields are
+// named without a reals[i] prefix.
+func (s *state) checkCaps(spec ServiceSpec, reals []RealServer, single bool) *Error {
+	field := func(i int, f string) string {
+		if single {
+			return f
+		}
+		return fmt.Sprintf("reals[%d].%s", i, f)
+	}
+	for _, id := range sortedKeys(s.nodes) {
+		n := s.nodes[id]
+		c := n.Caps
+		if c == nil {
+			continue
+		}
+		who := fmt.Sprintf("the %s dataplane of director %s", n.Dataplane, n.ID)
+		if !slices.Contains(c.Schedulers, spec.Scheduler) {
+			return invalid("scheduler", "%q cannot be expressed by %s (it supports %s)", spec.Scheduler, who, strings.Join(c.Schedulers, ", "))
+		}
+		if spec.Persistence != 0 && !c.Persistence {
+			return invalid("persistence", "persistence cannot be expressed by %s", who)
+		}
+		if spec.Fwmark != 0 && !c.Fwmark {
+			return invalid("fwmark", "fwmark services cannot be expressed by %s", who)
+		}
+		if !slices.Contains(c.Forwards, spec.Forward) {
+			return invalid("forward", "%s forwarding cannot be expressed by %s (it supports %s)", spec.Forward, who, strings.Join(c.Forwards, ", "))
+		}
+		for i, r := range reals {
+			if f := spec.EffectiveForward(r); !slices.Contains(c.Forwards, f) {
+				return invalid(field(i, "forward"), "%s forwarding cannot be expressed by %s", f, who)
+			}
+			if (r.UpperThreshold != 0 || r.LowerThreshold != 0) && !c.Thresholds {
+				return invalid(field(i, "upper_threshold"), "connection thresholds cannot be expressed by %s", who)
+			}
+		}
+	}
+	return nil
 }

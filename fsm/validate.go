@@ -335,5 +335,10 @@ func NormalizeNode(n Node) (Node, error) {
 	if n.APIScheme != "http" && n.APIScheme != "https" {
 		return n, invalid("api_scheme", "%q is not http or https", n.APIScheme)
 	}
+	switch n.Dataplane {
+	case "", "ipvs", "nft", "none":
+	default:
+		return n, invalid("dataplane", "%q is not ipvs, nft or none", n.Dataplane)
+	}
 	return n, nil
 }
