@@ -364,7 +364,6 @@ func stateFromDump(d Dump) (*state, error) {
 	return s, nil
 }
 
-
 // checkCaps refuses a service (and real servers) that the dataplane of a
 // registered director cannot express, naming the director: every director
 // programs every service, so one that cannot would silently differ.
