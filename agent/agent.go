@@ -28,6 +28,7 @@ import (
 	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/api/client"
 	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/dataplane"
 	"github.com/raftlb/raftlb/fsm"
 )
 
@@ -61,6 +62,14 @@ type Config struct {
 	LeaveOnShutdown bool   // leave the raft configuration on graceful shutdown
 	Dev             bool   // one-node cluster in a temporary data dir, no token for local writes
 
+	// Dataplane is auto, ipvs, nft or none (default auto; none with Dev).
+	Dataplane      string
+	DataplanePrune bool          // delete kernel services raftlb does not own
+	Resync         time.Duration // drift-repair period (default 30 s)
+	// Backend, if set, is used instead of opening one (tests).
+	Backend     dataplane.Backend
+	BackendCaps *fsm.DataplaneCaps
+
 	Log     *slog.Logger
 	Version string
 
@@ -79,6 +88,11 @@ type Agent struct {
 	http   *http.Server
 	self   *client.Client // this director's own API, authenticated
 	scheme string
+
+	backend    dataplane.Backend
+	caps       *fsm.DataplaneCaps
+	dpKind     string
+	reconciler *dataplane.Reconciler
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -100,6 +114,20 @@ func isLoopbackHost(host string) bool {
 func (c *Config) Validate() error {
 	if c.Log == nil {
 		c.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	if c.Dataplane == "" {
+		c.Dataplane = DataplaneAuto
+		if c.Dev {
+			c.Dataplane = DataplaneNone // -dev never touches the host's kernel unless asked
+		}
+	}
+	switch c.Dataplane {
+	case DataplaneAuto, DataplaneIPVS, DataplaneNFT, DataplaneNone:
+	default:
+		return fmt.Errorf("-dataplane: %q is not auto, ipvs, nft or none", c.Dataplane)
+	}
+	if c.Resync == 0 {
+		c.Resync = resyncDefault
 	}
 	if c.Dev {
 		if c.NodeID == "" {
@@ -166,22 +194,26 @@ func (c *Config) Validate() error {
 // Start starts a director and returns once its API is listening. Raft
 // bootstrap, joining and registration continue in the background; use
 // WaitReady to wait for a leader.
-func Start(ctx context.Context, cfg Config) (a *Agent, err error) {
+func Start(ctx context.Context, cfg Config) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	a = &Agent{cfg: cfg, log: cfg.Log.With("node", cfg.NodeID), scheme: "http"}
+	a := &Agent{cfg: cfg, log: cfg.Log.With("node", cfg.NodeID), scheme: "http"}
 	if cfg.APITLS != nil {
 		a.scheme = "https"
 	}
-	defer func() {
-		if err != nil {
-			a.close()
-		}
-	}()
+	if err := a.start(); err != nil {
+		_ = a.close() // release whatever start opened
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *Agent) start() (err error) {
+	cfg := a.cfg
 	if cfg.Dev && cfg.DataDir == "" {
 		if a.tmpDir, err = os.MkdirTemp("", "raftlb-dev-"); err != nil {
-			return nil, err
+			return err
 		}
 		a.cfg.DataDir = a.tmpDir
 	}
@@ -190,13 +222,13 @@ func Start(ctx context.Context, cfg Config) (a *Agent, err error) {
 	// The API listens first, so that peers can discover this director
 	// while raft starts.
 	if a.ln, err = net.Listen("tcp", cfg.APIAddr); err != nil {
-		return nil, fmt.Errorf("-api-addr %s: %w", cfg.APIAddr, err)
+		return fmt.Errorf("-api-addr %s: %w", cfg.APIAddr, err)
 	}
 	apiHost, _, _ := net.SplitHostPort(cfg.APIAddr)
 	if a.cfg.APIAdvertise == "" {
 		h, p, _ := net.SplitHostPort(a.ln.Addr().String())
 		if a2, err := netip.ParseAddr(h); err == nil && a2.IsUnspecified() {
-			return nil, fmt.Errorf("-api-addr %s listens on every address: set -api-advertise to the address other directors should use", cfg.APIAddr)
+			return fmt.Errorf("-api-addr %s listens on every address: set -api-advertise to the address other directors should use", cfg.APIAddr)
 		}
 		a.cfg.APIAdvertise = net.JoinHostPort(h, p)
 	}
@@ -208,11 +240,17 @@ func Start(ctx context.Context, cfg Config) (a *Agent, err error) {
 		Logger: hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.LevelFromString(envOr(cluster.LogLevelEnv, "warn")), Output: os.Stderr}),
 	}, a.fsm)
 	if err != nil {
-		return nil, err
+		return err
+	}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	if err := a.startDataplane(runCtx); err != nil {
+		return err
 	}
 
 	srv := api.NewServer(api.Config{
-		FSM: a.fsm, Raft: a.node, Token: cfg.Token,
+		FSM: a.fsm, Raft: a.node, Token: cfg.Token, Dataplane: a.dataplaneStatus,
 		TokenForReads:  !isLoopbackHost(apiHost),
 		TokenForWrites: !cfg.Dev,
 		ForwardTLS:     cfg.APIClientTLS, Log: a.log.With("part", "api"), Version: cfg.Version,
@@ -230,19 +268,17 @@ func Start(ctx context.Context, cfg Config) (a *Agent, err error) {
 		}
 	}()
 	if a.self, err = client.New(client.Options{Addr: a.APIURL(), Token: cfg.Token, CAFile: cfg.APICAFile, Timeout: 15 * time.Second}); err != nil {
-		return nil, err
+		return err
 	}
 
-	runCtx, cancel := context.WithCancel(context.Background())
-	a.cancel = cancel
 	if err := a.bootstrap(runCtx); err != nil {
-		return nil, err
+		return err
 	}
 	a.goRun(runCtx, a.registerLoop)
 	a.goRun(runCtx, a.profileLoop)
 	a.log.Info("director started", "api", a.APIURL(), "raft", a.node.Addr(), "data_dir", a.cfg.DataDir,
 		"profile", profile.Name, "existing_state", a.node.HasExistingState(), "dev", cfg.Dev)
-	return a, nil
+	return nil
 }
 
 func envOr(k, def string) string {
@@ -414,7 +450,8 @@ func (a *Agent) discoverAndBootstrap(ctx context.Context) {
 
 // wantNode is this director's metadata as it should be registered.
 func (a *Agent) wantNode() fsm.Node {
-	return fsm.Node{ID: a.cfg.NodeID, RaftAddr: a.node.Addr(), APIAddr: a.cfg.APIAdvertise, APIScheme: a.scheme}
+	return fsm.Node{ID: a.cfg.NodeID, RaftAddr: a.node.Addr(), APIAddr: a.cfg.APIAdvertise, APIScheme: a.scheme,
+		Dataplane: a.dpKind, Caps: a.caps}
 }
 
 // registerLoop keeps this director's API address in the replicated state,
@@ -605,6 +642,7 @@ func (a *Agent) close() error {
 	if a.cancel != nil {
 		a.cancel()
 	}
+	a.wg.Wait()
 	var errs []error
 	if a.http != nil {
 		_ = a.http.Close()
@@ -613,6 +651,13 @@ func (a *Agent) close() error {
 	}
 	if a.node != nil {
 		if err := a.node.Shutdown(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if a.backend != nil {
+		// Closing keeps what was programmed: a restarting director
+		// keeps forwarding.
+		if err := a.backend.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}

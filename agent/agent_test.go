@@ -16,20 +16,10 @@ import (
 	"github.com/raftlb/raftlb/api/client"
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/internal/testaddr"
 )
 
 const testToken = "s3cret-test-token"
-
-// freePort reserves a loopback port by binding and releasing it.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 type director struct {
 	cfg Config
@@ -52,8 +42,8 @@ func newCluster(t *testing.T, n int, mode string) *testCluster {
 	for i := range n {
 		c := Config{
 			NodeID: fmt.Sprintf("d%d", i+1), DataDir: t.TempDir(),
-			RaftAddr: freePort(t), APIAddr: freePort(t), Token: testToken, Profile: "fast",
-			Log: quietLog(), SnapshotThreshold: 32, TrailingLogs: 16,
+			RaftAddr: testaddr.Loopback(t), APIAddr: testaddr.Loopback(t), Token: testToken, Profile: "fast",
+			Log: quietLog(), SnapshotThreshold: 32, TrailingLogs: 16, Dataplane: DataplaneNone,
 		}
 		peers = append(peers, cluster.Server{ID: c.NodeID, Address: c.RaftAddr})
 		apis = append(apis, c.APIAddr)
@@ -315,8 +305,8 @@ func TestJoinReceivesSnapshotAndRemove(t *testing.T) {
 	}
 
 	// A fourth director joins through a follower's API.
-	d4 := &director{cfg: Config{NodeID: "d4", DataDir: t.TempDir(), RaftAddr: freePort(t), APIAddr: freePort(t),
-		Token: testToken, Profile: "fast", Log: quietLog(), Join: []string{tc.dirs[tc.follower()].cfg.APIAddr}}}
+	d4 := &director{cfg: Config{NodeID: "d4", DataDir: t.TempDir(), RaftAddr: testaddr.Loopback(t), APIAddr: testaddr.Loopback(t),
+		Token: testToken, Profile: "fast", Log: quietLog(), Join: []string{tc.dirs[tc.follower()].cfg.APIAddr}, Dataplane: DataplaneNone}}
 	tc.dirs = append(tc.dirs, d4)
 	tc.start(3)
 	tc.waitReady()
@@ -453,8 +443,8 @@ func TestMain(m *testing.M) {
 }
 
 func TestReplicatedProfileAppliesAtRestart(t *testing.T) {
-	cfg := Config{NodeID: "p1", DataDir: t.TempDir(), RaftAddr: freePort(t), APIAddr: "127.0.0.1:0", Token: testToken,
-		BootstrapExpect: 1, Log: quietLog()}
+	cfg := Config{NodeID: "p1", DataDir: t.TempDir(), RaftAddr: testaddr.Loopback(t), APIAddr: "127.0.0.1:0", Token: testToken,
+		BootstrapExpect: 1, Log: quietLog(), Dataplane: DataplaneNone}
 	ctx := ctxT(t, 30*time.Second)
 	a, err := Start(ctx, cfg)
 	if err != nil {

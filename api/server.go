@@ -57,6 +57,9 @@ type Config struct {
 	MaxBody int64
 	Log     *slog.Logger
 	Version string
+	// Dataplane, if set, returns this director's dataplane status for
+	// /v1/status.
+	Dataplane func() any
 }
 
 // Server serves the API. Create it with NewServer and mount Handler.
@@ -570,6 +573,9 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) {
 		out := Status{NodeID: st.ID, RaftAddr: st.Addr, Role: st.State, LeaderID: st.LeaderID, LeaderAddr: st.LeaderAddr,
 			Term: st.Term, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex,
 			TimingProfile: st.Profile, Version: s.cfg.Version}
+		if s.cfg.Dataplane != nil {
+			out.Dataplane = s.cfg.Dataplane()
+		}
 		if !st.LastContact.IsZero() && st.State != "leader" {
 			lc := st.LastContact.UTC()
 			out.LastContact = &lc

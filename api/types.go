@@ -62,6 +62,10 @@ type Status struct {
 	TimingProfile string     `json:"timing_profile"`
 	Peers         []Peer     `json:"peers"`
 	Version       string     `json:"version"`
+	// Dataplane is this director's dataplane reconciler status: backend,
+	// programmed counts, last sync and resync, drift repairs, per-object
+	// errors, unmanaged kernel services.
+	Dataplane any `json:"dataplane,omitempty"`
 }
 
 // Peer is one raft voter with the API address it registered.

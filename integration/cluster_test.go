@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/raftlb/raftlb/api/client"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/internal/testaddr"
 	"github.com/raftlb/raftlb/internal/testpki"
 )
 
@@ -45,16 +45,6 @@ func TestMain(m *testing.M) {
 }
 
 const token = "integration-token"
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // proc is one `raftlb agent` process.
 type proc struct {
@@ -82,7 +72,7 @@ func newLab(t *testing.T, n int, withTLS bool) *lab {
 	}
 	var peers []string
 	for i := range n {
-		p := &proc{id: fmt.Sprintf("d%d", i+1), raft: freeAddr(t), api: freeAddr(t), dataDir: t.TempDir()}
+		p := &proc{id: fmt.Sprintf("d%d", i+1), raft: testaddr.Loopback(t), api: testaddr.Loopback(t), dataDir: t.TempDir()}
 		p.logFile = filepath.Join(t.TempDir(), p.id+".log")
 		peers = append(peers, p.id+"="+p.raft)
 		l.procs = append(l.procs, p)
@@ -94,7 +84,8 @@ func newLab(t *testing.T, n int, withTLS bool) *lab {
 	}
 	for _, p := range l.procs {
 		p.args = []string{"agent", "-node-id", p.id, "-data-dir", p.dataDir, "-raft-addr", p.raft, "-api-addr", p.api,
-			"-token-file", l.token, "-peers", strings.Join(peers, ","), "-timing", "fast"}
+			"-token-file", l.token, "-peers", strings.Join(peers, ","), "-timing", "fast",
+			"-dataplane", "none"} // all directors share this namespace
 		if withTLS {
 			cert, key, caFile := ca.Issue(t, t.TempDir(), p.id)
 			p.args = append(p.args, "-raft-tls-cert", cert, "-raft-tls-key", key, "-raft-tls-ca", caFile,

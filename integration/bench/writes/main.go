@@ -101,7 +101,7 @@ func startTrio(profile string) (*trio, error) {
 		id := fmt.Sprintf("b%d", i+1)
 		peers = append(peers, cluster.Server{ID: id, Address: raft})
 		cfgs = append(cfgs, agent.Config{NodeID: id, DataDir: dir, RaftAddr: raft, APIAddr: apiAddr, Token: "bench",
-			Profile: profile, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			Profile: profile, Dataplane: agent.DataplaneNone, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	}
 	for _, c := range cfgs {
 		c.Peers = peers

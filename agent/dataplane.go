@@ -1,0 +1,140 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/raftlb/raftlb/dataplane"
+	"github.com/raftlb/raftlb/fsm"
+)
+
+// Dataplane kinds (-dataplane).
+const (
+	DataplaneAuto = "auto" // ipvs when the kernel has it, else nft
+	DataplaneIPVS = "ipvs"
+	DataplaneNFT  = "nft"
+	DataplaneNone = "none" // program nothing (API-only director, tests)
+)
+
+// opener opens one backend kind. Registered by backends.go.
+type opener func() (dataplane.Backend, *fsm.DataplaneCaps, error)
+
+var openers = map[string]opener{}
+
+// openDataplane opens the configured backend. auto tries ipvs, then nft.
+func openDataplane(kind string) (dataplane.Backend, *fsm.DataplaneCaps, string, error) {
+	if kind == DataplaneAuto {
+		var errs []error
+		for _, k := range []string{DataplaneIPVS, DataplaneNFT} {
+			if open := openers[k]; open != nil {
+				b, caps, err := open()
+				if err == nil {
+					return b, caps, k, nil
+				}
+				errs = append(errs, fmt.Errorf("%s: %w", k, err))
+			}
+		}
+		return nil, nil, "", fmt.Errorf("-dataplane auto: no usable dataplane: %v", errs)
+	}
+	open := openers[kind]
+	if open == nil {
+		return nil, nil, "", fmt.Errorf("-dataplane: %q is not available in this build (auto, ipvs, nft or none)", kind)
+	}
+	b, caps, err := open()
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("-dataplane %s: %w", kind, err)
+	}
+	return b, caps, kind, nil
+}
+
+// fsmSource is the reconciler's view of the replicated state: it wakes on
+// every FSM change and on this director's leadership changes (sync daemons
+// in "leader" mode follow leadership).
+type fsmSource struct {
+	fsm    *fsm.FSM
+	leader func() bool
+
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func newFSMSource(f *fsm.FSM, leader func() bool) *fsmSource {
+	return &fsmSource{fsm: f, leader: leader, ch: make(chan struct{})}
+}
+
+func (s *fsmSource) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ch
+}
+
+func (s *fsmSource) bump() {
+	s.mu.Lock()
+	close(s.ch)
+	s.ch = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func (s *fsmSource) Desired() dataplane.Desired {
+	st := s.fsm.Settings()
+	return dataplane.Desired{
+		Table:    dataplane.FromFSM(s.fsm.Services()),
+		Timeouts: dataplane.TimeoutsFromSettings(st.Timeouts),
+		Sync:     dataplane.SyncFromSettings(st.Sync, s.leader()),
+	}
+}
+
+// watch turns FSM changes and leadership changes into source bumps.
+func (s *fsmSource) watch(ctx context.Context, leaderCh <-chan bool) {
+	for {
+		changed := s.fsm.Changed()
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-leaderCh:
+		}
+		s.bump()
+	}
+}
+
+// startDataplane opens the backend and runs its reconciler until ctx ends.
+func (a *Agent) startDataplane(ctx context.Context) error {
+	kind := a.cfg.Dataplane
+	if a.cfg.Backend != nil {
+		a.backend, a.caps, a.dpKind = a.cfg.Backend, a.cfg.BackendCaps, a.cfg.Backend.Name()
+	} else if kind != DataplaneNone {
+		b, caps, k, err := openDataplane(kind)
+		if err != nil {
+			return err
+		}
+		a.backend, a.caps, a.dpKind = b, caps, k
+	}
+	if a.backend == nil {
+		a.dpKind = DataplaneNone
+		return nil
+	}
+	a.reconciler = dataplane.NewReconciler(a.backend, dataplane.Options{
+		Log: a.log.With("part", "dataplane"), Resync: a.cfg.Resync,
+		OwnedFile: filepath.Join(a.cfg.DataDir, "dataplane-owned.json"), PruneUnmanaged: a.cfg.DataplanePrune,
+	})
+	src := newFSMSource(a.fsm, a.node.IsLeader)
+	a.goRun(ctx, func(ctx context.Context) { src.watch(ctx, a.node.LeaderChanges()) })
+	a.goRun(ctx, func(ctx context.Context) { a.reconciler.Run(ctx, src) })
+	a.log.Info("dataplane running", "backend", a.dpKind)
+	return nil
+}
+
+// dataplaneStatus is the "dataplane" part of /v1/status.
+func (a *Agent) dataplaneStatus() any {
+	if a.reconciler == nil {
+		return map[string]string{"backend": a.dpKind}
+	}
+	return a.reconciler.Status()
+}
+
+// resyncDefault is the drift-repair period when -resync is not given.
+const resyncDefault = 30 * time.Second
