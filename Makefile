@@ -1,5 +1,5 @@
 # Convenience targets; the scripts are the source of truth.
-.PHONY: run test build bench
+.PHONY: run test build bench demo
 
 build:
 	go build -o bin/raftlb ./cmd/raftlb
@@ -12,3 +12,9 @@ test:
 
 bench:
 	go run ./integration/bench/writes -record docs/benchmarks.md
+
+# The lab demo (root): a director, two real servers and a client in network
+# namespaces; requests to the VIP are balanced across the real servers.
+demo:
+	./scripts/setup.sh
+	go run ./integration/demo

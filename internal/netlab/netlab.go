@@ -23,7 +23,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -33,9 +32,20 @@ const prefix = "rlbt"
 
 var vethSeq atomic.Int64
 
+// T is what a Lab needs of its user; *testing.T and *testing.B have it,
+// and a program (the demo) can provide it too.
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	Skip(args ...any)
+	Cleanup(func())
+}
+
 // Lab is one test's set of namespaces and processes.
 type Lab struct {
-	t      testing.TB
+	t      T
 	mu     sync.Mutex
 	spaces []string
 	procs  []*exec.Cmd
@@ -44,7 +54,7 @@ type Lab struct {
 
 // New returns an empty lab, or skips t when not root or iproute2 is
 // missing.
-func New(t testing.TB) *Lab {
+func New(t T) *Lab {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("netlab: needs root (network namespaces)")
