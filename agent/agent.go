@@ -29,6 +29,7 @@ import (
 	"github.com/raftlb/raftlb/api/client"
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/dataplane"
+	"github.com/raftlb/raftlb/dataplane/vip"
 	"github.com/raftlb/raftlb/fsm"
 )
 
@@ -93,6 +94,9 @@ type Agent struct {
 	caps       *fsm.DataplaneCaps
 	dpKind     string
 	reconciler *dataplane.Reconciler
+	vips       *vip.Manager
+	vipLinks   *vip.Netlink
+	vipAnn     *vip.PacketAnnouncer
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -248,9 +252,12 @@ func (a *Agent) start() (err error) {
 	if err := a.startDataplane(runCtx); err != nil {
 		return err
 	}
+	if err := a.startVIPs(runCtx); err != nil {
+		return err
+	}
 
 	srv := api.NewServer(api.Config{
-		FSM: a.fsm, Raft: a.node, Token: cfg.Token, Dataplane: a.dataplaneStatus,
+		FSM: a.fsm, Raft: a.node, Token: cfg.Token, Dataplane: a.dataplaneStatus, VIPs: a.vipStatus,
 		TokenForReads:  !isLoopbackHost(apiHost),
 		TokenForWrites: !cfg.Dev,
 		ForwardTLS:     cfg.APIClientTLS, Log: a.log.With("part", "api"), Version: cfg.Version,
@@ -629,6 +636,7 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 			}
 		}
 		a.wg.Wait()
+		a.stopVIPs(true)
 		if a.http != nil {
 			_ = a.http.Shutdown(ctx)
 		}
@@ -643,6 +651,7 @@ func (a *Agent) close() error {
 		a.cancel()
 	}
 	a.wg.Wait()
+	a.stopVIPs(false)
 	var errs []error
 	if a.http != nil {
 		_ = a.http.Close()

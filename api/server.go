@@ -60,6 +60,9 @@ type Config struct {
 	// Dataplane, if set, returns this director's dataplane status for
 	// /v1/status.
 	Dataplane func() any
+	// VIPs, if set, returns the VIPs this director holds and its
+	// announcement counters.
+	VIPs func() any
 }
 
 // Server serves the API. Create it with NewServer and mount Handler.
@@ -575,6 +578,9 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) {
 			TimingProfile: st.Profile, Version: s.cfg.Version}
 		if s.cfg.Dataplane != nil {
 			out.Dataplane = s.cfg.Dataplane()
+		}
+		if s.cfg.VIPs != nil {
+			out.VIPs = s.cfg.VIPs()
 		}
 		if !st.LastContact.IsZero() && st.State != "leader" {
 			lc := st.LastContact.UTC()

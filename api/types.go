@@ -66,6 +66,9 @@ type Status struct {
 	// programmed counts, last sync and resync, drift repairs, per-object
 	// errors, unmanaged kernel services.
 	Dataplane any `json:"dataplane,omitempty"`
+	// VIPs are the VIPs this director holds and its announcement counters
+	// (absent with -dataplane none).
+	VIPs any `json:"vips,omitempty"`
 }
 
 // Peer is one raft voter with the API address it registered.
