@@ -39,6 +39,9 @@ type Options struct {
 	Token   string        // bearer token
 	CAFile  string        // PEM CA bundle to verify an https API
 	Timeout time.Duration // per request; default 30 s
+	// Transport, if set, carries the requests (tests dial from inside a
+	// network namespace with it); CAFile is then ignored.
+	Transport http.RoundTripper
 	// NoLeaderWait is how long a request keeps retrying while the cluster
 	// answers no_leader (an election: nothing was applied, so retrying is
 	// safe). Default 10 s; negative disables.
@@ -74,10 +77,14 @@ func New(opts Options) (*Client, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = 30 * time.Second
 	}
+	var rt http.RoundTripper = tr
+	if opts.Transport != nil {
+		rt = opts.Transport
+	}
 	if opts.NoLeaderWait == 0 {
 		opts.NoLeaderWait = 10 * time.Second
 	}
-	return &Client{base: u, token: opts.Token, http: &http.Client{Transport: tr, Timeout: opts.Timeout}, noLead: opts.NoLeaderWait}, nil
+	return &Client{base: u, token: opts.Token, http: &http.Client{Transport: rt, Timeout: opts.Timeout}, noLead: opts.NoLeaderWait}, nil
 }
 
 // Addr returns the API base address.
