@@ -320,10 +320,17 @@ func (a *Agent) bootstrap(ctx context.Context) error {
 			return fmt.Errorf("bootstrap: %w", err)
 		}
 	case len(c.Peers) > 0:
-		if err := a.node.Bootstrap(c.Peers); err != nil {
+		err := a.node.Bootstrap(c.Peers)
+		switch {
+		case errors.Is(err, cluster.ErrAlreadyBootstrapped):
+			// Raft was already running: another director's identical
+			// bootstrap reached us first and replicated the configuration.
+			a.log.Info("already in the cluster another director bootstrapped with the same -peers")
+		case err != nil:
 			return fmt.Errorf("bootstrap with -peers: %w", err)
+		default:
+			a.log.Info("bootstrapped", "voters", len(c.Peers))
 		}
-		a.log.Info("bootstrapped", "voters", len(c.Peers))
 	case c.BootstrapExpect > 1:
 		a.goRun(ctx, a.discoverAndBootstrap)
 	case len(c.Join) > 0:

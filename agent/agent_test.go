@@ -504,3 +504,25 @@ func TestRecoverLostQuorum(t *testing.T) {
 		t.Fatalf("peers.json not renamed after use: %v", err)
 	}
 }
+
+// TestPeersBootstrapRacesReplication: a director whose raft receives the
+// leader's entries before it calls Bootstrap (it started late) is already
+// in the cluster and must keep running.
+func TestPeersBootstrapRacesReplication(t *testing.T) {
+	tc := newCluster(t, 3, "peers")
+	tc.start(0)
+	tc.start(1)
+	ctx := ctxT(t, 20*time.Second)
+	if _, err := tc.dirs[0].a.node.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// d3 joins late: open its raft node first, let the leader replicate to
+	// it, then run the agent's bootstrap decision against that node.
+	d := tc.dirs[2]
+	tc.start(2)
+	waitFor(t, "d3 to receive the configuration", func() bool { return d.a.node.Status().LastIndex > 0 })
+	if err := d.a.bootstrap(context.Background()); err != nil {
+		t.Fatalf("bootstrap after replication: %v", err)
+	}
+	tc.waitReady()
+}
