@@ -464,3 +464,15 @@ func TestDataplaneCapabilitiesRefuseWhatADirectorCannotProgram(t *testing.T) {
 		t.Fatal(r.Err)
 	}
 }
+
+func TestVIPCannotBeADirectorsOwnAddress(t *testing.T) {
+	f := New(nil)
+	applyCmd(t, f, 1, &RegisterNode{Node: Node{ID: "d1", RaftAddr: "10.0.0.1:7481", APIAddr: "10.0.0.1:7480"}})
+	r := applyCmd(t, f, 2, &CreateVIP{VIP: VIP{Address: "10.0.0.1/24", Interface: "eth0"}})
+	if r.Err == nil || r.Err.Field != "address" || !strings.Contains(r.Err.Message, "director d1") {
+		t.Fatalf("got %+v", r.Err)
+	}
+	if r := applyCmd(t, f, 3, &CreateVIP{VIP: VIP{Address: "10.0.0.100/24", Interface: "eth0"}}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+}

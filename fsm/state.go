@@ -3,6 +3,7 @@ package fsm
 import (
 	"fmt"
 	"maps"
+	"net"
 	"net/netip"
 	"slices"
 	"sort"
@@ -134,6 +135,9 @@ func (s *state) apply(idx uint64, c Command) (any, *Error) {
 		if _, dup := s.vips[v.Key()]; dup {
 			return nil, conflict("address", "VIP %s already exists", v.Key())
 		}
+		if err := s.checkNotDirectorAddr(v); err != nil {
+			return nil, err
+		}
 		v.CreateIndex, v.ModifyIndex = idx, idx
 		s.vips[v.Key()] = &v
 		return v, nil
@@ -151,6 +155,9 @@ func (s *state) apply(idx uint64, c Command) (any, *Error) {
 		}
 		if v.Key() != c.Key {
 			return nil, invalid("address", "a VIP's address cannot change (%s → %s): add the new one and delete the old", c.Key, v.Key())
+		}
+		if err := s.checkNotDirectorAddr(v); err != nil {
+			return nil, err
 		}
 		v.CreateIndex, v.ModifyIndex = old.CreateIndex, idx
 		s.vips[c.Key] = &v
@@ -401,6 +408,21 @@ func (s *state) checkCaps(spec ServiceSpec, reals []RealServer, single bool) *Er
 			}
 			if (r.UpperThreshold != 0 || r.LowerThreshold != 0) && !c.Thresholds {
 				return invalid(field(i, "upper_threshold"), "connection thresholds cannot be expressed by %s", who)
+			}
+		}
+	}
+	return nil
+}
+
+// checkNotDirectorAddr refuses a VIP that is a registered director's own
+// raft or API address: the VIP moves between directors, and taking it away
+// would cut that director off.
+func (s *state) checkNotDirectorAddr(v VIP) *Error {
+	for _, id := range sortedKeys(s.nodes) {
+		n := s.nodes[id]
+		for _, hp := range []string{n.RaftAddr, n.APIAddr} {
+			if host, _, err := net.SplitHostPort(hp); err == nil && VIPKey(host) == v.Key() {
+				return invalid("address", "%s is director %s's own address; a VIP must be an address no director has", v.Key(), n.ID)
 			}
 		}
 	}
