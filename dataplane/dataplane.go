@@ -134,9 +134,10 @@ type Backend interface {
 	// or not. It is the only full read: the reconciler calls it at start
 	// and at each periodic resync, never per change.
 	Dump() (Table, error)
-	// Apply makes the changes in order and returns those that failed. A
-	// backend that applies atomically (nft) either makes all or returns
-	// every change as failed.
+	// Apply makes the changes in order and returns those that failed.
+	// nft applies the batch in one transaction; if the kernel refuses it,
+	// each service is retried alone and only the changes of services that
+	// still fail are returned.
 	Apply(changes []Change) []ChangeError
 	// SetTimeouts sets the connection timeouts (IPVS only; others ignore).
 	SetTimeouts(Timeouts) error
@@ -171,6 +172,7 @@ var ErrUnsupported = errors.New("dataplane not supported by this kernel")
 // Capabilities describe what a backend can express, for validation.
 type Capabilities struct {
 	Schedulers  []string // supported IPVS scheduler names
+	Flags       []string // supported scheduler flags
 	Forwards    []string // supported forwarding methods
 	Persistence bool
 	Fwmark      bool

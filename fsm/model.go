@@ -238,6 +238,7 @@ func (n Node) Equal(o Node) bool {
 // real servers beyond it are refused while that director is registered.
 type DataplaneCaps struct {
 	Schedulers  []string `json:"schedulers"`
+	Flags       []string `json:"flags"`
 	Forwards    []string `json:"forwards"`
 	Persistence bool     `json:"persistence"`
 	Fwmark      bool     `json:"fwmark"`

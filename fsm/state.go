@@ -393,6 +393,11 @@ func (s *state) checkCaps(spec ServiceSpec, reals []RealServer, single bool) *Er
 		if !slices.Contains(c.Schedulers, spec.Scheduler) {
 			return invalid("scheduler", "%q cannot be expressed by %s (it supports %s)", spec.Scheduler, who, strings.Join(c.Schedulers, ", "))
 		}
+		for _, f := range spec.SchedFlags {
+			if !slices.Contains(c.Flags, f) {
+				return invalid("sched_flags", "%q cannot be expressed by %s", f, who)
+			}
+		}
 		if spec.Persistence != 0 && !c.Persistence {
 			return invalid("persistence", "persistence cannot be expressed by %s", who)
 		}

@@ -13,6 +13,7 @@ fi
 missing=()
 command -v gcc >/dev/null || missing+=(gcc libc6-dev)
 command -v ip >/dev/null || missing+=(iproute2)
+command -v nft >/dev/null || missing+=(nftables)   # the nft tool, for operators and one drift test
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: need root to apt-get install ${missing[*]}" >&2

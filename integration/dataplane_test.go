@@ -1,0 +1,248 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raftlb/raftlb/api/client"
+	"github.com/raftlb/raftlb/internal/netlab"
+)
+
+// nsLab is three real `raftlb agent` processes, each in its own network
+// namespace, with the nftables dataplane; two real servers; one client.
+//
+//	client 10.10.0.50 ── br-c ── dirN eth0 10.10.0.N+1   (VIP 10.10.0.100 on the leader)
+//	rs1 .11, rs2 .12 ── br-s ── dirN eth1 10.20.0.N+1   (gateway VIP 10.20.0.1 on the leader)
+type nsLab struct {
+	t      *testing.T
+	lab    *netlab.Lab
+	client string
+	dirs   []string // namespaces
+	ips    []string // director addresses on br-c
+	macs   []string // director MACs on br-c
+	token  string
+	procs  []*exec.Cmd
+	logs   []string
+}
+
+func newNSLab(t *testing.T) *nsLab {
+	l := &nsLab{t: t, lab: netlab.New(t), token: filepath.Join(t.TempDir(), "token")}
+	if err := os.WriteFile(l.token, []byte(token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lab := l.lab
+	sw := lab.Netns("sw")
+	lab.Bridge(sw, "br-c")
+	lab.Bridge(sw, "br-s")
+	l.client = lab.Netns("client")
+	lab.Attach(l.client, "eth0", sw, "br-c", "p-cl")
+	lab.Addr(l.client, "eth0", "10.10.0.50/24")
+	// A plain host: updates an existing neighbour entry from a gratuitous
+	// ARP, does not create one (a new namespace copies IPv4 settings from
+	// the root namespace, so set them).
+	lab.MustRun(l.client, "sysctl", "-qw", "net.ipv4.conf.all.arp_accept=0", "net.ipv4.conf.eth0.arp_accept=0",
+		"net.ipv4.conf.all.drop_gratuitous_arp=0", "net.ipv4.conf.eth0.drop_gratuitous_arp=0")
+	var peers []string
+	for i := range 3 {
+		ns := lab.Netns(fmt.Sprintf("dir%d", i+1))
+		mac := fmt.Sprintf("02:10:00:00:00:%02x", i+1)
+		lab.Attach(ns, "eth0", sw, "br-c", fmt.Sprintf("p-d%dc", i+1), mac)
+		lab.Attach(ns, "eth1", sw, "br-s", fmt.Sprintf("p-d%ds", i+1))
+		ip := fmt.Sprintf("10.10.0.%d", i+2)
+		lab.Addr(ns, "eth0", ip+"/24")
+		lab.Addr(ns, "eth1", fmt.Sprintf("10.20.0.%d/24", i+2))
+		lab.MustRun(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.arp_notify=0")
+		l.dirs, l.ips, l.macs = append(l.dirs, ns), append(l.ips, ip), append(l.macs, mac)
+		peers = append(peers, fmt.Sprintf("d%d=%s:7481", i+1, ip))
+	}
+	for i := range 2 {
+		rs := lab.Netns(fmt.Sprintf("rs%d", i+1))
+		lab.Attach(rs, "eth0", sw, "br-s", fmt.Sprintf("p-rs%d", i+1))
+		lab.Addr(rs, "eth0", fmt.Sprintf("10.20.0.%d/24", 11+i))
+		lab.MustRun(rs, "ip", "route", "add", "default", "via", "10.20.0.1")
+		lab.Serve(rs, fmt.Sprintf("10.20.0.%d:80", 11+i), fmt.Sprintf("rs%d", i+1))
+	}
+	for i, ns := range l.dirs {
+		logPath := filepath.Join(t.TempDir(), fmt.Sprintf("d%d.log", i+1))
+		f, err := os.Create(logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("ip", "netns", "exec", ns, binary, "agent", "-node-id", fmt.Sprintf("d%d", i+1),
+			"-data-dir", t.TempDir(), "-raft-addr", l.ips[i]+":7481", "-api-addr", l.ips[i]+":7480",
+			"-token-file", l.token, "-peers", strings.Join(peers, ","), "-timing", "fast", "-dataplane", "nft", "-resync", "2s")
+		cmd.Stdout, cmd.Stderr = f, f
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		l.procs, l.logs = append(l.procs, cmd), append(l.logs, logPath)
+	}
+	t.Cleanup(func() {
+		for _, p := range l.procs {
+			_ = p.Process.Kill()
+			_, _ = p.Process.Wait()
+		}
+		if t.Failed() {
+			for i, p := range l.logs {
+				b, _ := os.ReadFile(p)
+				t.Logf("---- d%d log (tail) ----\n%s", i+1, tail(string(b), 2500))
+			}
+		}
+	})
+	return l
+}
+
+// api returns a client for director i whose connections are made from
+// inside the client namespace (the directors' APIs listen on the lab
+// network; nothing is sent from the root namespace).
+func (l *nsLab) api(i int) *client.Client {
+	c, err := client.New(client.Options{Addr: "http://" + l.ips[i] + ":7480", Token: token,
+		Transport: netlab.HTTPClient(l.client, 5*time.Second).Transport})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return c
+}
+
+// cli runs the raftlb CLI inside director i's namespace against its API.
+func (l *nsLab) cli(i int, args ...string) string {
+	l.t.Helper()
+	full := append([]string{"netns", "exec", l.dirs[i], "env", "RAFTLB_ADDR=http://" + l.ips[i] + ":7480", "RAFTLB_TOKEN=" + token, binary}, args...)
+	out, err := exec.Command("ip", full...).CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("raftlb %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// status reads director i's /v1/status.
+func (l *nsLab) status(i int) (map[string]any, error) {
+	s, err := l.api(i).Status(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"role": s.Role, "dataplane": s.Dataplane, "vips": s.VIPs}, nil
+}
+
+func (l *nsLab) waitFor(what string, cond func() bool) {
+	l.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			l.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+func (l *nsLab) leader() int {
+	l.t.Helper()
+	found := -1
+	l.waitFor("a leader", func() bool {
+		for i := range l.dirs {
+			if st, err := l.status(i); err == nil && st["role"] == "leader" {
+				found = i
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// holds reports whether director i has the VIP on eth0.
+func (l *nsLab) holds(i int) bool {
+	out, _ := l.lab.Run(l.dirs[i], "ip", "-o", "addr", "show", "dev", "eth0")
+	return strings.Contains(out, "10.10.0.100/")
+}
+
+// dests is the number of destinations director i's dataplane programmed.
+func (l *nsLab) dests(i int) float64 {
+	st, err := l.status(i)
+	if err != nil {
+		return -1
+	}
+	dp, _ := st["dataplane"].(map[string]any)
+	n, _ := dp["destinations"].(float64)
+	return n
+}
+
+// round sends n requests to the VIP from the client, one new connection
+// each, and counts who answered.
+func (l *nsLab) round(n int) map[string]int {
+	l.t.Helper()
+	c := netlab.HTTPClient(l.client, 2*time.Second)
+	counts := map[string]int{}
+	for range n {
+		resp, err := c.Get("http://10.10.0.100/")
+		if err != nil {
+			counts["error"]++
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		counts[strings.TrimSpace(string(b))]++
+	}
+	return counts
+}
+
+func (l *nsLab) neighMAC() string {
+	out, _ := l.lab.Run(l.client, "ip", "neigh", "show", "10.10.0.100", "dev", "eth0")
+	f := strings.Fields(out)
+	for i := range f {
+		if f[i] == "lladdr" && i+1 < len(f) {
+			return f[i+1]
+		}
+	}
+	return ""
+}
+
+func TestDataplaneNftThreeDirectors(t *testing.T) {
+	if _, err := exec.LookPath("ip"); err != nil || os.Geteuid() != 0 {
+		t.Skip("needs root and iproute2")
+	}
+	l := newNSLab(t)
+	ld := l.leader()
+	f := (ld + 1) % 3
+	l.cli(f, "vip", "add", "10.10.0.100/24", "-interface", "eth0", "-group", "lab")
+	l.cli(f, "vip", "add", "10.20.0.1/24", "-interface", "eth1", "-group", "lab")
+	l.cli(f, "service", "add", "web", "-t", "10.10.0.100:80", "-s", "rr")
+	l.cli(f, "real", "add", "web", "10.20.0.11:80")
+	l.cli(f, "real", "add", "web", "10.20.0.12:80")
+	l.waitFor("the VIP on the leader and 2 destinations on every director", func() bool {
+		return l.holds(ld) && l.dests(0) == 2 && l.dests(1) == 2 && l.dests(2) == 2
+	})
+	for i := range l.dirs {
+		if i != ld && l.holds(i) {
+			t.Fatalf("follower d%d holds the VIP", i+1)
+		}
+	}
+
+	if c := l.round(8); c["rs1"] != 4 || c["rs2"] != 4 {
+		t.Fatalf("rr: %v, want 4/4", c)
+	}
+	l.cli(f, "service", "update", "web", "-s", "wrr")
+	l.cli(f, "real", "update", "web", "10.20.0.11:80", "-w", "3")
+	l.waitFor("wrr 3:1", func() bool { c := l.round(8); return c["rs1"] == 6 && c["rs2"] == 2 })
+	l.cli(f, "real", "drain", "web", "10.20.0.12:80")
+	l.waitFor("drain", func() bool { c := l.round(8); return c["rs1"] == 8 })
+	l.cli(f, "real", "update", "web", "10.20.0.12:80", "-state", "enabled", "-w", "1")
+
+	// Move leadership: the VIP group follows, and the client's neighbour
+	// entry flips to the new director's MAC from its gratuitous ARP alone.
+	if got := l.neighMAC(); got != l.macs[ld] {
+		t.Fatalf("client's neighbour entry %q, want the leader's %s", got, l.macs[ld])
+	}
+	target := (ld + 2) % 3
+	l.cli(f, "cluster", "transfer-leadership", fmt.Sprintf("d%d", target+1))
+	l.waitFor("the VIP on the new leader only", func() bool { return l.holds(target) && !l.holds(ld) })
+	l.waitFor("the client's neighbour entry to flip", func() bool { return l.neighMAC() == l.macs[target] })
+	l.waitFor("traffic through the new director", func() bool { c := l.round(4); return c["rs1"]+c["rs2"] == 4 })
+}
