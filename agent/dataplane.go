@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/raftlb/raftlb/dataplane"
@@ -50,57 +49,6 @@ func openDataplane(kind string) (dataplane.Backend, *fsm.DataplaneCaps, string, 
 	return b, caps, kind, nil
 }
 
-// fsmSource is the reconciler's view of the replicated state: it wakes on
-// every FSM change and on this director's leadership changes (sync daemons
-// in "leader" mode follow leadership).
-type fsmSource struct {
-	fsm    *fsm.FSM
-	leader func() bool
-
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-func newFSMSource(f *fsm.FSM, leader func() bool) *fsmSource {
-	return &fsmSource{fsm: f, leader: leader, ch: make(chan struct{})}
-}
-
-func (s *fsmSource) Changed() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.ch
-}
-
-func (s *fsmSource) bump() {
-	s.mu.Lock()
-	close(s.ch)
-	s.ch = make(chan struct{})
-	s.mu.Unlock()
-}
-
-func (s *fsmSource) Desired() dataplane.Desired {
-	st := s.fsm.Settings()
-	return dataplane.Desired{
-		Table:    dataplane.FromFSM(s.fsm.Services()),
-		Timeouts: dataplane.TimeoutsFromSettings(st.Timeouts),
-		Sync:     dataplane.SyncFromSettings(st.Sync, s.leader()),
-	}
-}
-
-// watch turns FSM changes and leadership changes into source bumps.
-func (s *fsmSource) watch(ctx context.Context, leaderCh <-chan bool) {
-	for {
-		changed := s.fsm.Changed()
-		select {
-		case <-ctx.Done():
-			return
-		case <-changed:
-		case <-leaderCh:
-		}
-		s.bump()
-	}
-}
-
 // startDataplane opens the backend and runs its reconciler until ctx ends.
 func (a *Agent) startDataplane(ctx context.Context) error {
 	kind := a.cfg.Dataplane
@@ -121,8 +69,8 @@ func (a *Agent) startDataplane(ctx context.Context) error {
 		Log: a.log.With("part", "dataplane"), Resync: a.cfg.Resync,
 		OwnedFile: filepath.Join(a.cfg.DataDir, "dataplane-owned.json"), PruneUnmanaged: a.cfg.DataplanePrune,
 	})
-	src := newFSMSource(a.fsm, a.node.IsLeader)
-	a.goRun(ctx, func(ctx context.Context) { src.watch(ctx, a.node.LeaderChanges()) })
+	src := dataplane.NewFSMSource(a.fsm, a.node.IsLeader)
+	a.goRun(ctx, func(ctx context.Context) { src.Watch(ctx, a.node.LeaderChanges()) })
 	a.goRun(ctx, func(ctx context.Context) { a.reconciler.Run(ctx, src) })
 	a.log.Info("dataplane running", "backend", a.dpKind)
 	return nil

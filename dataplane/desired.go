@@ -10,32 +10,62 @@ import (
 // Desired is everything the reconciler makes the kernel hold.
 type Desired struct {
 	Table    Table
+	Names    map[string]string // service name -> its key in Table
+	Index    uint64            // the FSM index this reflects (for incremental sources)
 	Timeouts Timeouts
 	Sync     []SyncDaemon // connection-sync daemons this director runs
 }
 
-// FromFSM derives the dataplane table from the replicated services: an
-// enabled real server with its weight, a draining one with weight 0 (existing
-// connections finish, no new ones), a disabled one not at all.
-func FromFSM(services []fsm.Service) Table {
+// Delta is the part of the desired state that changed after an index.
+type Delta struct {
+	Services map[string]VirtualService // by service name: the new desired state of each changed service
+	Deleted  []string                  // names of deleted services
+	Index    uint64                    // the FSM index this reflects
+	Timeouts Timeouts
+	Sync     []SyncDaemon
+}
+
+// IncrementalSource is a Source that can tell what changed after an index,
+// so that a change costs the reconciler the size of what changed, not of
+// the whole table.
+type IncrementalSource interface {
+	Source
+	// DesiredSince returns the changes after index since, or ok=false when
+	// it cannot (the history does not reach back): then use Desired.
+	DesiredSince(since uint64) (d Delta, ok bool)
+}
+
+// FromFSM derives the dataplane table from the replicated services, with
+// the name of each service's key.
+func FromFSM(services []fsm.Service) (Table, map[string]string) {
 	t := make(Table, len(services))
+	names := make(map[string]string, len(services))
 	for _, s := range services {
-		vs := VirtualService{Service: serviceFromSpec(s.ServiceSpec), Dests: make(map[string]Destination, len(s.Reals))}
-		for _, r := range s.Reals {
-			if r.State == fsm.StateDisabled {
-				continue
-			}
-			d := Destination{Port: uint16(r.Port), Weight: r.Weight, Forward: s.EffectiveForward(r),
-				UpperThreshold: uint32(r.UpperThreshold), LowerThreshold: uint32(r.LowerThreshold)}
-			d.Address, _ = netip.ParseAddr(r.Address)
-			if r.State == fsm.StateDrain {
-				d.Weight = 0
-			}
-			vs.Dests[d.Key()] = d
-		}
+		vs := FromFSMService(s)
 		t[vs.Key()] = vs
+		names[s.Name] = vs.Key()
 	}
-	return t
+	return t, names
+}
+
+// FromFSMService derives one virtual service: an enabled real server with
+// its weight, a draining one with weight 0 (existing connections finish, no
+// new ones), a disabled one not at all.
+func FromFSMService(s fsm.Service) VirtualService {
+	vs := VirtualService{Service: serviceFromSpec(s.ServiceSpec), Dests: make(map[string]Destination, len(s.Reals))}
+	for _, r := range s.Reals {
+		if r.State == fsm.StateDisabled {
+			continue
+		}
+		d := Destination{Port: uint16(r.Port), Weight: r.Weight, Forward: s.EffectiveForward(r),
+			UpperThreshold: uint32(r.UpperThreshold), LowerThreshold: uint32(r.LowerThreshold)}
+		d.Address, _ = netip.ParseAddr(r.Address)
+		if r.State == fsm.StateDrain {
+			d.Weight = 0
+		}
+		vs.Dests[d.Key()] = d
+	}
+	return vs
 }
 
 func serviceFromSpec(s fsm.ServiceSpec) Service {

@@ -72,10 +72,12 @@ type Reconciler struct {
 	log  *slog.Logger
 
 	// Owned by the Run goroutine.
-	programmed Table           // what raftlb believes the kernel holds, for the services it owns
-	dumped     bool            // a full pass has read the kernel at least once
-	owned      map[string]bool // services raftlb programmed or is asked to
-	saved      map[string]bool // the owned set last written to OwnedFile
+	programmed Table             // what raftlb believes the kernel holds, for the services it owns
+	names      map[string]string // service name -> key, as last desired
+	since      uint64            // FSM index the cache reflects (incremental sources)
+	dumped     bool              // a full pass has read the kernel at least once
+	owned      map[string]bool   // services raftlb programmed or is asked to
+	saved      map[string]bool   // the owned set last written to OwnedFile
 	failures   map[string]*ObjectError
 	retryAt    time.Time
 	timeouts   Timeouts
@@ -103,7 +105,7 @@ func NewReconciler(b Backend, opts Options) *Reconciler {
 		opts.Now = time.Now
 	}
 	r := &Reconciler{b: b, opts: opts, log: opts.Log.With("dataplane", b.Name()),
-		programmed: Table{}, owned: map[string]bool{}, failures: map[string]*ObjectError{}}
+		programmed: Table{}, names: map[string]string{}, owned: map[string]bool{}, failures: map[string]*ObjectError{}}
 	r.status.Backend = b.Name()
 	r.status.ResyncInterval = opts.Resync.String()
 	return r
@@ -143,7 +145,7 @@ func (r *Reconciler) Run(ctx context.Context, src Source) {
 		select {
 		case <-ctx.Done():
 		case <-changed:
-			r.Sync(src.Desired())
+			r.syncFrom(src)
 		case <-retry:
 			if r.dumped {
 				r.Sync(src.Desired())
@@ -162,11 +164,61 @@ func (r *Reconciler) Run(ctx context.Context, src Source) {
 	}
 }
 
+// syncFrom syncs incrementally when the source can say what changed and
+// nothing is waiting for a retry, else in full.
+func (r *Reconciler) syncFrom(src Source) {
+	if inc, ok := src.(IncrementalSource); ok && len(r.failures) == 0 {
+		if d, ok := inc.DesiredSince(r.since); ok {
+			r.SyncDelta(d)
+			return
+		}
+	}
+	r.Sync(src.Desired())
+}
+
 // Sync programs the difference between what was programmed and d. It reads
 // nothing from the kernel. Exported for tests and benchmarks; Run calls it.
 func (r *Reconciler) Sync(d Desired) {
 	r.apply(Diff(r.programmed, d.Table))
+	r.remember(d)
 	r.syncExtras(d)
+	r.publish(func(s *Status) { s.LastSync = r.opts.Now() })
+}
+
+// remember records which desired state the cache now follows.
+func (r *Reconciler) remember(d Desired) {
+	if d.Names != nil {
+		r.names = maps.Clone(d.Names)
+	}
+	r.since = d.Index
+}
+
+// SyncDelta programs only what changed in d: the changed services are
+// diffed against their cached state, nothing else is looked at.
+func (r *Reconciler) SyncDelta(d Delta) {
+	from, to := Table{}, Table{}
+	take := func(key string) {
+		if vs, ok := r.programmed[key]; ok {
+			from[key] = vs
+		}
+	}
+	for name, vs := range d.Services {
+		if old, ok := r.names[name]; ok {
+			take(old) // its key may have changed
+		}
+		take(vs.Key())
+		to[vs.Key()] = vs
+		r.names[name] = vs.Key()
+	}
+	for _, name := range d.Deleted {
+		if old, ok := r.names[name]; ok {
+			take(old)
+			delete(r.names, name)
+		}
+	}
+	r.apply(Diff(from, to))
+	r.since = d.Index
+	r.syncExtras(Desired{Timeouts: d.Timeouts, Sync: d.Sync})
 	r.publish(func(s *Status) { s.LastSync = r.opts.Now() })
 }
 
@@ -208,6 +260,7 @@ func (r *Reconciler) FullPass(d Desired) {
 	r.dumped = true
 	r.programmed = ours
 	r.apply(changes)
+	r.remember(d)
 	r.syncExtras(d)
 	now := r.opts.Now()
 	r.publish(func(s *Status) {

@@ -164,6 +164,40 @@ func (f *FSM) Service(name string) (Service, bool) {
 	return e.export(), true
 }
 
+// ServiceChanges is what changed among the services after an index.
+type ServiceChanges struct {
+	// Full: the history does not reach back that far (a snapshot was
+	// restored, or too many deletions since): Changed holds every service
+	// and the reader should rebuild.
+	Full    bool
+	Changed []Service // created or changed (spec or real servers), sorted by name
+	Deleted []string  // names of services deleted and not re-created
+	Index   uint64    // the applied index this answer reflects
+}
+
+// ServicesChangedSince reports the services changed after index since, so a
+// reader (the dataplane reconciler) pays for what changed rather than for
+// the whole table. It scans the services, not their real servers.
+func (f *FSM) ServicesChangedSince(since uint64) ServiceChanges {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	st := f.st
+	out := ServiceChanges{Index: st.index, Full: since < st.fullBefore}
+	for _, k := range sortedKeys(st.services) {
+		if e := st.services[k]; out.Full || e.touched > since {
+			out.Changed = append(out.Changed, e.export())
+		}
+	}
+	if !out.Full {
+		for _, name := range sortedKeys(st.tombs) {
+			if st.tombs[name] > since && st.services[name] == nil {
+				out.Deleted = append(out.Deleted, name)
+			}
+		}
+	}
+	return out
+}
+
 // ServiceSpec returns one service's spec without copying its real
 // servers: O(1) whatever the size of the service.
 func (f *FSM) ServiceSpec(name string) (ServiceSpec, bool) {

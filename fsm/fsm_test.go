@@ -218,6 +218,7 @@ func TestPropertyRandomSequences(t *testing.T) {
 			f, twin := New(nil), New(nil)
 			g := &cmdGen{r: rand.New(rand.NewPCG(uint64(seed), 42)), f: f}
 			accepted := 0
+			rd := &deltaReader{services: map[string]Service{}}
 			for i := 1; i <= steps; i++ {
 				c := g.next()
 				before := withoutIndex(f.Dump())
@@ -241,6 +242,9 @@ func TestPropertyRandomSequences(t *testing.T) {
 				if !reflect.DeepEqual(after, twin.Dump()) {
 					t.Fatalf("step %d: two FSMs fed the same log differ", i)
 				}
+				if g.r.IntN(3) == 0 {
+					rd.follow(t, f)
+				}
 				if i%25 == 0 || i == steps {
 					snap := snapshotBytes(t, f)
 					restored := New(nil)
@@ -252,6 +256,10 @@ func TestPropertyRandomSequences(t *testing.T) {
 					}
 					if !bytes.Equal(snap, snapshotBytes(t, restored)) {
 						t.Fatalf("step %d: snapshot of the restored state differs", i)
+					}
+					// A reader of the restored FSM must rebuild, then follow.
+					if c := restored.ServicesChangedSince(rd.since); !c.Full && rd.since < restored.Index() {
+						t.Fatalf("step %d: changes since %d across a restore were not Full", i, rd.since)
 					}
 				}
 			}
@@ -474,5 +482,53 @@ func TestVIPCannotBeADirectorsOwnAddress(t *testing.T) {
 	}
 	if r := applyCmd(t, f, 3, &CreateVIP{VIP: VIP{Address: "10.0.0.100/24", Interface: "eth0"}}); r.Err != nil {
 		t.Fatal(r.Err)
+	}
+}
+
+// deltaReader follows an FSM through ServicesChangedSince only.
+type deltaReader struct {
+	since    uint64
+	services map[string]Service
+}
+
+func (d *deltaReader) follow(t *testing.T, f *FSM) {
+	t.Helper()
+	c := f.ServicesChangedSince(d.since)
+	if c.Full {
+		d.services = map[string]Service{}
+	}
+	for _, s := range c.Changed {
+		d.services[s.Name] = s
+	}
+	for _, n := range c.Deleted {
+		delete(d.services, n)
+	}
+	d.since = c.Index
+	want := f.Services()
+	if len(want) != len(d.services) {
+		t.Fatalf("delta reader has %d services, FSM %d", len(d.services), len(want))
+	}
+	for _, s := range want {
+		if !reflect.DeepEqual(d.services[s.Name], s) {
+			t.Fatalf("delta reader's %q differs from the FSM's", s.Name)
+		}
+	}
+}
+
+func TestServicesChangedSinceAfterRestoreIsFull(t *testing.T) {
+	f := New(nil)
+	spec := NewServiceSpec()
+	spec.Name, spec.Protocol, spec.Address, spec.Port = "web", "tcp", "192.0.2.1", 80
+	applyCmd(t, f, 1, &CreateService{Service: spec})
+	snap := snapshotBytes(t, f)
+	g := New(nil)
+	if err := g.Restore(io.NopCloser(bytes.NewReader(snap))); err != nil {
+		t.Fatal(err)
+	}
+	if c := g.ServicesChangedSince(0); !c.Full || len(c.Changed) != 1 {
+		t.Fatalf("%+v", c)
+	}
+	if c := g.ServicesChangedSince(1); c.Full || len(c.Changed) != 0 {
+		t.Fatalf("caught-up reader: %+v", c)
 	}
 }

@@ -19,13 +19,22 @@ type state struct {
 	vips     map[string]*VIP   // by VIPKey
 	settings Settings
 	nodes    map[string]*Node
+
+	// Change tracking for incremental readers (not replicated state: it
+	// is derived from the order of Apply and is not in snapshots).
+	tombs      map[string]uint64 // deleted service name -> index of the deletion
+	fullBefore uint64            // changes since an index below this cannot be told
 }
 
 type service struct {
 	spec          ServiceSpec
 	reals         map[string]*RealServer
 	create, modif uint64
+	touched       uint64 // last index that changed the spec or any real server
 }
+
+// maxTombs bounds the deletion history; past it, readers rebuild fully.
+const maxTombs = 4096
 
 func newState() *state {
 	return &state{
@@ -34,6 +43,7 @@ func newState() *state {
 		vips:     map[string]*VIP{},
 		settings: DefaultSettings(),
 		nodes:    map[string]*Node{},
+		tombs:    map[string]uint64{},
 	}
 }
 
@@ -54,6 +64,43 @@ func checkCAS(cas, have uint64) *Error {
 
 // apply runs one command at index. On error the state is unchanged.
 func (s *state) apply(idx uint64, c Command) (any, *Error) {
+	out, err := s.applyCmd(idx, c)
+	if err == nil {
+		s.track(idx, c)
+	}
+	return out, err
+}
+
+// track records which service a successful command changed.
+func (s *state) track(idx uint64, c Command) {
+	var name string
+	switch c := c.(type) {
+	case *CreateService:
+		name = c.Service.Name
+	case *UpdateService:
+		name = c.Name
+	case *CreateReal:
+		name = c.Service
+	case *UpdateReal:
+		name = c.Service
+	case *DeleteReal:
+		name = c.Service
+	case *DeleteService:
+		if len(s.tombs) >= maxTombs {
+			s.tombs = map[string]uint64{}
+			s.fullBefore = idx
+		}
+		s.tombs[c.Name] = idx
+		return
+	default:
+		return
+	}
+	if e := s.services[name]; e != nil {
+		e.touched = idx
+	}
+}
+
+func (s *state) applyCmd(idx uint64, c Command) (any, *Error) {
 	switch c := c.(type) {
 	case *CreateService:
 		return s.createService(idx, c)
@@ -344,6 +391,7 @@ func stateFromDump(d Dump) (*state, error) {
 	}
 	s := newState()
 	s.index = d.Index
+	s.fullBefore = d.Index // readers behind a restore rebuild fully
 	s.settings = d.Settings
 	for _, sv := range d.Services {
 		if _, dup := s.services[sv.Name]; dup {
@@ -352,7 +400,7 @@ func stateFromDump(d Dump) (*state, error) {
 		if _, dup := s.keys[sv.Key()]; dup {
 			return nil, fmt.Errorf("snapshot: service key %s twice", sv.Key())
 		}
-		e := &service{spec: sv.ServiceSpec, reals: make(map[string]*RealServer, len(sv.Reals)), create: sv.CreateIndex, modif: sv.ModifyIndex}
+		e := &service{spec: sv.ServiceSpec, reals: make(map[string]*RealServer, len(sv.Reals)), create: sv.CreateIndex, modif: sv.ModifyIndex, touched: d.Index}
 		for i := range sv.Reals {
 			r := sv.Reals[i]
 			e.reals[r.Key()] = &r

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/dataplane"
+	"github.com/raftlb/raftlb/internal/benchrec"
 	"golang.org/x/sys/unix"
 )
 
@@ -163,21 +164,7 @@ func benchMachine() string {
 	return fmt.Sprintf("%s, %d cores (GOMAXPROCS %d), Linux %s, %s", cpu, runtime.NumCPU(), runtime.GOMAXPROCS(0), kernel, runtime.Version())
 }
 
-const benchBegin, benchEnd = "<!-- bench:nft:begin -->", "<!-- bench:nft:end -->"
-
-// recordBench writes table between the markers of path, appending a
-// section with the markers if it has none.
+// recordBench writes table into the bench:nft section of path.
 func recordBench(path, table string) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	s := string(b)
-	i, j := strings.Index(s, benchBegin), strings.Index(s, benchEnd)
-	if i < 0 || j < i {
-		s = strings.TrimRight(s, "\n") + "\n\n## nftables dataplane: programming and changing destinations\n\n" + benchBegin + "\n" + benchEnd + "\n"
-		i, j = strings.Index(s, benchBegin), strings.Index(s, benchEnd)
-	}
-	s = s[:i+len(benchBegin)] + "\n" + table + s[j:]
-	return os.WriteFile(path, []byte(s), 0o644)
+	return benchrec.Record(path, "nft", "nftables dataplane: programming and changing destinations", table)
 }

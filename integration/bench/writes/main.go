@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -27,6 +26,7 @@ import (
 	"github.com/raftlb/raftlb/api/client"
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/internal/benchrec"
 )
 
 func main() {
@@ -243,23 +243,9 @@ func sum(ds []time.Duration) time.Duration {
 	return s
 }
 
-func machine() string {
-	cpu := "unknown CPU"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "model name") {
-				_, v, _ := strings.Cut(l, ":")
-				cpu = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	return fmt.Sprintf("%s, %d cores (GOMAXPROCS %d), %s/%s, %s", cpu, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version())
-}
-
 func render(rows []string, latN int, dur time.Duration, conc int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Measured %s on %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), machine())
+	fmt.Fprintf(&b, "Measured %s on %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), benchrec.Machine())
 	fmt.Fprintf(&b, "Command: `go run ./integration/bench/writes -latency-writes %d -duration %s -clients %d -record docs/benchmarks.md`\n\n", latN, dur, conc)
 	b.WriteString("Three directors in one process, raft over TCP on 127.0.0.1, raft-boltdb on local disk. A write is `POST /v1/services/bench/reals` to the leader's API; it counts as done when all three FSMs have applied its index.\n\n")
 	b.WriteString("| profile | load | p50 | p99 | max | writes | writes/s |\n|---|---|---|---|---|---|---|\n")
@@ -269,18 +255,6 @@ func render(rows []string, latN int, dur time.Duration, conc int) string {
 	return b.String()
 }
 
-const beginMark, endMark = "<!-- bench:writes:begin -->", "<!-- bench:writes:end -->"
-
 func recordInto(path, table string) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	s := string(b)
-	i, j := strings.Index(s, beginMark), strings.Index(s, endMark)
-	if i < 0 || j < i {
-		return fmt.Errorf("%s has no %s … %s section", path, beginMark, endMark)
-	}
-	s = s[:i+len(beginMark)] + "\n" + table + s[j:]
-	return os.WriteFile(path, []byte(s), 0o644)
+	return benchrec.Record(path, "writes", "Replicated writes: API → raft → applied on all three FSMs", table)
 }
