@@ -50,6 +50,7 @@ copy_with_libs() {
 }
 copy_with_libs /usr/sbin/ipvsadm
 copy_with_libs /usr/sbin/ip
+rm -f "$ROOT/bin/ip" # busybox's ip has no netns and no veth
 # ipvsadm-save/-restore are small bash scripts; the guest runs them with sh.
 cp /usr/sbin/ipvsadm-save /usr/sbin/ipvsadm-restore "$ROOT/usr/sbin/"
 echo "root:x:0:0:root:/root:/bin/sh" > "$ROOT/etc/passwd"

@@ -11,7 +11,7 @@
 #                                           ... and write its table there
 #
 # Env: RAFTLB_VM_CACHE (default /var/cache/raftlb-vm), VM_TIMEOUT seconds
-# before the VM is killed (default 300; 1200 with BENCH=1), VM_MEM MiB
+# before the VM is killed (default 300; 2400 with BENCH=1), VM_MEM MiB
 # (default 512; 2048 with BENCH=1), VM_SMP (default 2), ACCEL kvm|tcg|auto,
 # INTERACTIVE=1 for a shell on the guest console after the tests.
 set -euo pipefail
@@ -23,7 +23,7 @@ RUN=${1:-}
 BENCH=${BENCH:-0}
 if [ "$BENCH" = 1 ]; then
   RUN=${RUN:-'^TestBenchmark$'}
-  VM_TIMEOUT=${VM_TIMEOUT:-1200}
+  VM_TIMEOUT=${VM_TIMEOUT:-2400}
   VM_MEM=${VM_MEM:-2048}
 fi
 VM_TIMEOUT=${VM_TIMEOUT:-300}
@@ -34,6 +34,13 @@ ACCEL=${ACCEL:-auto}
 if [ "$(id -u)" -ne 0 ]; then
   echo "vm: must run as root (apt-get install, and QEMU)" >&2
   exit 1
+fi
+# One run at a time per cache: the build and the console log are shared.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/run.lock"
+if ! flock -n 9; then
+  echo "vm: another run.sh holds $CACHE/run.lock; waiting for it"
+  flock -w 1800 9
 fi
 t0=$(date +%s.%N)
 secs() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}'; }
@@ -51,7 +58,9 @@ if [ "$ACCEL" = auto ]; then
 fi
 if [ "$ACCEL" = kvm ]; then accel=(-accel kvm -cpu host); else accel=(-accel tcg -cpu max); fi
 
-append="console=ttyS0 edd=off panic=-1 loglevel=4"
+# The guest's go test timeout ends just before the VM's, so a hang shows
+# as a goroutine dump rather than a killed VM.
+append="console=ttyS0 edd=off panic=-1 loglevel=4 raftlb.timeout=$((VM_TIMEOUT - 20))s"
 [ -n "$RUN" ] && append+=" raftlb.run=$RUN"
 [ "$BENCH" = 1 ] && append+=" raftlb.bench=1"
 qemu=(qemu-system-x86_64 "${accel[@]}" -M pc -smp "$VM_SMP" -m "$VM_MEM"
@@ -69,7 +78,7 @@ timeout -k 5 "$VM_TIMEOUT" "${qemu[@]}" -append "$append" </dev/null >"$LOG" 2>&
 qpid=$!
 # Whatever happens to this script, the VM goes with it.
 trap 'kill "$qpid" 2>/dev/null || true' EXIT INT TERM
-tail -n +1 --pid="$qpid" -f "$LOG" | tr -d '\r'
+tail -n +1 --pid="$qpid" -f "$LOG" | sed -u 's/\r//g'
 qrc=0
 wait "$qpid" || qrc=$?
 trap - EXIT INT TERM
@@ -84,5 +93,5 @@ if [ "${rc:-1}" != 0 ] || [ "$qrc" != 0 ]; then
 fi
 
 if [ "$BENCH" = 1 ] && [ -n "${RECORD:-}" ]; then
-  "$HERE/record-bench.sh" "$LOG" "$REPO/$RECORD"
+  ACCEL_USED=${ACCEL^^} "$HERE/record-bench.sh" "$LOG" "$REPO/$RECORD"
 fi
