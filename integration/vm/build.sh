@@ -29,6 +29,8 @@ mkdir -p "$ROOT"/{bin,sbin,usr/bin,usr/sbin,lib64,lib/x86_64-linux-gnu,proc,sys,
 # --- the test binary first: a compile error should fail fast
 go -C "$REPO" vet -tags vmguest ./integration/vm/guest/
 CGO_ENABLED=0 go -C "$REPO" test -c -tags vmguest -trimpath -o "$ROOT/bin/guest.test" ./integration/vm/guest/
+# the real agent and CLI, for the guest test that drives them
+CGO_ENABLED=0 go -C "$REPO" build -trimpath -o "$ROOT/bin/raftlb" ./cmd/raftlb
 
 # --- busybox and its applets
 cp "$BUSYBOX" "$ROOT/bin/busybox"
