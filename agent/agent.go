@@ -67,6 +67,13 @@ type Config struct {
 	Dataplane      string
 	DataplanePrune bool          // delete kernel services raftlb does not own
 	Resync         time.Duration // drift-repair period (default 30 s)
+	// Gratuitous ARP / unsolicited NA when this director takes the VIPs:
+	// GARPBurst announcements GARPInterval apart, then one per VIP every
+	// GARPRefresh (switches age their MAC tables). Zero values take the
+	// defaults (5, 100 ms, 10 s); negative disables.
+	GARPBurst    int
+	GARPInterval time.Duration
+	GARPRefresh  time.Duration
 	// Backend, if set, is used instead of opening one (tests).
 	Backend     dataplane.Backend
 	BackendCaps *fsm.DataplaneCaps

@@ -28,7 +28,8 @@ func (a *Agent) startVIPs(ctx context.Context) error {
 		return err
 	}
 	a.vipLinks, a.vipAnn = links, ann
-	a.vips = vip.New(links, ann, vip.Options{Log: a.log.With("part", "vip")})
+	a.vips = vip.New(links, ann, vip.Options{Log: a.log.With("part", "vip"),
+		BurstCount: a.cfg.GARPBurst, BurstInterval: a.cfg.GARPInterval, Refresh: a.cfg.GARPRefresh})
 	// A restarted director holds nothing until it leads: remove VIPs of
 	// the (restored) state that are still configured here.
 	if err := a.vips.RemoveUnowned(a.fsm.VIPs()); err != nil {

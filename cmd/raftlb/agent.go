@@ -40,6 +40,8 @@ type agentFlags struct {
 	apiCert, apiKey, apiCA    string
 	logLevel, logFormat       string
 	shutdownTimeout           time.Duration
+	garpBurst                 int
+	garpInterval, garpRefresh time.Duration
 }
 
 func (f *agentFlags) register(fs *flag.FlagSet) {
@@ -59,6 +61,9 @@ func (f *agentFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Dataplane, "dataplane", "", "auto (IPVS when the kernel has it, else nftables), ipvs, nft or none (default auto; none with -dev)")
 	fs.BoolVar(&c.DataplanePrune, "dataplane-prune", false, "delete kernel services raftlb did not create (default: report them, leave them)")
 	fs.DurationVar(&c.Resync, "resync", 0, "period of the full pass that re-reads the kernel and repairs drift (default 30s)")
+	fs.IntVar(&f.garpBurst, "garp-burst", 5, "gratuitous ARPs / unsolicited NAs sent per VIP when this director takes it (0: none)")
+	fs.DurationVar(&f.garpInterval, "garp-interval", 100*time.Millisecond, "time between the announcements of a burst")
+	fs.DurationVar(&f.garpRefresh, "garp-refresh", 10*time.Second, "re-announce every held VIP this often, before switches age their MAC tables (0: never)")
 	fs.BoolVar(&c.LeaveOnShutdown, "leave-on-shutdown", false, "leave the raft configuration on SIGTERM/SIGINT (default: stay a member, so a restart rejoins by itself)")
 	fs.StringVar(&f.raftCert, "raft-tls-cert", "", "PEM certificate for mutual TLS between directors")
 	fs.StringVar(&f.raftKey, "raft-tls-key", "", "PEM key for -raft-tls-cert")
@@ -130,6 +135,20 @@ func (f *agentFlags) build(stderr io.Writer) (agent.Config, error) {
 		}
 		c.APIClientTLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		c.APICAFile = f.apiCA
+	}
+	// Flags say 0 for "none"; agent.Config says negative (0 is "default").
+	neg := func(d time.Duration) time.Duration {
+		if d == 0 {
+			return -1
+		}
+		return d
+	}
+	if f.garpBurst < 0 || f.garpInterval < 0 || f.garpRefresh < 0 {
+		return c, errors.New("-garp-burst, -garp-interval and -garp-refresh cannot be negative")
+	}
+	c.GARPBurst, c.GARPInterval, c.GARPRefresh = f.garpBurst, neg(f.garpInterval), neg(f.garpRefresh)
+	if f.garpBurst == 0 {
+		c.GARPBurst = -1
 	}
 	c.Version = Version
 	return c, nil
