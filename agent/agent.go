@@ -104,6 +104,8 @@ type Agent struct {
 	vips       *vip.Manager
 	vipLinks   *vip.Netlink
 	vipAnn     *vip.PacketAnnouncer
+	leaseMu    sync.Mutex
+	lease      leaseView
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup

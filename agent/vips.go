@@ -2,18 +2,15 @@ package agent
 
 import (
 	"context"
-	"reflect"
 
 	"github.com/raftlb/raftlb/dataplane/vip"
 	"github.com/raftlb/raftlb/fsm"
 )
 
-// startVIPs runs the VIP manager: the leader holds every VIP, the others
+// startVIPs runs the VIP manager under the lease (lease.go): the leader
+// holds every VIP while its quorum-confirmed lease is valid, the others
 // none. A director with -dataplane none manages no VIPs either (several of
-// them share one namespace in tests).
-//
-// This is leadership-following only; the fenced lease that guarantees no
-// two directors ever hold a VIP at once is the next step (docs/architecture.md).
+// them share one namespace in tests). docs/fencing.md has the argument.
 func (a *Agent) startVIPs(ctx context.Context) error {
 	if a.dpKind == DataplaneNone {
 		return nil
@@ -35,39 +32,8 @@ func (a *Agent) startVIPs(ctx context.Context) error {
 	if err := a.vips.RemoveUnowned(a.fsm.VIPs()); err != nil {
 		a.log.Error("cannot remove VIPs left from an earlier run", "err", err)
 	}
-	a.goRun(ctx, a.vipLoop)
+	a.goRun(ctx, a.leaseLoop)
 	return nil
-}
-
-// vipLoop hands the VIPs to the manager when leadership or the VIP list
-// changes; other FSM changes cost one comparison.
-func (a *Agent) vipLoop(ctx context.Context) {
-	leaderCh := a.node.LeaderChanges()
-	var last []fsm.VIP
-	held := false
-	first := true
-	for {
-		changed := a.fsm.Changed()
-		leader := a.node.IsLeader()
-		var want []fsm.VIP
-		if leader {
-			want = a.fsm.VIPs()
-		}
-		if first || leader != held || !reflect.DeepEqual(want, last) {
-			if err := a.vips.Set(want); err != nil {
-				a.log.Error("VIP change incomplete; the refresh pass retries", "leader", leader, "err", err)
-			} else if leader != held {
-				a.log.Info("VIPs follow leadership", "leader", leader, "vips", len(want))
-			}
-			last, held, first = want, leader, false
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-changed:
-		case <-leaderCh:
-		}
-	}
 }
 
 // vipStatus is the "vips" part of /v1/status.
@@ -77,8 +43,9 @@ func (a *Agent) vipStatus() any {
 	}
 	return struct {
 		Held  []fsm.VIP `json:"held"`
+		Lease leaseView `json:"lease"`
 		Stats vip.Stats `json:"stats"`
-	}{a.vips.Owned(), a.vips.Stats()}
+	}{a.vips.Owned(), a.leaseStatus(), a.vips.Stats()}
 }
 
 // stopVIPs releases the VIPs (graceful shutdown) or just stops the

@@ -246,3 +246,58 @@ func TestDataplaneNftThreeDirectors(t *testing.T) {
 	l.waitFor("the client's neighbour entry to flip", func() bool { return l.neighMAC() == l.macs[target] })
 	l.waitFor("traffic through the new director", func() bool { c := l.round(4); return c["rs1"]+c["rs2"] == 4 })
 }
+
+// TestLeaderLinkDownNeverTwoHolders: the leader's link goes down. Its lease
+// runs out without quorum confirmations and it drops the VIP by itself; a
+// new leader claims it after the claim delay. A sampler reads every
+// director's addresses throughout: never two holders.
+func TestLeaderLinkDownNeverTwoHolders(t *testing.T) {
+	if _, err := exec.LookPath("ip"); err != nil || os.Geteuid() != 0 {
+		t.Skip("needs root and iproute2")
+	}
+	l := newNSLab(t)
+	ld := l.leader()
+	f := (ld + 1) % 3
+	l.cli(f, "vip", "add", "10.10.0.100/24", "-interface", "eth0", "-group", "lab")
+	l.cli(f, "service", "add", "web", "-t", "10.10.0.100:80", "-s", "rr")
+	l.waitFor("the VIP on the leader", func() bool { return l.holds(ld) })
+
+	stop := make(chan struct{})
+	done := make(chan []string)
+	go func() {
+		var dual []string
+		for {
+			select {
+			case <-stop:
+				done <- dual
+				return
+			default:
+			}
+			var holders []int
+			for i := range l.dirs {
+				if l.holds(i) {
+					holders = append(holders, i+1)
+				}
+			}
+			if len(holders) > 1 {
+				dual = append(dual, fmt.Sprint(time.Now().Format("15:04:05.000"), " holders d", holders))
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	l.lab.MustRun(l.dirs[ld], "ip", "link", "set", "eth0", "down")
+	l.waitFor("the old leader to drop the VIP by itself", func() bool { return !l.holds(ld) })
+	l.waitFor("another director to hold the VIP", func() bool {
+		return l.holds((ld+1)%3) || l.holds((ld+2)%3)
+	})
+	l.lab.MustRun(l.dirs[ld], "ip", "link", "set", "eth0", "up")
+	// Keep sampling while the old leader rejoins as a follower.
+	l.waitFor("the old leader to rejoin as a follower", func() bool {
+		st, err := l.status(ld)
+		return err == nil && st["role"] == "follower"
+	})
+	close(stop)
+	if dual := <-done; len(dual) > 0 {
+		t.Fatalf("two directors held the VIP at once: %v", dual)
+	}
+}

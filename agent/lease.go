@@ -1,0 +1,154 @@
+package agent
+
+import (
+	"context"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/fsm"
+)
+
+// leaseView is the lease as /v1/status shows it.
+type leaseView struct {
+	Holding     bool      `json:"holding"`
+	Until       time.Time `json:"until,omitzero"`
+	Reason      string    `json:"reason"`
+	Duration    string    `json:"duration"`
+	ClaimDelay  string    `json:"claim_delay"`
+	LastHandoff string    `json:"last_failover,omitempty"` // from leadership won to VIPs held
+}
+
+// leaseLoop decides, with cluster.DecideLease, whether this director holds
+// the VIPs: only as leader, only after the claim delay, and only while a
+// quorum-confirmed lease (a committed barrier) is valid. Confirmations run
+// on their own goroutine so that an expiry is acted on even while a commit
+// hangs (a partitioned leader drops the VIPs when its lease runs out).
+func (a *Agent) leaseLoop(ctx context.Context) {
+	p, _ := cluster.ProfileByName(a.node.Status().Profile)
+	lt := cluster.LeaseTimingFor(p)
+	leaderCh := a.node.LeaderChanges()
+	renew := time.NewTicker(lt.Renew)
+	defer renew.Stop()
+	confirmed := make(chan time.Time, 1)
+	var (
+		st       cluster.LeaseState
+		inFlight bool
+		held     []fsm.VIP
+		holding  bool
+		expiry   *time.Timer
+		wonAt    time.Time
+		term     uint64 // the raft term st belongs to
+		wg       sync.WaitGroup
+	)
+	defer wg.Wait()
+	confirm := func() {
+		if inFlight || !st.Leader {
+			return
+		}
+		inFlight = true
+		wg.Add(1)
+		go func(term time.Time) {
+			defer wg.Done()
+			start := time.Now()
+			if a.node.Barrier(lt.Duration) != nil {
+				start = time.Time{} // failed: report "nothing new"
+			}
+			select {
+			case confirmed <- start:
+			case <-ctx.Done():
+			}
+		}(st.LeaderSince)
+	}
+	// newTerm restarts the lease: leadership notifications are coalesced,
+	// so losing and regaining leadership may arrive as one "true"; a
+	// confirmation from an earlier term must never count.
+	observe := func() {
+		leader, t := a.node.IsLeader(), a.node.Status().Term
+		switch {
+		case !leader:
+			st, term = cluster.LeaseState{}, t
+		case !st.Leader || t != term:
+			st, term = cluster.LeaseState{Leader: true, LeaderSince: time.Now()}, t
+			wonAt = st.LeaderSince
+			confirm()
+		}
+	}
+	observe()
+	for {
+		now := time.Now()
+		d := cluster.DecideLease(lt, st, now)
+		var want []fsm.VIP
+		if d.Hold {
+			want = a.fsm.VIPs()
+		}
+		if d.Hold != holding || !reflect.DeepEqual(want, held) {
+			if err := a.vips.Set(want); err != nil {
+				a.log.Error("VIP change incomplete; the refresh pass retries", "hold", d.Hold, "err", err)
+			}
+			if d.Hold != holding {
+				a.log.Info("VIP lease", "hold", d.Hold, "reason", d.Reason)
+				if d.Hold && !wonAt.IsZero() {
+					a.setLease(func(v *leaseView) { v.LastHandoff = now.Sub(wonAt).Round(time.Millisecond).String() })
+					wonAt = time.Time{}
+				}
+			}
+			held, holding = want, d.Hold
+		}
+		a.setLease(func(v *leaseView) {
+			v.Holding, v.Until, v.Reason = d.Hold, d.Until, d.Reason
+			v.Duration, v.ClaimDelay = lt.Duration.String(), lt.ClaimDelay.String()
+		})
+		// Wake at the lease's end or the claim delay's, whichever comes.
+		var wake <-chan time.Time
+		if expiry != nil {
+			expiry.Stop()
+			expiry = nil
+		}
+		next := time.Time{}
+		switch {
+		case d.Hold:
+			next = d.Until
+		case st.Leader && !st.ConfirmedAt.IsZero():
+			next = st.LeaderSince.Add(lt.ClaimDelay)
+		}
+		if next.After(now) {
+			expiry = time.NewTimer(next.Sub(now))
+			wake = expiry.C
+		}
+		changed := a.fsm.Changed()
+		select {
+		case <-ctx.Done():
+			if expiry != nil {
+				expiry.Stop()
+			}
+			return
+		case <-leaderCh:
+			observe()
+		case t := <-confirmed:
+			inFlight = false
+			observe() // a failed barrier often means leadership moved
+			if st.Leader && !t.IsZero() && !t.Before(st.LeaderSince) {
+				st.ConfirmedAt = t
+			}
+		case <-renew.C:
+			observe()
+			confirm()
+		case <-wake:
+		case <-changed:
+		}
+	}
+}
+
+func (a *Agent) setLease(f func(*leaseView)) {
+	a.leaseMu.Lock()
+	f(&a.lease)
+	a.leaseMu.Unlock()
+}
+
+func (a *Agent) leaseStatus() leaseView {
+	a.leaseMu.Lock()
+	defer a.leaseMu.Unlock()
+	return a.lease
+}
