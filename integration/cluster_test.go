@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/api/client"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/testaddr"
@@ -266,8 +267,17 @@ func TestProcessClusterSurvivesKillAndRestart(t *testing.T) {
 		}
 		spec := fsm.NewServiceSpec()
 		spec.Name, spec.Protocol, spec.Address, spec.Port = fmt.Sprintf("down-%d", i), "tcp", "192.0.2.20", 1000+i
-		if _, err := l.client(other).CreateService(context.Background(), client.ServiceCreate{ServiceSpec: spec}); err != nil {
-			t.Fatalf("write while %s is down: %v", victim.id, err)
+		// As an operator would: a write that hit the dying leader reports
+		// leadership_lost (it may or may not have been applied): retry,
+		// and "already exists" means the first attempt made it.
+		for attempt := 0; ; attempt++ {
+			_, err := l.client(other).CreateService(context.Background(), client.ServiceCreate{ServiceSpec: spec})
+			if err == nil || (attempt > 0 && client.IsCode(err, fsm.CodeConflict)) {
+				break
+			}
+			if !client.IsCode(err, api.CodeLeadershipLost) || attempt == 5 {
+				t.Fatalf("write while %s is down: %v", victim.id, err)
+			}
 		}
 		l.start(victim)
 		l.waitReady(victim)
