@@ -29,6 +29,7 @@ import (
 	"github.com/raftlb/raftlb/api/client"
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/dataplane"
+	"github.com/raftlb/raftlb/dataplane/fence"
 	"github.com/raftlb/raftlb/dataplane/vip"
 	"github.com/raftlb/raftlb/fsm"
 )
@@ -104,6 +105,8 @@ type Agent struct {
 	vips       *vip.Manager
 	vipLinks   *vip.Netlink
 	vipAnn     *vip.PacketAnnouncer
+	fence      *fence.Fence
+	fenced     []netip.Addr // the VIP addresses declared to the fence
 	leaseMu    sync.Mutex
 	lease      leaseView
 

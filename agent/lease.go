@@ -33,14 +33,15 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 	defer renew.Stop()
 	confirmed := make(chan time.Time, 1)
 	var (
-		st       cluster.LeaseState
-		inFlight bool
-		held     []fsm.VIP
-		holding  bool
-		expiry   *time.Timer
-		wonAt    time.Time
-		term     uint64 // the raft term st belongs to
-		wg       sync.WaitGroup
+		st         cluster.LeaseState
+		inFlight   bool
+		held       []fsm.VIP
+		holding    bool
+		expiry     *time.Timer
+		wonAt      time.Time
+		term       uint64 // the raft term st belongs to
+		fencedVIPs []fsm.VIP
+		wg         sync.WaitGroup
 	)
 	defer wg.Wait()
 	confirm := func() {
@@ -79,10 +80,38 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 	for {
 		now := time.Now()
 		d := cluster.DecideLease(lt, st, now)
+		all := a.fsm.VIPs()
 		var want []fsm.VIP
 		if d.Hold {
-			want = a.fsm.VIPs()
+			want = all
 		}
+		if !reflect.DeepEqual(all, fencedVIPs) {
+			if err := a.fenceVIPs(all); err != nil {
+				a.log.Error("cannot update the VIP fence; holding nothing", "err", err)
+				d, want = cluster.LeaseDecision{Reason: "kernel fence failed: " + err.Error()}, nil
+			} else {
+				fencedVIPs = all
+			}
+		}
+		// The kernel fence lease is renewed before an address is added or
+		// announced, and it ends when the lease does: a killed or frozen
+		// daemon loses the VIPs in the kernel without its help.
+		if d.Hold {
+			if err := a.fence.Renew(a.fenced, d.Until.Sub(now)); err != nil {
+				a.log.Error("cannot renew the VIP lease in the kernel fence; releasing", "err", err)
+				d, want = cluster.LeaseDecision{Reason: "kernel fence renewal failed: " + err.Error()}, nil
+			}
+		} else if holding {
+			if err := a.fence.Revoke(); err != nil {
+				a.log.Error("cannot revoke the VIP lease in the kernel fence", "err", err)
+			}
+		}
+		// Publish the decision first: the VIP manager's announcements are
+		// gated on it.
+		a.setLease(func(v *leaseView) {
+			v.Holding, v.Until, v.Reason = d.Hold, d.Until, d.Reason
+			v.Duration, v.ClaimDelay = lt.Duration.String(), lt.ClaimDelay.String()
+		})
 		if d.Hold != holding || !reflect.DeepEqual(want, held) {
 			if err := a.vips.Set(want); err != nil {
 				a.log.Error("VIP change incomplete; the refresh pass retries", "hold", d.Hold, "err", err)
@@ -96,10 +125,6 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 			}
 			held, holding = want, d.Hold
 		}
-		a.setLease(func(v *leaseView) {
-			v.Holding, v.Until, v.Reason = d.Hold, d.Until, d.Reason
-			v.Duration, v.ClaimDelay = lt.Duration.String(), lt.ClaimDelay.String()
-		})
 		// Wake at the lease's end or the claim delay's, whichever comes.
 		var wake <-chan time.Time
 		if expiry != nil {
@@ -139,6 +164,16 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 		case <-changed:
 		}
 	}
+}
+
+// leaseUntil is when the current VIP lease runs out (zero: not holding).
+func (a *Agent) leaseUntil() time.Time {
+	a.leaseMu.Lock()
+	defer a.leaseMu.Unlock()
+	if !a.lease.Holding {
+		return time.Time{}
+	}
+	return a.lease.Until
 }
 
 func (a *Agent) setLease(f func(*leaseView)) {

@@ -2,7 +2,11 @@ package agent
 
 import (
 	"context"
+	"fmt"
+	"net/netip"
+	"time"
 
+	"github.com/raftlb/raftlb/dataplane/fence"
 	"github.com/raftlb/raftlb/dataplane/vip"
 	"github.com/raftlb/raftlb/fsm"
 )
@@ -24,9 +28,22 @@ func (a *Agent) startVIPs(ctx context.Context) error {
 		_ = links.Close()
 		return err
 	}
-	a.vipLinks, a.vipAnn = links, ann
+	// The kernel fence comes first: every VIP of the state is fenced (no
+	// ARP/NA, no traffic) on this director unless it holds a live lease.
+	f, err := fence.New()
+	if err != nil {
+		_ = links.Close()
+		_ = ann.Close()
+		return fmt.Errorf("VIP fence (needs nftables): %w", err)
+	}
+	a.fence, a.vipLinks, a.vipAnn = f, links, ann
+	if err := a.fenceVIPs(a.fsm.VIPs()); err != nil {
+		return err
+	}
 	a.vips = vip.New(links, ann, vip.Options{Log: a.log.With("part", "vip"),
-		BurstCount: a.cfg.GARPBurst, BurstInterval: a.cfg.GARPInterval, Refresh: a.cfg.GARPRefresh})
+		BurstCount: a.cfg.GARPBurst, BurstInterval: a.cfg.GARPInterval, Refresh: a.cfg.GARPRefresh,
+		// Announce only under a live lease, judged with a fresh clock.
+		MayAnnounce: func() bool { return time.Now().Before(a.leaseUntil()) }})
 	// A restarted director holds nothing until it leads: remove VIPs of
 	// the (restored) state that are still configured here.
 	if err := a.vips.RemoveUnowned(a.fsm.VIPs()); err != nil {
@@ -49,18 +66,44 @@ func (a *Agent) vipStatus() any {
 }
 
 // stopVIPs releases the VIPs (graceful shutdown) or just stops the
-// manager (release=false: an abrupt stop, as after SIGKILL nothing runs).
+// manager (release=false: an abrupt stop, as after SIGKILL nothing runs;
+// the fence then drops the VIPs in the kernel when the lease runs out).
 func (a *Agent) stopVIPs(release bool) {
-	if a.vips == nil {
-		return
+	if a.vips != nil {
+		if release {
+			if err := a.fence.Revoke(); err != nil {
+				a.log.Error("cannot revoke the VIP lease in the kernel fence", "err", err)
+			}
+			if err := a.vips.ReleaseAll(); err != nil {
+				a.log.Error("cannot release the VIPs", "err", err)
+			}
+		}
+		_ = a.vips.Close()
+		a.vips = nil
 	}
-	if release {
-		if err := a.vips.ReleaseAll(); err != nil {
-			a.log.Error("cannot release the VIPs", "err", err)
+	if a.fence != nil {
+		_ = a.fence.Close() // leaves the fence in the kernel
+	}
+	if a.vipAnn != nil {
+		_ = a.vipAnn.Close()
+	}
+	if a.vipLinks != nil {
+		_ = a.vipLinks.Close()
+	}
+	a.fence, a.vipAnn, a.vipLinks = nil, nil, nil
+}
+
+// fenceVIPs declares the VIPs the kernel fence guards.
+func (a *Agent) fenceVIPs(vips []fsm.VIP) error {
+	addrs := make([]netip.Addr, 0, len(vips))
+	for _, v := range vips {
+		if p, err := netip.ParsePrefix(v.Address); err == nil {
+			addrs = append(addrs, p.Addr())
 		}
 	}
-	_ = a.vips.Close()
-	_ = a.vipAnn.Close()
-	_ = a.vipLinks.Close()
-	a.vips = nil
+	if err := a.fence.SetVIPs(addrs); err != nil {
+		return fmt.Errorf("VIP fence: %w", err)
+	}
+	a.fenced = addrs
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -299,5 +300,74 @@ func TestLeaderLinkDownNeverTwoHolders(t *testing.T) {
 	close(stop)
 	if dual := <-done; len(dual) > 0 {
 		t.Fatalf("two directors held the VIP at once: %v", dual)
+	}
+}
+
+// TestLeaderFrozenIsFencedByTheKernel: the leader's daemon is SIGSTOPped.
+// It cannot remove its address, but its kernel fence stops answering ARP
+// and accepting traffic when the lease runs out; a new leader claims the
+// VIP, the client moves to it, and after SIGCONT the client never goes back
+// to the old director's MAC.
+func TestLeaderFrozenIsFencedByTheKernel(t *testing.T) {
+	if _, err := exec.LookPath("ip"); err != nil || os.Geteuid() != 0 {
+		t.Skip("needs root and iproute2")
+	}
+	l := newNSLab(t)
+	ld := l.leader()
+	f := (ld + 1) % 3
+	l.cli(f, "vip", "add", "10.10.0.100/24", "-interface", "eth0", "-group", "lab")
+	l.cli(f, "vip", "add", "10.20.0.1/24", "-interface", "eth1", "-group", "lab")
+	l.cli(f, "service", "add", "web", "-t", "10.10.0.100:80", "-s", "rr")
+	l.cli(f, "real", "add", "web", "10.20.0.11:80")
+	l.waitFor("traffic through the leader", func() bool { return l.round(2)["rs1"] == 2 })
+	if got := l.neighMAC(); got != l.macs[ld] {
+		t.Fatalf("client's neighbour entry %q, want the leader's %s", got, l.macs[ld])
+	}
+
+	frozen := l.procs[ld].Process
+	if err := frozen.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	defer func() {
+		if stopped {
+			_ = frozen.Signal(syscall.SIGCONT)
+		}
+	}()
+	newLeader := -1
+	l.waitFor("a new leader holding the VIP", func() bool {
+		for i := range l.dirs {
+			if i != ld && l.holds(i) {
+				newLeader = i
+				return true
+			}
+		}
+		return false
+	})
+	l.waitFor("the client to move to the new leader", func() bool { return l.neighMAC() == l.macs[newLeader] })
+	l.waitFor("traffic through the new leader", func() bool { c := l.round(2); return c["rs1"]+c["rs2"] == 2 })
+	if !l.holds(ld) {
+		t.Log("note: the frozen director's address is gone; expected it to stay (only the fence stops it)")
+	}
+
+	// Wake the old leader: its lease has long run out, so its kernel keeps
+	// refusing the VIP while its daemon learns the new term and removes
+	// the address. The client must never flip back.
+	if err := frozen.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	stopped = false
+	deadline := time.Now().Add(10 * time.Second)
+	for l.holds(ld) {
+		if mac := l.neighMAC(); mac == l.macs[ld] {
+			t.Fatalf("the client went back to the old leader's MAC %s after SIGCONT", mac)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the old leader kept the VIP address after SIGCONT")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if c := l.round(4); c["rs1"]+c["rs2"] != 4 {
+		t.Fatalf("traffic after the old leader woke: %v", c)
 	}
 }

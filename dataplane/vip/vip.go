@@ -109,6 +109,12 @@ type Options struct {
 	// behind raftlb's back and announces every held VIP once more (default
 	// 10 s; negative disables both).
 	Refresh time.Duration
+	// MayAnnounce, if set, is asked right before every announcement; when
+	// it says no, the announcement is skipped (counted as gated). The agent
+	// answers from the VIP lease, read with a fresh clock: a daemon woken
+	// from SIGSTOP fires its pending announcement timers before anything
+	// else runs, and AF_PACKET frames bypass the kernel fence.
+	MayAnnounce func() bool
 }
 
 func (o *Options) setDefaults() {
@@ -166,6 +172,7 @@ type Stats struct {
 	Announced       uint64    `json:"announced"`        // announcements sent
 	AnnounceErrors  uint64    `json:"announce_errors"`  // announcements that failed
 	AnnounceSkipped uint64    `json:"announce_skipped"` // VIPs on interfaces that cannot announce
+	AnnounceGated   uint64    `json:"announce_gated"`   // announcements withheld by MayAnnounce
 	Repaired        uint64    `json:"repaired"`         // held VIPs re-added by the refresh pass
 	LastError       string    `json:"last_error,omitempty"`
 	LastErrorAt     time.Time `json:"last_error_at,omitzero"`
@@ -500,6 +507,10 @@ func (m *Manager) present() (map[key]*Addr, error) {
 // VIP released by Set is never announced afterwards.
 func (m *Manager) announce(k key, h *held) {
 	if h.quiet {
+		return
+	}
+	if m.opts.MayAnnounce != nil && !m.opts.MayAnnounce() {
+		m.stats.AnnounceGated++
 		return
 	}
 	err := m.ann.Announce(k.ifname, k.prefix.Addr())
