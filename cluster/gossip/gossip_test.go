@@ -1,0 +1,421 @@
+package gossip
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+var testKey = []byte("0123456789abcdef0123456789abcdef")
+
+// fastConfig is a loopback Config with memberlist tuned for tests: probes
+// every 50 ms, gossip every 20 ms, push/pull every 300 ms.
+func fastConfig(t testing.TB, name string, join ...string) Config {
+	t.Helper()
+	return Config{
+		NodeID:            name,
+		BindAddr:          "127.0.0.1:0",
+		Key:               testKey,
+		Join:              join,
+		Logger:            hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Warn, Output: testWriter{t}}),
+		ProbeInterval:     50 * time.Millisecond,
+		ProbeTimeout:      25 * time.Millisecond,
+		GossipInterval:    20 * time.Millisecond,
+		PushPullInterval:  300 * time.Millisecond,
+		SuspicionMult:     2,
+		TCPTimeout:        time.Second,
+		DepartedRetention: 500 * time.Millisecond,
+	}
+}
+
+// testWriter sends logs to t.Log until the test ends.
+type testWriter struct{ t testing.TB }
+
+var (
+	doneMu sync.Mutex
+	done   = map[testing.TB]bool{}
+)
+
+func (w testWriter) Write(p []byte) (int, error) {
+	doneMu.Lock()
+	d := done[w.t]
+	doneMu.Unlock()
+	if !d {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func markDone(t testing.TB) {
+	t.Cleanup(func() {
+		doneMu.Lock()
+		done[t] = true
+		doneMu.Unlock()
+	})
+}
+
+func start(t testing.TB, cfg Config) *Gossip {
+	t.Helper()
+	g, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New(%s): %v", cfg.NodeID, err)
+	}
+	t.Cleanup(func() { g.Shutdown() })
+	return g
+}
+
+func cluster3(t *testing.T) []*Gossip {
+	t.Helper()
+	markDone(t)
+	a := start(t, fastConfig(t, "a"))
+	b := start(t, fastConfig(t, "b", a.Addr()))
+	c := start(t, fastConfig(t, "c", a.Addr()))
+	gs := []*Gossip{a, b, c}
+	eventually(t, 5*time.Second, "3 alive members everywhere", func() error {
+		for _, g := range gs {
+			if got := alive(g); got != "a,b,c" {
+				return fmt.Errorf("%s sees %q", g.Name(), got)
+			}
+		}
+		return nil
+	})
+	return gs
+}
+
+func alive(g *Gossip) string {
+	var names []string
+	for _, m := range g.Members() {
+		if m.State == StateAlive || m.State == StateSuspect {
+			names = append(names, m.Name)
+		}
+	}
+	return strings.Join(names, ",")
+}
+
+// eventually polls f until it returns nil or the deadline passes.
+func eventually(t testing.TB, within time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v: %v", what, within, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func obsFor(node string, n int, up bool) []Observation {
+	var out []Observation
+	for i := range n {
+		out = append(out, Observation{
+			Target:  fmt.Sprintf("tcp/10.0.%d.%d:80#h1", i/250, i%250+1),
+			Up:      up,
+			Latency: time.Duration(i+1) * time.Millisecond,
+			Err:     map[bool]string{true: "", false: "connection refused by " + node}[up],
+		})
+	}
+	return out
+}
+
+// sameView reports how g's view of origin differs from want (nil if equal,
+// ignoring Seq).
+func sameView(g *Gossip, origin string, want []Observation) error {
+	got := g.Views()[origin]
+	if len(got) != len(want) {
+		return fmt.Errorf("%s: view of %s has %d targets, want %d", g.Name(), origin, len(got), len(want))
+	}
+	for _, w := range want {
+		o, ok := got[w.Target]
+		if !ok || o.Up != w.Up || o.Latency != w.Latency || o.Err != w.Err || o.Seq == 0 {
+			return fmt.Errorf("%s: view of %s/%s = %+v, want %+v", g.Name(), origin, w.Target, o, w)
+		}
+	}
+	return nil
+}
+
+func TestConvergeAndChange(t *testing.T) {
+	gs := cluster3(t)
+	want := map[string][]Observation{}
+	for _, g := range gs {
+		want[g.Name()] = obsFor(g.Name(), 50, true)
+		if err := g.Publish(want[g.Name()]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	converged := func() error {
+		for _, g := range gs {
+			for origin, w := range want {
+				if err := sameView(g, origin, w); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	eventually(t, 5*time.Second, "all views converge", converged)
+
+	// Up → Down on b for one target.
+	down := want["b"][7]
+	down.Up, down.Err = false, "timeout"
+	want["b"][7] = down
+	if err := gs[1].Publish([]Observation{down}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "Up→Down propagates", converged)
+	for _, g := range gs {
+		if o := g.Views()["b"][down.Target]; o.Seq != 51 {
+			t.Errorf("%s: seq of changed target = %d, want 51", g.Name(), o.Seq)
+		}
+		if st := g.Stats(); st.BadMessages != 0 {
+			t.Errorf("%s: %d bad messages", g.Name(), st.BadMessages)
+		}
+	}
+	st := gs[1].Stats()
+	if st.BroadcastsQueued != 51 || st.BroadcastsSent == 0 || st.BytesSent == 0 || st.BytesReceived == 0 {
+		t.Errorf("stats of b: %+v", st)
+	}
+}
+
+func TestLeaveAndRejoin(t *testing.T) {
+	gs := cluster3(t)
+	a, b, c := gs[0], gs[1], gs[2]
+	for _, g := range gs {
+		if err := g.Publish(obsFor(g.Name(), 5, true)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 5*time.Second, "c's view everywhere", func() error {
+		for _, g := range gs {
+			if len(g.Views()["c"]) != 5 {
+				return fmt.Errorf("%s has %d of c's targets", g.Name(), len(g.Views()["c"]))
+			}
+		}
+		return nil
+	})
+
+	if err := c.Leave(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.Shutdown()
+	sawLeft := map[string]bool{}
+	eventually(t, 5*time.Second, "c gone from a and b", func() error {
+		var errs []error
+		for _, g := range []*Gossip{a, b} {
+			for _, m := range g.Members() {
+				if m.Name == "c" {
+					if m.State == StateLeft {
+						sawLeft[g.Name()] = true
+					}
+					errs = append(errs, fmt.Errorf("%s still lists c as %s", g.Name(), m.State))
+				}
+			}
+			if _, ok := g.Views()["c"]; ok {
+				errs = append(errs, fmt.Errorf("%s still has c's view", g.Name()))
+			}
+		}
+		return errors.Join(errs...)
+	})
+	if !sawLeft["a"] || !sawLeft["b"] {
+		t.Errorf("c was not listed as left on both (saw left: %v)", sawLeft)
+	}
+
+	// While c is away, a and b change; their broadcasts never reach c.
+	aObs := obsFor("a", 5, false)
+	a.Publish(aObs)
+	bObs := obsFor("b", 8, true)
+	b.Publish(bObs)
+	eventually(t, 5*time.Second, "a and b agree", func() error {
+		for _, g := range []*Gossip{a, b} {
+			if err := sameView(g, "a", aObs); err != nil {
+				return err
+			}
+			if err := sameView(g, "b", bObs); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	// Wait until the broadcast queues are drained, so c can only learn
+	// the changes by push/pull.
+	eventually(t, 5*time.Second, "queues drained", func() error {
+		for _, g := range []*Gossip{a, b} {
+			if n := g.Stats().QueueDepth; n != 0 {
+				return fmt.Errorf("%s has %d queued", g.Name(), n)
+			}
+		}
+		return nil
+	})
+
+	c2 := start(t, fastConfig(t, "c", b.Addr()))
+	cObs := obsFor("c", 3, true)
+	c2.Publish(cObs)
+	eventually(t, 5*time.Second, "rejoined c converges", func() error {
+		for _, g := range []*Gossip{a, b, c2} {
+			for origin, w := range map[string][]Observation{"a": aObs, "b": bObs, "c": cObs} {
+				if err := sameView(g, origin, w); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if c2.Stats().StatesMerged == 0 {
+		t.Error("c converged without a push/pull merge")
+	}
+}
+
+func TestEncryption(t *testing.T) {
+	markDone(t)
+	a := start(t, fastConfig(t, "a"))
+	cfg := fastConfig(t, "x")
+	cfg.Key = []byte("fedcba9876543210")
+	x := start(t, cfg)
+	if _, err := x.Join([]string{a.Addr()}); err == nil {
+		t.Error("join with a different key succeeded")
+	}
+	// x keeps probing nobody; make sure a never lists it.
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		for _, m := range a.Members() {
+			if m.Name == "x" {
+				t.Fatalf("node with wrong key appears in members: %+v", m)
+			}
+		}
+		for _, m := range x.Members() {
+			if m.Name == "a" {
+				t.Fatalf("wrong-key node sees a: %+v", m)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	for _, key := range [][]byte{nil, []byte("short")} {
+		cfg := fastConfig(t, "y")
+		cfg.Key = key
+		if g, err := New(cfg); !errors.Is(err, ErrConfig) {
+			if g != nil {
+				g.Shutdown()
+			}
+			t.Errorf("New with key of %d bytes: err = %v, want ErrConfig", len(key), err)
+		}
+	}
+}
+
+func TestPublishValidation(t *testing.T) {
+	markDone(t)
+	g := start(t, fastConfig(t, "a"))
+	err := g.Publish([]Observation{
+		{Target: ""},
+		{Target: strings.Repeat("x", MaxTargetLen+1)},
+		{Target: "ok", Err: strings.Repeat("e", 1000), Latency: -5},
+	})
+	if err == nil {
+		t.Error("bad targets accepted")
+	}
+	o := g.Views()["a"]["ok"]
+	if len(o.Err) != MaxErrLen || o.Latency != 0 || o.Seq != 1 {
+		t.Errorf("stored %+v", o)
+	}
+	g.Shutdown()
+	if err := g.Publish([]Observation{{Target: "t"}}); !errors.Is(err, ErrShutdown) {
+		t.Errorf("Publish after Shutdown: %v", err)
+	}
+}
+
+func TestBadMessagesCounted(t *testing.T) {
+	markDone(t)
+	g := start(t, fastConfig(t, "a"))
+	d := (*delegate)(g)
+	good := encodeDelta("z", 1, Observation{Target: "t", Seq: 1})
+	for _, m := range [][]byte{
+		nil, {0xff}, {2, 1}, append([]byte{9}, good[1:]...),
+		good[:len(good)-1], append(good, 0), make([]byte, maxDeltaSize+1),
+	} {
+		d.NotifyMsg(m)
+	}
+	d.MergeRemoteState([]byte{1, 2, 0xff, 0xff, 0xff}, false)
+	if st := g.Stats(); st.BadMessages != 8 {
+		t.Errorf("bad = %d, want 8", st.BadMessages)
+	}
+	d.NotifyMsg(good)
+	if _, ok := g.Views()["z"]["t"]; !ok {
+		t.Error("good delta not applied")
+	}
+	// Data about ourselves from others is ignored.
+	d.NotifyMsg(encodeDelta("a", 1, Observation{Target: "t", Seq: 99}))
+	if _, ok := g.Views()["a"]["t"]; ok {
+		t.Error("accepted a foreign claim about our own view")
+	}
+}
+
+var _ io.Writer = testWriter{}
+
+// TestStaleOrigins drives the delegate directly: views of departed nodes
+// and third-party views of unknown nodes are not accepted; a new
+// incarnation replaces the old view.
+func TestStaleOrigins(t *testing.T) {
+	markDone(t)
+	g := start(t, fastConfig(t, "a"))
+	d, ev := (*delegate)(g), (*events)(g)
+	meta := func(epoch uint64) []byte { return (&delegate{epoch: epoch}).NodeMeta(64) }
+	node := &memberlistNode{Name: "x", Addr: []byte{127, 0, 0, 1}, Port: 1, Meta: meta(10)}
+
+	// Third-party state about a node we do not know: ignored.
+	d.MergeRemoteState(encodeState([]originState{{origin: "x", epoch: 10, obs: []Observation{{Target: "t", Seq: 1}}}}), false)
+	if _, ok := g.Views()["x"]; ok {
+		t.Fatal("accepted a third-party view of an unknown node")
+	}
+	ev.NotifyJoin(node.mk())
+	d.MergeRemoteState(encodeState([]originState{{origin: "x", epoch: 10, obs: []Observation{{Target: "t", Seq: 1}}}}), false)
+	d.NotifyMsg(encodeDelta("x", 9, Observation{Target: "old", Seq: 5})) // previous incarnation
+	if v := g.Views()["x"]; len(v) != 1 || v["t"].Seq != 1 {
+		t.Fatalf("view of live x = %+v", v)
+	}
+	d.NotifyMsg(encodeDelta("x", 10, Observation{Target: "t", Seq: 1, Up: true})) // same seq: no change
+	if g.Views()["x"]["t"].Up {
+		t.Fatal("equal seq replaced an observation")
+	}
+
+	d.NotifyMsg(encodeBye("x", 10))
+	ev.NotifyLeave(node.mk())
+	if _, ok := g.Views()["x"]; ok {
+		t.Fatal("view kept after leave")
+	}
+	if ms := g.Members(); !hasMember(ms, "x", StateLeft) {
+		t.Fatalf("members after leave: %+v", ms)
+	}
+	d.NotifyMsg(encodeDelta("x", 10, Observation{Target: "t", Seq: 2}))
+	if _, ok := g.Views()["x"]; ok {
+		t.Fatal("late delta from a departed incarnation resurrected its view")
+	}
+	// A new incarnation (restart) is accepted even before its join event.
+	d.NotifyMsg(encodeDelta("x", 11, Observation{Target: "n", Seq: 1}))
+	if v := g.Views()["x"]; len(v) != 1 {
+		t.Fatalf("new incarnation's view = %+v", v)
+	}
+	eventually(t, 2*time.Second, "departed member expires from Members", func() error {
+		if hasMember(g.Members(), "x", StateLeft) {
+			return errors.New("x still listed")
+		}
+		return nil
+	})
+}
+
+func hasMember(ms []Member, name string, st State) bool {
+	for _, m := range ms {
+		if m.Name == name && m.State == st {
+			return true
+		}
+	}
+	return false
+}
