@@ -19,7 +19,7 @@ fi
 
 # Loaded at boot, in this order after their dependencies. Schedulers the
 # kernel lacks (ip_vs_twos before Linux 6.2) are skipped with a note.
-MODULES="ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_lblc ip_vs_lblcr ip_vs_dh ip_vs_sh
+MODULES="nf_tables ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_lblc ip_vs_lblcr ip_vs_dh ip_vs_sh
   ip_vs_sed ip_vs_nq ip_vs_mh ip_vs_fo ip_vs_ovf ip_vs_twos veth bridge"
 
 ROOT="$CACHE/initramfs-root"
