@@ -106,7 +106,29 @@ func (t *countingTransport) StreamCh() <-chan net.Conn { return t.streamCh }
 
 func (t *countingTransport) Shutdown() error {
 	t.once.Do(func() { close(t.done) })
-	return t.inner.Shutdown()
+	// The forwarders have stopped reading; an inner listener that got a
+	// packet or stream during shutdown would block handing it over, and
+	// the inner Shutdown waits for its listeners: keep taking (and
+	// dropping) what they hand over until it has stopped. Without this the
+	// shutdown hung for good now and then (seen in a CI run).
+	stop := make(chan struct{})
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		for {
+			select {
+			case <-t.inner.PacketCh():
+			case c := <-t.inner.StreamCh():
+				c.Close()
+			case <-stop:
+				return
+			}
+		}
+	}()
+	err := t.inner.Shutdown()
+	close(stop)
+	<-drained
+	return err
 }
 
 // countingConn counts the bytes of one TCP stream (push/pull, reliable
