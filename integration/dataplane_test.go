@@ -205,18 +205,25 @@ func (l *nsLab) neighMAC() string {
 	return ""
 }
 
-func TestDataplaneNftThreeDirectors(t *testing.T) {
-	if _, err := exec.LookPath("ip"); err != nil || os.Geteuid() != 0 {
-		t.Skip("needs root and iproute2")
+// configure adds the lab's VIP group (client-side VIP and the real servers'
+// gateway), service web (rr) and the given real servers through a
+// follower's CLI, and returns the leader and that follower.
+func (l *nsLab) configure(reals ...string) (leader, follower int) {
+	l.t.Helper()
+	leader = l.leader()
+	follower = (leader + 1) % 3
+	l.cli(follower, "vip", "add", "10.10.0.100/24", "-interface", "eth0", "-group", "lab")
+	l.cli(follower, "vip", "add", "10.20.0.1/24", "-interface", "eth1", "-group", "lab")
+	l.cli(follower, "service", "add", "web", "-t", "10.10.0.100:80", "-s", "rr")
+	for _, r := range reals {
+		l.cli(follower, "real", "add", "web", r)
 	}
+	return leader, follower
+}
+
+func TestDataplaneNftThreeDirectors(t *testing.T) {
 	l := newNSLab(t)
-	ld := l.leader()
-	f := (ld + 1) % 3
-	l.cli(f, "vip", "add", "10.10.0.100/24", "-interface", "eth0", "-group", "lab")
-	l.cli(f, "vip", "add", "10.20.0.1/24", "-interface", "eth1", "-group", "lab")
-	l.cli(f, "service", "add", "web", "-t", "10.10.0.100:80", "-s", "rr")
-	l.cli(f, "real", "add", "web", "10.20.0.11:80")
-	l.cli(f, "real", "add", "web", "10.20.0.12:80")
+	ld, f := l.configure("10.20.0.11:80", "10.20.0.12:80")
 	l.waitFor("the VIP on the leader and 2 destinations on every director", func() bool {
 		return l.holds(ld) && l.dests(0) == 2 && l.dests(1) == 2 && l.dests(2) == 2
 	})
@@ -253,14 +260,8 @@ func TestDataplaneNftThreeDirectors(t *testing.T) {
 // new leader claims it after the claim delay. A sampler reads every
 // director's addresses throughout: never two holders.
 func TestLeaderLinkDownNeverTwoHolders(t *testing.T) {
-	if _, err := exec.LookPath("ip"); err != nil || os.Geteuid() != 0 {
-		t.Skip("needs root and iproute2")
-	}
 	l := newNSLab(t)
-	ld := l.leader()
-	f := (ld + 1) % 3
-	l.cli(f, "vip", "add", "10.10.0.100/24", "-interface", "eth0", "-group", "lab")
-	l.cli(f, "service", "add", "web", "-t", "10.10.0.100:80", "-s", "rr")
+	ld, _ := l.configure()
 	l.waitFor("the VIP on the leader", func() bool { return l.holds(ld) })
 
 	stop := make(chan struct{})
@@ -309,16 +310,8 @@ func TestLeaderLinkDownNeverTwoHolders(t *testing.T) {
 // VIP, the client moves to it, and after SIGCONT the client never goes back
 // to the old director's MAC.
 func TestLeaderFrozenIsFencedByTheKernel(t *testing.T) {
-	if _, err := exec.LookPath("ip"); err != nil || os.Geteuid() != 0 {
-		t.Skip("needs root and iproute2")
-	}
 	l := newNSLab(t)
-	ld := l.leader()
-	f := (ld + 1) % 3
-	l.cli(f, "vip", "add", "10.10.0.100/24", "-interface", "eth0", "-group", "lab")
-	l.cli(f, "vip", "add", "10.20.0.1/24", "-interface", "eth1", "-group", "lab")
-	l.cli(f, "service", "add", "web", "-t", "10.10.0.100:80", "-s", "rr")
-	l.cli(f, "real", "add", "web", "10.20.0.11:80")
+	ld, _ := l.configure("10.20.0.11:80")
 	l.waitFor("traffic through the leader", func() bool { return l.round(2)["rs1"] == 2 })
 	if got := l.neighMAC(); got != l.macs[ld] {
 		t.Fatalf("client's neighbour entry %q, want the leader's %s", got, l.macs[ld])

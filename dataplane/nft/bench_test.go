@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/raftlb/raftlb/dataplane"
 	"github.com/raftlb/raftlb/internal/benchrec"
-	"golang.org/x/sys/unix"
 )
 
 var (
@@ -117,7 +115,7 @@ func benchOne(t *testing.T, dests, per int, persistent bool) benchRow {
 
 func renderBench(rows []benchRow) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Measured %s on %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), benchMachine())
+	fmt.Fprintf(&b, "Measured %s on %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), benchrec.Machine())
 	fmt.Fprintf(&b, "Command: `%s` (as root; go test runs the binary in the package directory, hence the path)\n\n", benchCommand)
 	fmt.Fprintf(&b, "Load average when it started: %s.\n\n", loadAverage())
 	b.WriteString("One director namespace, the real kernel, nothing else in its ruleset. Services are `wrr` with 100 destinations " +
@@ -144,25 +142,6 @@ func loadAverage() string {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
-
-func benchMachine() string {
-	cpu := "unknown CPU"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "model name") {
-				_, v, _ := strings.Cut(l, ":")
-				cpu = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	var u unix.Utsname
-	kernel := "?"
-	if unix.Uname(&u) == nil {
-		kernel = unix.ByteSliceToString(u.Release[:])
-	}
-	return fmt.Sprintf("%s, %d cores (GOMAXPROCS %d), Linux %s, %s", cpu, runtime.NumCPU(), runtime.GOMAXPROCS(0), kernel, runtime.Version())
-}
 
 // recordBench writes table into the bench:nft section of path.
 func recordBench(path, table string) error {
