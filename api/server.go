@@ -447,8 +447,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte, wa
 			req.Header.Set(h, v)
 		}
 	}
-	_, self := s.selfID()
-	req.Header.Set(HeaderForwardedBy, self)
+	req.Header.Set(HeaderForwardedBy, s.cfg.Raft.Status().ID)
 	resp, err := s.fwd.Do(req)
 	if err != nil {
 		var op *net.OpError
@@ -498,11 +497,6 @@ func (s *Server) waitApplied(ctx context.Context, idx uint64) error {
 		}
 		t.Stop()
 	}
-}
-
-func (s *Server) selfID() (string, string) {
-	st := s.cfg.Raft.Status()
-	return st.Addr, st.ID
 }
 
 // ---- the read path ----
