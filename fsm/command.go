@@ -31,11 +31,50 @@ const (
 	TypeUpdateSettings CommandType = 10
 	TypeRegisterNode   CommandType = 11
 	TypeDeregisterNode CommandType = 12
+	TypeSetHealth      CommandType = 13
+	// A director that does not know releases only waits for the lease to
+	// run out (the safe default), so the type is ignorable.
+	TypeReleaseLease CommandType = IgnorableFlag | 14
 )
 
-// encodingVersion is the second byte of every entry: the version of the JSON
-// body that follows. A director refuses bodies of a version it does not know.
-const encodingVersion = 1
+// The second byte of every entry is the version of the JSON body that
+// follows. Version 2 added health checking (service fields, SetHealth) and
+// leadership preferences (node fields, ReleaseLease). Encode writes the
+// lowest version that can carry the command, so directors that know only
+// version 1 keep applying everything else during a rolling upgrade; a
+// director refuses bodies of a version it does not know.
+const (
+	encodingV1 = 1
+	encodingV2 = 2
+)
+
+// versioned is implemented by commands that may need encoding version 2.
+type versioned interface{ needsV2() bool }
+
+func (c CreateService) needsV2() bool {
+	if c.Service.needsV2() {
+		return true
+	}
+	for _, r := range c.Reals {
+		if r.Health != nil {
+			return true
+		}
+	}
+	return false
+}
+func (c UpdateService) needsV2() bool { return c.Spec.needsV2() }
+func (c CreateReal) needsV2() bool    { return c.Real.Health != nil }
+func (c UpdateReal) needsV2() bool    { return c.Real.Health != nil }
+func (c RegisterNode) needsV2() bool  { return c.Node.needsV2() }
+func (SetHealth) needsV2() bool       { return true }
+func (ReleaseLease) needsV2() bool    { return true }
+
+func encodingVersion(c Command) byte {
+	if v, ok := c.(versioned); ok && v.needsV2() {
+		return encodingV2
+	}
+	return encodingV1
+}
 
 // Command is one typed change to the state.
 type Command interface {
@@ -119,6 +158,33 @@ type DeregisterNode struct {
 	ID string `json:"id"`
 }
 
+// SetHealth commits the leader's health decisions, in a batch: only
+// transitions. Changes naming a real server that is gone, or decided for a
+// check spec that has changed since, are skipped (they raced with a write).
+type SetHealth struct {
+	Changes []HealthChange `json:"changes"`
+}
+
+// HealthChange is one real server's new health decision.
+type HealthChange struct {
+	Service string `json:"service"`
+	Key     string `json:"key"`
+	Up      bool   `json:"up"`
+	Reason  string `json:"reason,omitempty"`
+	Check   string `json:"check,omitempty"` // health.Spec.Hash of the check decided on; empty = any
+}
+
+// MaxHealthBatch bounds the changes of one SetHealth.
+const MaxHealthBatch = 4096
+
+// ReleaseLease records that the leader released the VIPs on purpose
+// (planned handover), or with Cancel that it takes them back (a handover
+// that did not happen). The raft term is taken from the log entry.
+type ReleaseLease struct {
+	Node   string `json:"node"`
+	Cancel bool   `json:"cancel,omitempty"`
+}
+
 func (CreateService) Type() CommandType  { return TypeCreateService }
 func (UpdateService) Type() CommandType  { return TypeUpdateService }
 func (DeleteService) Type() CommandType  { return TypeDeleteService }
@@ -131,6 +197,8 @@ func (DeleteVIP) Type() CommandType      { return TypeDeleteVIP }
 func (UpdateSettings) Type() CommandType { return TypeUpdateSettings }
 func (RegisterNode) Type() CommandType   { return TypeRegisterNode }
 func (DeregisterNode) Type() CommandType { return TypeDeregisterNode }
+func (SetHealth) Type() CommandType      { return TypeSetHealth }
+func (ReleaseLease) Type() CommandType   { return TypeReleaseLease }
 
 // newCommand returns a zero command of type t, or nil if t is unknown.
 func newCommand(t CommandType) Command {
@@ -159,6 +227,10 @@ func newCommand(t CommandType) Command {
 		return &RegisterNode{}
 	case TypeDeregisterNode:
 		return &DeregisterNode{}
+	case TypeSetHealth:
+		return &SetHealth{}
+	case TypeReleaseLease:
+		return &ReleaseLease{}
 	}
 	return nil
 }
@@ -174,7 +246,7 @@ func Encode(c Command) ([]byte, error) {
 		return nil, fmt.Errorf("encode %T: %w", c, err)
 	}
 	out := make([]byte, 0, 2+len(body))
-	out = append(out, byte(c.Type()), encodingVersion)
+	out = append(out, byte(c.Type()), encodingVersion(c))
 	return append(out, body...), nil
 }
 
@@ -192,13 +264,16 @@ func Decode(b []byte) (Command, error) {
 		}
 		return nil, fmt.Errorf("unknown command type %d", t)
 	}
-	if b[1] != encodingVersion {
-		return nil, fmt.Errorf("command type %d: encoding version %d is not supported (this director knows %d)", t, b[1], encodingVersion)
+	if b[1] != encodingV1 && b[1] != encodingV2 {
+		return nil, fmt.Errorf("command type %d: encoding version %d is not supported (this director knows %d and %d)", t, b[1], encodingV1, encodingV2)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b[2:]))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(c); err != nil {
 		return nil, fmt.Errorf("command type %d: %w", t, err)
+	}
+	if b[1] == encodingV1 && encodingVersion(c) != encodingV1 {
+		return nil, fmt.Errorf("command type %d: fields of encoding version 2 in a version 1 body", t)
 	}
 	return c, nil
 }

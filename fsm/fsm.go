@@ -51,6 +51,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 		f.log.Error("cannot decode raft log entry; it changes nothing here", "index", l.Index, "err", err)
 		res.Err = &Error{Code: CodeInternal, Message: err.Error()}
 	default:
+		f.st.term = l.Term
 		res.Object, res.Err = f.st.apply(l.Index, cmd)
 	}
 	f.st.index = l.Index
@@ -276,4 +277,16 @@ func (f *FSM) Nodes() []Node {
 		out = append(out, *f.st.nodes[k])
 	}
 	return out
+}
+
+// LastRelease returns the last planned VIP release that was not cancelled
+// since (nil: none).
+func (f *FSM) LastRelease() *LeaseRelease {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.st.release == nil {
+		return nil
+	}
+	r := *f.st.release
+	return &r
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/raft"
+	"github.com/raftlb/raftlb/health"
 )
 
 // memSink is an in-memory raft.SnapshotSink.
@@ -114,6 +115,16 @@ func (g *cmdGen) spec(name string) ServiceSpec {
 		s.PersistNetmask = g.num([]int{0, 24}, []int{200})
 	}
 	s.Forward = g.field([]string{"nat", "", "nat", "dr"}, []string{"tun", "bridge"})
+	if g.r.IntN(3) == 0 {
+		s.Check = &health.Spec{Type: g.field([]string{"tcp", "http"}, []string{"smtp"}), StartDown: g.r.IntN(2) == 0}
+		s.HealthPolicy = g.field([]string{"", "majority", "any", "all"}, []string{"most"})
+		s.InhibitOnFailure = g.r.IntN(2) == 0
+		s.Quorum = g.num([]int{0, 1, 2, 6}, []int{-1})
+		s.Hysteresis = g.num([]int{0, 1}, []int{9})
+		if g.r.IntN(2) == 0 {
+			s.SorryServer = &SorryServer{Address: g.field([]string{"192.0.2.250", "192.0.2.251"}, []string{"nope"})}
+		}
+	}
 	return s
 }
 
@@ -138,7 +149,7 @@ func (g *cmdGen) existingReal(svc string) string {
 }
 
 func (g *cmdGen) next() Command {
-	switch g.r.IntN(12) {
+	switch g.r.IntN(13) {
 	case 0, 1:
 		c := &CreateService{Service: g.spec(g.name())}
 		for range g.r.IntN(3) {
@@ -194,6 +205,16 @@ func (g *cmdGen) next() Command {
 		s.Sync.Interface = g.field([]string{"eth0", "eth1"}, []string{"", "a/b"})
 		s.Sync.SyncID = g.num([]int{0, 7}, []int{300})
 		return &UpdateSettings{Settings: s, CAS: g.cas(s.ModifyIndex)}
+	case 11:
+		if g.r.IntN(4) == 0 {
+			return &ReleaseLease{Node: "d1", Cancel: g.r.IntN(2) == 0}
+		}
+		c := &SetHealth{}
+		for range 1 + g.r.IntN(3) {
+			n := g.name()
+			c.Changes = append(c.Changes, HealthChange{Service: n, Key: g.existingReal(n), Up: g.r.IntN(2) == 0, Reason: "test"})
+		}
+		return c
 	default:
 		if g.r.IntN(3) == 0 {
 			return &DeregisterNode{ID: g.pick("d1", "d2", "d3")}

@@ -12,6 +12,8 @@ import (
 	"net/netip"
 	"reflect"
 	"strconv"
+
+	"github.com/raftlb/raftlb/health"
 )
 
 // Schedulers are the IPVS scheduling algorithms raftlb accepts, in ipvsadm's
@@ -65,6 +67,64 @@ type ServiceSpec struct {
 	Persistence    int      `json:"persistence,omitempty"`     // seconds; 0 = off (ipvsadm -p)
 	PersistNetmask int      `json:"persist_netmask,omitempty"` // prefix length grouping clients for persistence; 0 = whole address (ipvsadm -M)
 	Forward        string   `json:"forward"`                   // default forwarding method for its real servers
+
+	// Health checking (encoding version 2). Check nil: not checked, every
+	// real server counts as up.
+	Check *health.Spec `json:"check,omitempty"`
+	// HealthPolicy is how the leader combines the directors' views of a
+	// real server: majority (default), any, all. See HealthPolicy*.
+	HealthPolicy string `json:"health_policy,omitempty"`
+	// InhibitOnFailure keeps a failed real server with weight 0 instead of
+	// removing it (keepalived's inhibit_on_failure): established
+	// connections are not reset.
+	InhibitOnFailure bool `json:"inhibit_on_failure,omitempty"`
+	// Quorum is the minimum total weight of healthy, enabled real servers
+	// for the service to be up; 0 means 1 (keepalived's default). The
+	// service goes down below Quorum-Hysteresis and comes back at
+	// Quorum+Hysteresis or more.
+	Quorum     int `json:"quorum,omitempty"`
+	Hysteresis int `json:"hysteresis,omitempty"`
+	// SorryServer takes every new connection while the quorum is lost.
+	SorryServer *SorryServer `json:"sorry_server,omitempty"`
+}
+
+// Health policies: when the leader declares a real server down.
+const (
+	HealthPolicyMajority = "majority" // a majority of the live directors see it down
+	HealthPolicyAny      = "any"      // any one live director sees it down
+	HealthPolicyAll      = "all"      // every live director sees it down
+)
+
+// HealthPolicies lists the accepted policies.
+var HealthPolicies = []string{HealthPolicyMajority, HealthPolicyAny, HealthPolicyAll}
+
+// SorryServer is the destination used while a service's quorum is lost
+// (keepalived's sorry_server).
+type SorryServer struct {
+	Address string `json:"address"`
+	Port    int    `json:"port,omitempty"`    // 0 = the service's port
+	Forward string `json:"forward,omitempty"` // empty = the service's default
+}
+
+// EffectiveQuorum is Quorum with its default applied.
+func (s ServiceSpec) EffectiveQuorum() int {
+	if s.Quorum == 0 {
+		return 1
+	}
+	return s.Quorum
+}
+
+// EffectivePolicy is HealthPolicy with its default applied.
+func (s ServiceSpec) EffectivePolicy() string {
+	if s.HealthPolicy == "" {
+		return HealthPolicyMajority
+	}
+	return s.HealthPolicy
+}
+
+// needsV2 reports whether the spec uses fields of encoding version 2.
+func (s ServiceSpec) needsV2() bool {
+	return s.Check != nil || s.HealthPolicy != "" || s.InhibitOnFailure || s.Quorum != 0 || s.Hysteresis != 0 || s.SorryServer != nil
 }
 
 // RealServer is one destination of a virtual service. Its key within the
@@ -78,9 +138,24 @@ type RealServer struct {
 	LowerThreshold int    `json:"lower_threshold,omitempty"`
 	State          string `json:"state"` // enabled | drain | disabled
 
+	// Health is the cluster's committed health decision (written only by
+	// the leader's SetHealth; ignored in user writes). nil: no decision,
+	// the real server counts as up.
+	Health *RealHealth `json:"health,omitempty"`
+
 	CreateIndex uint64 `json:"create_index"`
 	ModifyIndex uint64 `json:"modify_index"`
 }
+
+// RealHealth is a committed health decision.
+type RealHealth struct {
+	Up     bool   `json:"up"`
+	Since  uint64 `json:"since"`            // raft index of the transition
+	Reason string `json:"reason,omitempty"` // why (the views that decided it)
+}
+
+// Healthy reports whether the committed decision lets r serve.
+func (r RealServer) Healthy() bool { return r.Health == nil || r.Health.Up }
 
 // NewRealServer returns a RealServer holding the defaults; decode user input
 // over it so that absent fields keep their defaults.
@@ -104,9 +179,12 @@ func RealKey(addr string, port int) string {
 // servers sorted by key, and its raft indexes.
 type Service struct {
 	ServiceSpec
-	Reals       []RealServer `json:"reals"`
-	CreateIndex uint64       `json:"create_index"`
-	ModifyIndex uint64       `json:"modify_index"`
+	Reals []RealServer `json:"reals"`
+	// QuorumLost: the healthy weight fell below quorum-hysteresis and has
+	// not yet come back to quorum+hysteresis (the sorry server serves).
+	QuorumLost  bool   `json:"quorum_lost,omitempty"`
+	CreateIndex uint64 `json:"create_index"`
+	ModifyIndex uint64 `json:"modify_index"`
 }
 
 // NewServiceSpec returns a spec holding the defaults; decode user input over it.
@@ -219,13 +297,46 @@ func DefaultSettings() Settings {
 // director can forward writes to the leader's API, and so that services its
 // dataplane cannot program are refused up front.
 type Node struct {
-	ID          string         `json:"id"`
-	RaftAddr    string         `json:"raft_addr"`
-	APIAddr     string         `json:"api_addr"`            // host:port
-	APIScheme   string         `json:"api_scheme"`          // http | https
-	Dataplane   string         `json:"dataplane,omitempty"` // ipvs | nft | none
-	Caps        *DataplaneCaps `json:"caps,omitempty"`      // nil: no limits (ipvs, none)
-	ModifyIndex uint64         `json:"modify_index"`        // when it was last registered
+	ID        string         `json:"id"`
+	RaftAddr  string         `json:"raft_addr"`
+	APIAddr   string         `json:"api_addr"`            // host:port
+	APIScheme string         `json:"api_scheme"`          // http | https
+	Dataplane string         `json:"dataplane,omitempty"` // ipvs | nft | none
+	Caps      *DataplaneCaps `json:"caps,omitempty"`      // nil: no limits (ipvs, none)
+
+	// Who should lead (encoding version 2), as VRRP priority does.
+	Priority     int    `json:"priority,omitempty"`      // 1-255; 0 = DefaultPriority
+	PreemptDelay string `json:"preempt_delay,omitempty"` // Go duration; how long it must be eligible before it preempts
+	NoPreempt    bool   `json:"nopreempt,omitempty"`     // never take leadership from a healthy leader
+	Witness      bool   `json:"witness,omitempty"`       // a voter without dataplane: never holds VIPs, never leads for long
+	Fault        string `json:"fault,omitempty"`         // a tracked check fails: it must not lead
+	GossipAddr   string `json:"gossip_addr,omitempty"`   // host:port of its memberlist endpoint
+
+	ModifyIndex uint64 `json:"modify_index"` // when it was last registered
+}
+
+// DefaultPriority is a director's priority when none is given.
+const DefaultPriority = 100
+
+// EffectivePriority is Priority with its default applied.
+func (n Node) EffectivePriority() int {
+	if n.Priority == 0 {
+		return DefaultPriority
+	}
+	return n.Priority
+}
+
+func (n Node) needsV2() bool {
+	return n.Priority != 0 || n.PreemptDelay != "" || n.NoPreempt || n.Witness || n.Fault != "" || n.GossipAddr != ""
+}
+
+// LeaseRelease records that the VIP holder of a raft term released the
+// VIPs on purpose (planned handover): the leader of the next term may claim
+// them without waiting for that lease to run out. docs/fencing.md.
+type LeaseRelease struct {
+	Node  string `json:"node"`
+	Term  uint64 `json:"term"`  // the raft term of the entry (set by Apply, not by the writer)
+	Index uint64 `json:"index"` // the raft index of the entry
 }
 
 // Equal reports whether two registrations say the same (ignoring when).

@@ -19,6 +19,8 @@ type state struct {
 	vips     map[string]*VIP   // by VIPKey
 	settings Settings
 	nodes    map[string]*Node
+	release  *LeaseRelease // the last planned VIP release (nil: none, or cancelled)
+	term     uint64        // raft term of the entry being applied (not replicated state)
 
 	// Change tracking for incremental readers (not replicated state: it
 	// is derived from the order of Apply and is not in snapshots).
@@ -31,6 +33,41 @@ type service struct {
 	reals         map[string]*RealServer
 	create, modif uint64
 	touched       uint64 // last index that changed the spec or any real server
+	quorumLost    bool
+}
+
+// healthyWeight is the total weight of the real servers that serve:
+// enabled and not decided down.
+func (e *service) healthyWeight() int {
+	w := 0
+	for _, r := range e.reals {
+		if r.State == StateEnabled && r.Healthy() {
+			w += r.Weight
+		}
+	}
+	return w
+}
+
+// updateQuorums applies the quorum hysteresis to the services touched at
+// idx that use health checking, a quorum or a sorry server (keepalived's rule: down below quorum-hysteresis, up again at
+// quorum+hysteresis).
+func (s *state) updateQuorums(idx uint64) {
+	for _, e := range s.services {
+		if e.touched != idx {
+			continue
+		}
+		if !e.spec.needsV2() { // no health fields: nothing to be lost
+			e.quorumLost = false
+			continue
+		}
+		w, q, h := e.healthyWeight(), e.spec.EffectiveQuorum(), e.spec.Hysteresis
+		switch {
+		case !e.quorumLost && w < q-h:
+			e.quorumLost = true
+		case e.quorumLost && w >= q+h:
+			e.quorumLost = false
+		}
+	}
 }
 
 // maxTombs bounds the deletion history; past it, readers rebuild fully.
@@ -67,6 +104,13 @@ func (s *state) apply(idx uint64, c Command) (any, *Error) {
 	out, err := s.applyCmd(idx, c)
 	if err == nil {
 		s.track(idx, c)
+		s.updateQuorums(idx)
+		if svc, ok := out.(Service); ok { // the returned copy predates the quorum update
+			if e := s.services[svc.Name]; e != nil {
+				svc.QuorumLost = e.quorumLost
+				out = svc
+			}
+		}
 	}
 	return out, err
 }
@@ -85,6 +129,13 @@ func (s *state) track(idx uint64, c Command) {
 		name = c.Service
 	case *DeleteReal:
 		name = c.Service
+	case *SetHealth:
+		for _, ch := range c.Changes {
+			if e := s.services[ch.Service]; e != nil {
+				e.touched = idx
+			}
+		}
+		return
 	case *DeleteService:
 		if len(s.tombs) >= maxTombs {
 			s.tombs = map[string]uint64{}
@@ -133,6 +184,7 @@ func (s *state) applyCmd(idx uint64, c Command) (any, *Error) {
 			return nil, err
 		}
 		r.CreateIndex, r.ModifyIndex = idx, idx
+		r.Health = initialHealth(e.spec, idx)
 		e.reals[r.Key()] = &r
 		return r, nil
 	case *UpdateReal:
@@ -158,6 +210,7 @@ func (s *state) applyCmd(idx uint64, c Command) (any, *Error) {
 			return nil, err
 		}
 		r.CreateIndex, r.ModifyIndex = old.CreateIndex, idx
+		r.Health = old.Health // decided by the cluster, not by the writer
 		e.reals[c.Key] = &r
 		return r, nil
 	case *DeleteReal:
@@ -247,6 +300,15 @@ func (s *state) applyCmd(idx uint64, c Command) (any, *Error) {
 		}
 		delete(s.nodes, c.ID)
 		return nil, nil
+	case *SetHealth:
+		return s.setHealth(idx, c)
+	case *ReleaseLease:
+		if c.Cancel {
+			s.release = nil
+			return nil, nil
+		}
+		s.release = &LeaseRelease{Node: c.Node, Term: s.term, Index: idx}
+		return *s.release, nil
 	}
 	return nil, &Error{Code: CodeInternal, Message: fmt.Sprintf("no handler for command %T", c)}
 }
@@ -275,6 +337,7 @@ func (s *state) createService(idx uint64, c *CreateService) (any, *Error) {
 			return nil, conflict(fmt.Sprintf("reals[%d].address", i), "real server %s is listed twice", nr.Key())
 		}
 		nr.CreateIndex, nr.ModifyIndex = idx, idx
+		nr.Health = initialHealth(spec, idx)
 		e.reals[nr.Key()] = &nr
 	}
 	s.services[spec.Name] = e
@@ -316,8 +379,55 @@ func (s *state) updateService(idx uint64, c *UpdateService) (any, *Error) {
 	}
 	delete(s.keys, e.spec.Key())
 	s.keys[spec.Key()] = spec.Name
+	if spec.Check == nil {
+		// Not checked any more: earlier decisions no longer apply.
+		for _, r := range e.reals {
+			r.Health = nil
+		}
+	}
 	e.spec, e.modif = spec, idx
 	return e.export(), nil
+}
+
+// initialHealth is a new real server's health: down until checked when the
+// service's check starts down, else no decision (up).
+func initialHealth(spec ServiceSpec, idx uint64) *RealHealth {
+	if spec.Check != nil && spec.Check.StartDown {
+		return &RealHealth{Up: false, Since: idx, Reason: "start_down: not checked yet"}
+	}
+	return nil
+}
+
+// setHealth applies a batch of health transitions; it returns how many
+// took effect.
+func (s *state) setHealth(idx uint64, c *SetHealth) (any, *Error) {
+	if len(c.Changes) > MaxHealthBatch {
+		return nil, invalid("changes", "%d changes in one batch (at most %d)", len(c.Changes), MaxHealthBatch)
+	}
+	n := 0
+	for _, ch := range c.Changes {
+		e := s.services[ch.Service]
+		if e == nil || e.spec.Check == nil {
+			continue
+		}
+		if ch.Check != "" && ch.Check != e.spec.Check.Hash() {
+			continue // decided for a check that has changed since
+		}
+		r := e.reals[ch.Key]
+		if r == nil {
+			continue
+		}
+		if r.Health != nil && r.Health.Up == ch.Up {
+			continue
+		}
+		reason := ch.Reason
+		if len(reason) > 512 {
+			reason = reason[:512]
+		}
+		r.Health = &RealHealth{Up: ch.Up, Since: idx, Reason: reason}
+		n++
+	}
+	return n, nil
 }
 
 func keyField(s ServiceSpec) string {
@@ -336,7 +446,7 @@ func sortedKeys[V any](m map[string]V) []string {
 // export returns a deep copy of the service as the public type, its real
 // servers in address order (numeric, IPv4 before IPv6), then port order.
 func (e *service) export() Service {
-	out := Service{ServiceSpec: e.spec, CreateIndex: e.create, ModifyIndex: e.modif, Reals: make([]RealServer, 0, len(e.reals))}
+	out := Service{ServiceSpec: e.spec, CreateIndex: e.create, ModifyIndex: e.modif, Reals: make([]RealServer, 0, len(e.reals)), QuorumLost: e.quorumLost}
 	out.SchedFlags = slices.Clone(e.spec.SchedFlags)
 	type keyed struct {
 		ap netip.AddrPort
@@ -364,6 +474,8 @@ type Dump struct {
 	VIPs     []VIP     `json:"vips"`
 	Settings Settings  `json:"settings"`
 	Nodes    []Node    `json:"nodes"`
+	// LastRelease: the last planned VIP release not cancelled since.
+	LastRelease *LeaseRelease `json:"last_release,omitempty"`
 }
 
 const dumpVersion = 1
@@ -379,6 +491,10 @@ func (s *state) dump() Dump {
 	}
 	for _, k := range sortedKeys(s.nodes) {
 		d.Nodes = append(d.Nodes, *s.nodes[k])
+	}
+	if s.release != nil {
+		r := *s.release
+		d.LastRelease = &r
 	}
 	return d
 }
@@ -400,7 +516,7 @@ func stateFromDump(d Dump) (*state, error) {
 		if _, dup := s.keys[sv.Key()]; dup {
 			return nil, fmt.Errorf("snapshot: service key %s twice", sv.Key())
 		}
-		e := &service{spec: sv.ServiceSpec, reals: make(map[string]*RealServer, len(sv.Reals)), create: sv.CreateIndex, modif: sv.ModifyIndex, touched: d.Index}
+		e := &service{spec: sv.ServiceSpec, reals: make(map[string]*RealServer, len(sv.Reals)), create: sv.CreateIndex, modif: sv.ModifyIndex, touched: d.Index, quorumLost: sv.QuorumLost}
 		for i := range sv.Reals {
 			r := sv.Reals[i]
 			e.reals[r.Key()] = &r
@@ -415,6 +531,10 @@ func stateFromDump(d Dump) (*state, error) {
 	for i := range d.Nodes {
 		n := d.Nodes[i]
 		s.nodes[n.ID] = &n
+	}
+	if d.LastRelease != nil {
+		r := *d.LastRelease
+		s.release = &r
 	}
 	return s, nil
 }

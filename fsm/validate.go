@@ -1,12 +1,16 @@
 package fsm
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
+	"time"
+
+	"github.com/raftlb/raftlb/health"
 )
 
 // Limits on user input.
@@ -184,6 +188,65 @@ func NormalizeService(spec ServiceSpec) (ServiceSpec, error) {
 	if err := checkForward("forward", s.Forward, false); err != nil {
 		return s, err
 	}
+	return normalizeHealth(s)
+}
+
+// MaxQuorum bounds a service's quorum and hysteresis (total weight).
+const MaxQuorum = 1 << 30
+
+// normalizeHealth validates the health-checking fields of a service.
+func normalizeHealth(s ServiceSpec) (ServiceSpec, error) {
+	if s.Check != nil {
+		c, err := health.Normalize(*s.Check)
+		if err != nil {
+			var he *health.Error
+			if errors.As(err, &he) {
+				return s, prefixField("check", &Error{Code: CodeInvalid, Field: he.Field, Message: he.Message})
+			}
+			return s, invalid("check", "%v", err)
+		}
+		s.Check = &c
+	}
+	if s.HealthPolicy != "" && !slices.Contains(HealthPolicies, s.HealthPolicy) {
+		return s, invalid("health_policy", "%q is not a policy: majority, any or all", s.HealthPolicy)
+	}
+	if s.HealthPolicy == HealthPolicyMajority {
+		s.HealthPolicy = "" // canonical: the default
+	}
+	if s.Quorum < 0 || s.Quorum > MaxQuorum {
+		return s, invalid("quorum", "%d is out of range (0-%d; 0 = 1)", s.Quorum, MaxQuorum)
+	}
+	if s.Hysteresis < 0 || s.Hysteresis > s.EffectiveQuorum() {
+		return s, invalid("hysteresis", "%d is out of range (0 to the quorum, %d)", s.Hysteresis, s.EffectiveQuorum())
+	}
+	if ss := s.SorryServer; ss != nil {
+		c := *ss
+		a, err := parseAddr("sorry_server.address", c.Address)
+		if err != nil {
+			return s, err
+		}
+		c.Address = a.String()
+		if err := checkForward("sorry_server.forward", c.Forward, true); err != nil {
+			return s, err
+		}
+		if err := checkPort("sorry_server.port", c.Port, true); err != nil {
+			return s, err
+		}
+		if c.Port == 0 {
+			c.Port = s.Port
+		}
+		fwd := c.Forward
+		if fwd == "" {
+			fwd = s.Forward
+		}
+		if familyOf(a) != s.Family && fwd != ForwardTUN {
+			return s, invalid("sorry_server.address", "%s is %s but the service is %s", c.Address, familyOf(a), s.Family)
+		}
+		if fwd != ForwardNAT && s.Fwmark == 0 && c.Port != s.Port {
+			return s, invalid("sorry_server.port", "%s forwarding cannot change the port: use %d (the service's) or nat", fwd, s.Port)
+		}
+		s.SorryServer = &c
+	}
 	return s, nil
 }
 
@@ -339,6 +402,23 @@ func NormalizeNode(n Node) (Node, error) {
 	case "", "ipvs", "nft", "none":
 	default:
 		return n, invalid("dataplane", "%q is not ipvs, nft or none", n.Dataplane)
+	}
+	if n.Priority < 0 || n.Priority > 255 {
+		return n, invalid("priority", "%d is out of range (1-255; 0 = %d)", n.Priority, DefaultPriority)
+	}
+	if n.PreemptDelay != "" {
+		d, err := time.ParseDuration(n.PreemptDelay)
+		if err != nil || d < 0 || d > time.Hour {
+			return n, invalid("preempt_delay", "%q is not a duration between 0s and 1h", n.PreemptDelay)
+		}
+	}
+	if n.GossipAddr != "" {
+		if _, _, err := net.SplitHostPort(n.GossipAddr); err != nil {
+			return n, invalid("gossip_addr", "%q is not host:port", n.GossipAddr)
+		}
+	}
+	if len(n.Fault) > 512 {
+		n.Fault = n.Fault[:512]
 	}
 	return n, nil
 }
