@@ -75,6 +75,23 @@ type Config struct {
 	GARPBurst    int
 	GARPInterval time.Duration
 	GARPRefresh  time.Duration
+	// Who should lead (docs/operations.md "Priorities"). Priority 1-255
+	// (0 = 100); a higher-priority director takes leadership from a lower
+	// one after being ready for PreemptDelay, unless NoPreempt. A Witness
+	// is a voter with no dataplane that never holds VIPs and hands
+	// leadership to a director at once if elected.
+	Priority     int
+	PreemptDelay time.Duration
+	NoPreempt    bool
+	Witness      bool
+	// Tracked checks (keepalived's track_interface / track_script): while
+	// an interface is not up or a script ("path args...") exits non-zero,
+	// this director holds no VIP and does not lead. Scripts run every
+	// TrackInterval (default 1 s), which is also their timeout.
+	TrackInterfaces []string
+	TrackScripts    []string
+	TrackInterval   time.Duration
+
 	// Backend, if set, is used instead of opening one (tests).
 	Backend     dataplane.Backend
 	BackendCaps *fsm.DataplaneCaps
@@ -109,6 +126,10 @@ type Agent struct {
 	fenced     []netip.Addr // the VIP addresses declared to the fence
 	leaseMu    sync.Mutex
 	lease      leaseView
+	leadership string        // the leadership decision's last reason (status)
+	leaseCtl   chan leaseCmd // planned-handover requests to the lease loop
+	leaseDone  chan struct{} // closed when the lease loop ends
+	faults     *faultState
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -204,6 +225,41 @@ func (c *Config) Validate() error {
 	if c.Token == "" && !c.Dev {
 		return errors.New("-token-file is required: writes always need a bearer token outside -dev (reads too when the API listens beyond loopback)")
 	}
+	return c.validateLeadership()
+}
+
+// validateLeadership checks the priority, witness and tracking settings.
+func (c *Config) validateLeadership() error {
+	if c.Priority < 0 || c.Priority > 255 {
+		return fmt.Errorf("-priority: %d is out of range (1-255)", c.Priority)
+	}
+	if c.PreemptDelay < 0 || c.PreemptDelay > time.Hour {
+		return fmt.Errorf("-preempt-delay: %v is out of range (0-1h)", c.PreemptDelay)
+	}
+	if c.Witness {
+		switch c.Dataplane {
+		case DataplaneAuto, DataplaneNone:
+			c.Dataplane = DataplaneNone
+		default:
+			return fmt.Errorf("-witness has no dataplane: drop -dataplane %s", c.Dataplane)
+		}
+		if len(c.TrackInterfaces)+len(c.TrackScripts) > 0 {
+			return errors.New("-witness holds no VIPs: drop -track-interface and -track-script")
+		}
+	}
+	if c.TrackInterval < 0 {
+		return fmt.Errorf("-track-interval: %v is negative", c.TrackInterval)
+	}
+	for _, n := range c.TrackInterfaces {
+		if err := fsm.CheckIfName("-track-interface", n); err != nil {
+			return err
+		}
+	}
+	for _, s := range c.TrackScripts {
+		if _, err := trackScriptChecker(s, time.Second); err != nil {
+			return fmt.Errorf("-track-script %q: %v", s, err)
+		}
+	}
 	return nil
 }
 
@@ -214,7 +270,7 @@ func Start(ctx context.Context, cfg Config) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: cfg.Log.With("node", cfg.NodeID), scheme: "http"}
+	a := &Agent{cfg: cfg, log: cfg.Log.With("node", cfg.NodeID), scheme: "http", faults: newFaultState()}
 	if cfg.APITLS != nil {
 		a.scheme = "https"
 	}
@@ -269,7 +325,7 @@ func (a *Agent) start() (err error) {
 	}
 
 	srv := api.NewServer(api.Config{
-		FSM: a.fsm, Raft: a.node, Token: cfg.Token, Dataplane: a.dataplaneStatus, VIPs: a.vipStatus,
+		FSM: a.fsm, Raft: a.node, Token: cfg.Token, Dataplane: a.dataplaneStatus, VIPs: a.vipStatus, Leadership: a.leadershipStatus,
 		TokenForReads:  !isLoopbackHost(apiHost),
 		TokenForWrites: !cfg.Dev,
 		ForwardTLS:     cfg.APIClientTLS, Log: a.log.With("part", "api"), Version: cfg.Version,
@@ -295,6 +351,10 @@ func (a *Agent) start() (err error) {
 	}
 	a.goRun(runCtx, a.registerLoop)
 	a.goRun(runCtx, a.profileLoop)
+	a.goRun(runCtx, a.leadershipLoop)
+	if len(cfg.TrackInterfaces)+len(cfg.TrackScripts) > 0 {
+		a.goRun(runCtx, a.trackLoop)
+	}
 	a.log.Info("director started", "api", a.APIURL(), "raft", a.node.Addr(), "data_dir", a.cfg.DataDir,
 		"profile", profile.Name, "existing_state", a.node.HasExistingState(), "dev", cfg.Dev)
 	return nil
@@ -476,8 +536,13 @@ func (a *Agent) discoverAndBootstrap(ctx context.Context) {
 
 // wantNode is this director's metadata as it should be registered.
 func (a *Agent) wantNode() fsm.Node {
-	return fsm.Node{ID: a.cfg.NodeID, RaftAddr: a.node.Addr(), APIAddr: a.cfg.APIAdvertise, APIScheme: a.scheme,
-		Dataplane: a.dpKind, Caps: a.caps}
+	n := fsm.Node{ID: a.cfg.NodeID, RaftAddr: a.node.Addr(), APIAddr: a.cfg.APIAdvertise, APIScheme: a.scheme,
+		Dataplane: a.dpKind, Caps: a.caps,
+		Priority: a.cfg.Priority, NoPreempt: a.cfg.NoPreempt, Witness: a.cfg.Witness, Fault: a.currentFault()}
+	if a.cfg.PreemptDelay > 0 {
+		n.PreemptDelay = a.cfg.PreemptDelay.String()
+	}
+	return n
 }
 
 // registerLoop keeps this director's API address in the replicated state,
@@ -511,6 +576,7 @@ func (a *Agent) registerLoop(ctx context.Context) {
 		case <-changed:
 		case <-leaderCh:
 		case <-tick.C:
+		case <-a.faults.Changed():
 		}
 	}
 }
@@ -644,6 +710,13 @@ func (a *Agent) leave(ctx context.Context) error {
 // Idempotent.
 func (a *Agent) Shutdown(ctx context.Context) error {
 	a.stopped.Do(func() {
+		// A leader hands over first, while everything still runs: the
+		// VIPs are released, the release committed, leadership moved.
+		if a.node != nil && a.node.IsLeader() {
+			if err := a.handover(ctx, a.bestSuccessor(ctx), "shutting down"); err != nil {
+				a.log.Warn("planned handover failed; the next leader waits for the lease to run out", "err", err)
+			}
+		}
 		if a.cancel != nil {
 			a.cancel()
 		}

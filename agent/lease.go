@@ -18,6 +18,9 @@ type leaseView struct {
 	Duration    string    `json:"duration"`
 	ClaimDelay  string    `json:"claim_delay"`
 	LastHandoff string    `json:"last_failover,omitempty"` // from leadership won to VIPs held
+	// ClaimedOnRelease: the last claim skipped the claim delay because the
+	// previous holder committed its release (planned handover).
+	ClaimedOnRelease bool `json:"claimed_on_release,omitempty"`
 }
 
 // leaseLoop decides, with cluster.DecideLease, whether this director holds
@@ -26,6 +29,7 @@ type leaseView struct {
 // on their own goroutine so that an expiry is acted on even while a commit
 // hangs (a partitioned leader drops the VIPs when its lease runs out).
 func (a *Agent) leaseLoop(ctx context.Context) {
+	defer close(a.leaseDone)
 	p, _ := cluster.ProfileByName(a.node.Status().Profile)
 	lt := cluster.LeaseTimingFor(p)
 	leaderCh := a.node.LeaderChanges()
@@ -42,6 +46,9 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 		term       uint64 // the raft term st belongs to
 		fencedVIPs []fsm.VIP
 		wg         sync.WaitGroup
+		released   bool      // released for a planned handover in this term
+		replyTo    chan bool // a release request waiting for the VIPs to be gone
+		entitled   bool
 	)
 	defer wg.Wait()
 	confirm := func() {
@@ -69,9 +76,9 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 		leader, t := a.node.IsLeader(), a.node.Status().Term
 		switch {
 		case !leader:
-			st, term = cluster.LeaseState{}, t
+			st, term, released = cluster.LeaseState{}, t, false
 		case !st.Leader || t != term:
-			st, term = cluster.LeaseState{Leader: true, LeaderSince: time.Now()}, t
+			st, term, released = cluster.LeaseState{Leader: true, LeaderSince: time.Now()}, t, false
 			wonAt = st.LeaderSince
 			confirm()
 		}
@@ -80,6 +87,13 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 	for {
 		now := time.Now()
 		d := cluster.DecideLease(lt, st, now)
+		entitled = d.Hold
+		switch fault := a.currentFault(); {
+		case released && d.Hold:
+			d = cluster.LeaseDecision{Reason: "released for a planned handover"}
+		case fault != "" && d.Hold:
+			d = cluster.LeaseDecision{Reason: "tracked check failing: " + fault}
+		}
 		all := a.fsm.VIPs()
 		var want []fsm.VIP
 		if d.Hold {
@@ -125,6 +139,10 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 			}
 			held, holding = want, d.Hold
 		}
+		if replyTo != nil { // the VIPs are gone (or were never held)
+			replyTo <- entitled
+			replyTo = nil
+		}
 		// Wake at the lease's end or the claim delay's, whichever comes.
 		var wake <-chan time.Time
 		if expiry != nil {
@@ -149,6 +167,7 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 				expiry.Stop()
 			}
 			return
+		case <-a.faults.Changed():
 		case <-leaderCh:
 			observe()
 		case t := <-confirmed:
@@ -156,6 +175,25 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 			observe() // a failed barrier often means leadership moved
 			if st.Leader && !t.IsZero() && !t.Before(st.LeaderSince) {
 				st.ConfirmedAt = t
+				// The barrier applied every earlier entry: a release
+				// committed by the holder of the term just before this
+				// one means no lease can be outstanding.
+				if rel := a.fsm.LastRelease(); !st.Released && rel != nil && rel.Term+1 == term {
+					st.Released = true
+					a.setLease(func(v *leaseView) { v.ClaimedOnRelease = true })
+				} else if !st.Released {
+					a.setLease(func(v *leaseView) { v.ClaimedOnRelease = false })
+				}
+			}
+		case c := <-a.leaseCtl:
+			observe()
+			released = c.release && st.Leader
+			if c.release {
+				// Answer once the VIPs are gone (after the next pass); a
+				// director that does not lead holds nothing.
+				replyTo = c.reply
+			} else {
+				c.reply <- true
 			}
 		case <-renew.C:
 			observe()

@@ -49,6 +49,7 @@ func (a *Agent) startVIPs(ctx context.Context) error {
 	if err := a.vips.RemoveUnowned(a.fsm.VIPs()); err != nil {
 		a.log.Error("cannot remove VIPs left from an earlier run", "err", err)
 	}
+	a.leaseCtl, a.leaseDone = make(chan leaseCmd), make(chan struct{})
 	a.goRun(ctx, a.leaseLoop)
 	return nil
 }

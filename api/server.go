@@ -63,6 +63,9 @@ type Config struct {
 	// VIPs, if set, returns the VIPs this director holds and its
 	// announcement counters.
 	VIPs func() any
+	// Leadership, if set, returns this director's leadership preferences
+	// and decision for /v1/status.
+	Leadership func() any
 }
 
 // Server serves the API. Create it with NewServer and mount Handler.
@@ -572,6 +575,9 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) {
 			TimingProfile: st.Profile, Version: s.cfg.Version}
 		if s.cfg.Dataplane != nil {
 			out.Dataplane = s.cfg.Dataplane()
+		}
+		if s.cfg.Leadership != nil {
+			out.Leadership = s.cfg.Leadership()
 		}
 		if s.cfg.VIPs != nil {
 			out.VIPs = s.cfg.VIPs()

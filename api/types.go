@@ -69,6 +69,9 @@ type Status struct {
 	// VIPs are the VIPs this director holds and its announcement counters
 	// (absent with -dataplane none).
 	VIPs any `json:"vips,omitempty"`
+	// Leadership: this director's priority, witness role, tracked-check
+	// fault and (on the leader) the leadership decision.
+	Leadership any `json:"leadership,omitempty"`
 }
 
 // Peer is one raft voter with the API address it registered.

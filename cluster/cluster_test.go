@@ -19,8 +19,8 @@ func TestProfiles(t *testing.T) {
 		t.Fatalf(`ProfileByName("") = %+v, %v; want lan`, def, err)
 	}
 	lan, _ := ProfileByName("lan")
-	want := Profile{Name: "lan", HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
-		LeaderLeaseTimeout: 250 * time.Millisecond, CommitTimeout: 5 * time.Millisecond}
+	want := Profile{Name: "lan", HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
+		LeaderLeaseTimeout: 150 * time.Millisecond, CommitTimeout: 5 * time.Millisecond}
 	if lan != want {
 		t.Errorf("lan = %+v, want %+v", lan, want)
 	}

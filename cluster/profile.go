@@ -41,12 +41,15 @@ type Profile struct {
 	CommitTimeout time.Duration
 }
 
-// profileLAN is the default profile ("lan"); it tolerates ~0.5s stalls.
+// profileLAN is the default profile ("lan"); it tolerates ~0.3 s stalls. A
+// failover costs detection (raft: one to two heartbeat timeouts, 0.3-0.6 s)
+// plus the election plus the VIP claim delay (153 ms): under 1 s. With 500 ms
+// the worst case was ~1.3 s (docs/fencing.md, docs/benchmarks.md).
 var profileLAN = Profile{
 	Name:               "lan",
-	HeartbeatTimeout:   500 * time.Millisecond,
-	ElectionTimeout:    500 * time.Millisecond,
-	LeaderLeaseTimeout: 250 * time.Millisecond,
+	HeartbeatTimeout:   300 * time.Millisecond,
+	ElectionTimeout:    300 * time.Millisecond,
+	LeaderLeaseTimeout: 150 * time.Millisecond,
 	// Followers learn a new commit index on the leader's next AppendEntries,
 	// sent after 1-2x CommitTimeout: it bounds how soon every director sees
 	// a change. 20 ms put the write->applied-everywhere p50 at 35 ms; 5 ms

@@ -264,6 +264,26 @@ func TestLeaderLinkDownNeverTwoHolders(t *testing.T) {
 	ld, _ := l.configure()
 	l.waitFor("the VIP on the leader", func() bool { return l.holds(ld) })
 
+	stopSampling := l.sampleHolders()
+	l.lab.MustRun(l.dirs[ld], "ip", "link", "set", "eth0", "down")
+	l.waitFor("the old leader to drop the VIP by itself", func() bool { return !l.holds(ld) })
+	l.waitFor("another director to hold the VIP", func() bool {
+		return l.holds((ld+1)%3) || l.holds((ld+2)%3)
+	})
+	l.lab.MustRun(l.dirs[ld], "ip", "link", "set", "eth0", "up")
+	// Keep sampling while the old leader rejoins as a follower.
+	l.waitFor("the old leader to rejoin as a follower", func() bool {
+		st, err := l.status(ld)
+		return err == nil && st["role"] == "follower"
+	})
+	if dual := stopSampling(); len(dual) > 0 {
+		t.Fatalf("two directors held the VIP at once: %v", dual)
+	}
+}
+
+// sampleHolders reads every director's addresses until the returned
+// function is called, which returns the instants with two holders.
+func (l *nsLab) sampleHolders() func() []string {
 	stop := make(chan struct{})
 	done := make(chan []string)
 	go func() {
@@ -287,21 +307,52 @@ func TestLeaderLinkDownNeverTwoHolders(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
-	l.lab.MustRun(l.dirs[ld], "ip", "link", "set", "eth0", "down")
-	l.waitFor("the old leader to drop the VIP by itself", func() bool { return !l.holds(ld) })
+	return func() []string {
+		close(stop)
+		return <-done
+	}
+}
+
+// TestSigtermHandsOverOnACommittedRelease: SIGTERM on the leader releases
+// the VIPs, commits the release and transfers leadership; the new leader
+// claims at once (no claim delay) and the client keeps being served.
+func TestSigtermHandsOverOnACommittedRelease(t *testing.T) {
+	l := newNSLab(t)
+	ld, _ := l.configure("10.20.0.11:80")
+	l.waitFor("traffic through the leader", func() bool { return l.round(2)["rs1"] == 2 })
+	stopSampling := l.sampleHolders()
+	if err := l.procs[ld].Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	newLeader := -1
 	l.waitFor("another director to hold the VIP", func() bool {
-		return l.holds((ld+1)%3) || l.holds((ld+2)%3)
+		for i := range l.dirs {
+			if i != ld && l.holds(i) {
+				newLeader = i
+				return true
+			}
+		}
+		return false
 	})
-	l.lab.MustRun(l.dirs[ld], "ip", "link", "set", "eth0", "up")
-	// Keep sampling while the old leader rejoins as a follower.
-	l.waitFor("the old leader to rejoin as a follower", func() bool {
-		st, err := l.status(ld)
-		return err == nil && st["role"] == "follower"
+	l.waitFor("the new leader to report its claim", func() bool {
+		st, err := l.status(newLeader)
+		if err != nil {
+			return false
+		}
+		v, _ := st["vips"].(map[string]any)
+		lease, _ := v["lease"].(map[string]any)
+		return lease["holding"] == true
 	})
-	close(stop)
-	if dual := <-done; len(dual) > 0 {
+	st, _ := l.status(newLeader)
+	lease := st["vips"].(map[string]any)["lease"].(map[string]any)
+	if lease["claimed_on_release"] != true {
+		t.Fatalf("the new leader waited for the lease instead of claiming on the committed release: %v", lease)
+	}
+	_, _ = l.procs[ld].Process.Wait()
+	if dual := stopSampling(); len(dual) > 0 {
 		t.Fatalf("two directors held the VIP at once: %v", dual)
 	}
+	l.waitFor("traffic through the new leader", func() bool { return l.round(2)["rs1"] == 2 })
 }
 
 // TestLeaderFrozenIsFencedByTheKernel: the leader's daemon is SIGSTOPped.

@@ -33,6 +33,21 @@ type Client struct {
 	noLead time.Duration
 }
 
+// WithAddr returns a client for another director's API (http(s)://host:port)
+// that shares this one's token, TLS roots and connections.
+func (c *Client) WithAddr(addr string) (*Client, error) {
+	u, err := url.Parse(addr)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("address %q: want http(s)://host:port", addr)
+	}
+	cp := *c
+	cp.base = u
+	return &cp, nil
+}
+
+// Scheme is the scheme of the API address (http or https).
+func (c *Client) Scheme() string { return c.base.Scheme }
+
 // Options configure a Client.
 type Options struct {
 	Addr    string        // http(s)://host:port, or host:port (http); default DefaultAddr

@@ -74,6 +74,20 @@ func (f *agentFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on the graceful shutdown (leadership transfer, leave)")
+	// Who should lead (docs/operations.md "Priorities, witness, tracked checks").
+	fs.IntVar(&c.Priority, "priority", 0, "1-255 (default 100): leadership, and so the VIPs, moves to the highest-priority healthy director")
+	fs.DurationVar(&c.PreemptDelay, "preempt-delay", 0, "how long this director must be ready before it takes leadership from a lower-priority leader")
+	fs.BoolVar(&c.NoPreempt, "nopreempt", false, "never take leadership from a healthy leader because of a higher priority")
+	fs.BoolVar(&c.Witness, "witness", false, "a raft voter with no dataplane that never holds VIPs (two directors + a witness survive one failure)")
+	fs.Func("track-interface", "an interface that must be up for this director to hold VIPs or lead (repeatable, or comma-separated)", func(v string) error {
+		c.TrackInterfaces = append(c.TrackInterfaces, agent.SplitList(v)...)
+		return nil
+	})
+	fs.Func("track-script", `a program and its arguments, split on spaces without shell quoting ("/usr/local/bin/check eth1"), that must exit 0 for this director to hold VIPs or lead (repeatable)`, func(v string) error {
+		c.TrackScripts = append(c.TrackScripts, v)
+		return nil
+	})
+	fs.DurationVar(&c.TrackInterval, "track-interval", 0, "how often tracked scripts run, also their timeout (default 1s)")
 }
 
 // build turns the flags into an agent.Config, reading the files they name.

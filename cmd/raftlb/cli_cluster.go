@@ -21,13 +21,27 @@ func statusCommand() *command {
 				if err != nil {
 					return err
 				}
-				return e.show(st, func(w io.Writer) { writeStatus(w, st) })
+				// The VIP holder is the leader: ask it about its lease.
+				leaderSt := &st
+				if st.Role != "leader" {
+					leaderSt = nil
+					for _, p := range st.Peers {
+						if p.Leader && p.APIAddr != "" {
+							if lc, err := e.c.WithAddr(e.c.Scheme() + "://" + p.APIAddr); err == nil {
+								if ls, err := lc.Status(e.ctx); err == nil {
+									leaderSt = &ls
+								}
+							}
+						}
+					}
+				}
+				return e.show(st, func(w io.Writer) { writeStatus(w, st, leaderSt) })
 			}
 		},
 	}
 }
 
-func writeStatus(w io.Writer, st api.Status) {
+func writeStatus(w io.Writer, st api.Status, leaderSt *api.Status) {
 	leader := "(none)"
 	if st.LeaderID != "" || st.LeaderAddr != "" {
 		leader = st.LeaderID + " (" + st.LeaderAddr + ")"
@@ -46,6 +60,8 @@ func writeStatus(w io.Writer, st api.Status) {
 	fields = append(fields,
 		[2]string{"Timing profile", orNone(st.TimingProfile)},
 		[2]string{"Version", orNone(st.Version)})
+	fields = append(fields, leadershipFields(st)...)
+	fields = append(fields, vipHolderFields(leaderSt)...)
 	writeFields(w, fields)
 	fmt.Fprintln(w)
 	writePeers(w, st.Peers)
@@ -148,4 +164,61 @@ func checkHostPort(what, s string) error {
 		}
 	}
 	return usagef("%s %q: want HOST:PORT (IPv6 as [addr]:port)", what, s)
+}
+
+// leadershipFields shows this director's priority, role and fault.
+func leadershipFields(st api.Status) [][2]string {
+	l, _ := st.Leadership.(map[string]any)
+	if l == nil {
+		return nil
+	}
+	pri := fmt.Sprint(l["priority"])
+	if d, _ := l["preempt_delay"].(string); d != "" {
+		pri += ", preempt delay " + d
+	}
+	if np, _ := l["nopreempt"].(bool); np {
+		pri += ", nopreempt"
+	}
+	if wit, _ := l["witness"].(bool); wit {
+		pri += ", witness (never holds VIPs)"
+	}
+	out := [][2]string{{"Priority", pri}}
+	if f, _ := l["fault"].(string); f != "" {
+		out = append(out, [2]string{"Fault", f})
+	}
+	if d, _ := l["decision"].(string); d != "" {
+		out = append(out, [2]string{"Leadership", d})
+	}
+	return out
+}
+
+// vipHolderFields shows who holds the VIPs, until when, and how long the
+// last failover took, from the leader's status.
+func vipHolderFields(ls *api.Status) [][2]string {
+	if ls == nil {
+		return [][2]string{{"VIP holder", "unknown (no leader answering)"}}
+	}
+	v, _ := ls.VIPs.(map[string]any)
+	if v == nil {
+		return nil // the leader manages no VIPs (-dataplane none)
+	}
+	lease, _ := v["lease"].(map[string]any)
+	holding, _ := lease["holding"].(bool)
+	reason, _ := lease["reason"].(string)
+	holder := "none (" + ls.NodeID + " leads: " + reason + ")"
+	if holding {
+		holder = ls.NodeID
+		if until, err := time.Parse(time.RFC3339Nano, fmt.Sprint(lease["until"])); err == nil {
+			holder += fmt.Sprintf(" (lease until %s, renewed every quarter of %v)", until.Format("15:04:05.000"), lease["duration"])
+		}
+	}
+	out := [][2]string{{"VIP holder", holder}}
+	if lf, _ := lease["last_failover"].(string); lf != "" {
+		how := "waited the claim delay " + fmt.Sprint(lease["claim_delay"])
+		if r, _ := lease["claimed_on_release"].(bool); r {
+			how = "planned handover: previous holder's release committed"
+		}
+		out = append(out, [2]string{"Last failover", lf + " from leadership to VIPs held (" + how + ")"})
+	}
+	return out
 }

@@ -1,0 +1,221 @@
+package agent
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/raftlb/raftlb/fsm"
+)
+
+// Who should lead. Raft elects whichever voter times out first; the leader
+// then moves leadership to where the operator wants it, as VRRP priorities
+// do: away at once from a witness or a director whose tracked checks fail,
+// and to a higher-priority director once it has been healthy and caught up
+// for its preempt delay (never to one with nopreempt). The decision is the
+// pure function decideLeadership; leadershipLoop feeds it and acts.
+
+// candidate is one voter as the leadership decision sees it.
+type candidate struct {
+	ID           string
+	Priority     int
+	PreemptDelay time.Duration
+	NoPreempt    bool
+	Witness      bool
+	Fault        string
+	// Ready: registered, answering its API, following this leader and
+	// caught up with its log (checked by the loop; always true for self).
+	Ready bool
+}
+
+// eligible reports whether c may lead.
+func (c candidate) eligible() bool { return c.Ready && !c.Witness && c.Fault == "" }
+
+// leadershipDecision is what the leader should do now.
+type leadershipDecision struct {
+	Target string    // hand leadership to this voter now ("" = stay)
+	Reason string    // why (for the log and status)
+	WakeAt time.Time // re-evaluate at this time at the latest (zero: on the next tick)
+}
+
+// decideLeadership decides, for the current leader self, whether to hand
+// leadership over and to whom. readySince holds when each other voter has
+// been continuously eligible (the loop maintains it).
+func decideLeadership(self candidate, others []candidate, readySince map[string]time.Time, now time.Time) leadershipDecision {
+	var best *candidate
+	for i := range others {
+		c := &others[i]
+		if !c.eligible() {
+			continue
+		}
+		if best == nil || c.Priority > best.Priority || (c.Priority == best.Priority && c.ID < best.ID) {
+			best = c
+		}
+	}
+	mustLeave := ""
+	switch {
+	case self.Witness:
+		mustLeave = "this director is a witness"
+	case self.Fault != "":
+		mustLeave = "tracked check failing: " + self.Fault
+	}
+	if mustLeave != "" {
+		if best == nil {
+			return leadershipDecision{Reason: mustLeave + "; no eligible director to hand leadership to"}
+		}
+		return leadershipDecision{Target: best.ID, Reason: mustLeave}
+	}
+	if best == nil || best.Priority <= self.Priority {
+		return leadershipDecision{Reason: "no eligible director with a higher priority"}
+	}
+	if best.NoPreempt {
+		return leadershipDecision{Reason: fmt.Sprintf("%s has priority %d > %d but nopreempt", best.ID, best.Priority, self.Priority)}
+	}
+	since, ok := readySince[best.ID]
+	if !ok {
+		since = now
+	}
+	if at := since.Add(best.PreemptDelay); now.Before(at) {
+		return leadershipDecision{Reason: fmt.Sprintf("%s (priority %d > %d) preempts in %v", best.ID, best.Priority, self.Priority, at.Sub(now).Round(time.Millisecond)), WakeAt: at}
+	}
+	return leadershipDecision{Target: best.ID, Reason: fmt.Sprintf("preempted by %s (priority %d > %d)", best.ID, best.Priority, self.Priority)}
+}
+
+// candidateFromNode turns a registration into a candidate (Ready unset).
+func candidateFromNode(n fsm.Node) candidate {
+	d, _ := time.ParseDuration(n.PreemptDelay)
+	return candidate{ID: n.ID, Priority: n.EffectivePriority(), PreemptDelay: d, NoPreempt: n.NoPreempt, Witness: n.Witness, Fault: n.Fault}
+}
+
+// maxLagEntries is how far behind the leader's commit index a director may
+// be and still count as caught up.
+const maxLagEntries = 64
+
+// leadershipTick is how often the leader re-evaluates (and probes the
+// candidates that could take over).
+const leadershipTick = 250 * time.Millisecond
+
+// leadershipLoop runs the decision while this director leads.
+func (a *Agent) leadershipLoop(ctx context.Context) {
+	tick := time.NewTicker(leadershipTick)
+	defer tick.Stop()
+	leaderCh := a.node.LeaderChanges()
+	readySince := map[string]time.Time{}
+	retryAt := time.Time{}
+	lastReason := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-leaderCh:
+		}
+		if !a.node.IsLeader() {
+			clear(readySince)
+			lastReason = ""
+			continue
+		}
+		now := time.Now()
+		self, others := a.candidates(ctx, false)
+		for _, c := range others {
+			if !c.eligible() {
+				delete(readySince, c.ID)
+			} else if _, ok := readySince[c.ID]; !ok {
+				readySince[c.ID] = now
+			}
+		}
+		d := decideLeadership(self, others, readySince, now)
+		if d.Target != "" || !d.WakeAt.IsZero() || self.Witness || self.Fault != "" {
+			a.setLeadershipReason(d.Reason)
+		} else {
+			a.setLeadershipReason("") // steady: nothing to show
+		}
+		if d.Reason != lastReason {
+			a.log.Info("leadership", "decision", d.Reason, "handover_to", d.Target)
+			lastReason = d.Reason
+		}
+		if d.Target == "" || now.Before(retryAt) {
+			continue
+		}
+		if err := a.handover(ctx, d.Target, d.Reason); err != nil {
+			a.log.Warn("leadership handover failed; retrying later", "to", d.Target, "err", err)
+			retryAt = time.Now().Add(2 * time.Second)
+		}
+	}
+}
+
+// candidates returns this director and the other voters. Other voters are
+// probed through their API only when they could matter (a higher priority,
+// or this director must hand leadership away: leaving), so a steady
+// cluster costs nothing.
+func (a *Agent) candidates(ctx context.Context, leaving bool) (self candidate, others []candidate) {
+	self = candidateFromNode(a.wantNode())
+	self.Ready = true
+	peers, err := a.node.Peers()
+	if err != nil {
+		return self, nil
+	}
+	st := a.node.Status()
+	mustLeave := leaving || self.Witness || self.Fault != ""
+	for _, p := range peers {
+		if p.ID == self.ID || p.Suffrage != "voter" {
+			continue
+		}
+		n, ok := a.fsm.Node(p.ID)
+		if !ok {
+			continue
+		}
+		c := candidateFromNode(n)
+		if c.eligibleIgnoringReady() && (mustLeave || (c.Priority > self.Priority && !c.NoPreempt)) {
+			c.Ready = a.peerReady(ctx, n, st.CommitIndex)
+		}
+		others = append(others, c)
+	}
+	slices.SortFunc(others, func(x, y candidate) int { return cmp.Compare(x.ID, y.ID) })
+	return self, others
+}
+
+func (c candidate) eligibleIgnoringReady() bool { c.Ready = true; return c.eligible() }
+
+// peerReady asks a director's API whether it follows this leader and is
+// caught up.
+func (a *Agent) peerReady(ctx context.Context, n fsm.Node, commit uint64) bool {
+	cl, err := a.self.WithAddr(n.APIScheme + "://" + n.APIAddr)
+	if err != nil {
+		return false
+	}
+	cctx, cancel := context.WithTimeout(ctx, leadershipTick)
+	defer cancel()
+	st, err := cl.Status(cctx)
+	if err != nil {
+		return false
+	}
+	return st.LeaderID == a.cfg.NodeID && st.AppliedIndex+maxLagEntries >= commit
+}
+
+func (a *Agent) setLeadershipReason(r string) {
+	a.leaseMu.Lock()
+	a.leadership = r
+	a.leaseMu.Unlock()
+}
+
+// leadershipStatus is the "leadership" part of /v1/status.
+func (a *Agent) leadershipStatus() any {
+	a.leaseMu.Lock()
+	decision := a.leadership
+	a.leaseMu.Unlock()
+	if !a.node.IsLeader() {
+		decision = ""
+	}
+	n := a.wantNode()
+	return struct {
+		Priority     int    `json:"priority"`
+		PreemptDelay string `json:"preempt_delay,omitempty"`
+		NoPreempt    bool   `json:"nopreempt,omitempty"`
+		Witness      bool   `json:"witness,omitempty"`
+		Fault        string `json:"fault,omitempty"`
+		Decision     string `json:"decision,omitempty"`
+	}{n.EffectivePriority(), n.PreemptDelay, n.NoPreempt, n.Witness, n.Fault, decision}
+}
