@@ -209,7 +209,7 @@ func vipHolderFields(ls *api.Status) [][2]string {
 	if holding {
 		holder = ls.NodeID
 		if until, err := time.Parse(time.RFC3339Nano, fmt.Sprint(lease["until"])); err == nil {
-			holder += fmt.Sprintf(" (lease until %s, renewed every quarter of %v)", until.Format("15:04:05.000"), lease["duration"])
+			holder += fmt.Sprintf(" (lease until %s; %v leases renewed 4× per lease)", until.Format("15:04:05.000"), lease["duration"])
 		}
 	}
 	out := [][2]string{{"VIP holder", holder}}
