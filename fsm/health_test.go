@@ -208,3 +208,18 @@ func TestNodeLeadershipFields(t *testing.T) {
 		t.Fatal("default priority")
 	}
 }
+
+func TestSorryServerForwardMustBeExpressible(t *testing.T) {
+	f := New(nil)
+	n := Node{ID: "d1", RaftAddr: "10.0.0.1:7481", APIAddr: "10.0.0.1:7480", Dataplane: "nft",
+		Caps: &DataplaneCaps{Schedulers: Schedulers, Forwards: []string{ForwardNAT}}}
+	if r := applyCmd(t, f, 1, &RegisterNode{Node: n}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	spec := webSpec()
+	spec.SorryServer = &SorryServer{Address: "192.0.2.9", Forward: ForwardDR}
+	r := applyCmd(t, f, 2, &CreateService{Service: spec})
+	if r.Err == nil || r.Err.Field != "sorry_server.forward" {
+		t.Fatalf("want sorry_server.forward refused, got %v", r.Err)
+	}
+}

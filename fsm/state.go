@@ -575,6 +575,15 @@ func (s *state) checkCaps(spec ServiceSpec, reals []RealServer, single bool) *Er
 		if !slices.Contains(c.Forwards, spec.Forward) {
 			return invalid("forward", "%s forwarding cannot be expressed by %s (it supports %s)", spec.Forward, who, strings.Join(c.Forwards, ", "))
 		}
+		if ss := spec.SorryServer; ss != nil {
+			f := ss.Forward
+			if f == "" {
+				f = spec.Forward
+			}
+			if !slices.Contains(c.Forwards, f) {
+				return invalid("sorry_server.forward", "%s forwarding cannot be expressed by %s", f, who)
+			}
+		}
 		for i, r := range reals {
 			if f := spec.EffectiveForward(r); !slices.Contains(c.Forwards, f) {
 				return invalid(field(i, "forward"), "%s forwarding cannot be expressed by %s", f, who)
