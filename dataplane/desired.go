@@ -48,24 +48,67 @@ func FromFSM(services []fsm.Service) (Table, map[string]string) {
 	return t, names
 }
 
-// FromFSMService derives one virtual service: an enabled real server with
-// its weight, a draining one with weight 0 (existing connections finish, no
-// new ones), a disabled one not at all.
+// FromFSMService derives one virtual service from the replicated state:
+//
+//   - an enabled real server with its weight, a draining one with weight 0
+//     (existing connections finish, no new ones), a disabled one not at all;
+//   - a real server the cluster decided down (!Healthy) not at all, or with
+//     InhibitOnFailure with weight 0 (keepalived's inhibit_on_failure:
+//     established connections are not reset);
+//   - while the quorum is lost (QuorumLost, decided in the FSM with
+//     keepalived's hysteresis) and a sorry server is set: the sorry server
+//     with weight 1 takes every new connection, and the real servers that
+//     would take new ones leave (keepalived removes the live real servers
+//     and adds the sorry server). Destinations with weight 0 (draining,
+//     or down and inhibited) stay, so their established connections are
+//     not cut. Without a sorry server the healthy servers that remain keep
+//     serving.
+//
+// It reads only s, so following the FSM's per-service changes
+// (ServicesChangedSince) gives the same table as a full rebuild.
 func FromFSMService(s fsm.Service) VirtualService {
 	vs := VirtualService{Service: serviceFromSpec(s.ServiceSpec), Dests: make(map[string]Destination, len(s.Reals))}
+	sorry := s.QuorumLost && s.SorryServer != nil
 	for _, r := range s.Reals {
 		if r.State == fsm.StateDisabled {
+			continue
+		}
+		healthy := r.Healthy()
+		if !healthy && !s.InhibitOnFailure {
 			continue
 		}
 		d := Destination{Port: uint16(r.Port), Weight: r.Weight, Forward: s.EffectiveForward(r),
 			UpperThreshold: uint32(r.UpperThreshold), LowerThreshold: uint32(r.LowerThreshold)}
 		d.Address, _ = netip.ParseAddr(r.Address)
-		if r.State == fsm.StateDrain {
+		if r.State == fsm.StateDrain || !healthy {
 			d.Weight = 0
+		}
+		if sorry && d.Weight != 0 {
+			continue // the sorry server takes the new connections
 		}
 		vs.Dests[d.Key()] = d
 	}
+	if sorry {
+		d := sorryDestination(s.ServiceSpec)
+		vs.Dests[d.Key()] = d // replaces a real server at the same address and port
+	}
 	return vs
+}
+
+// sorryDestination is the destination of a service's sorry server: weight
+// 1, its own forwarding method or the service's, its own port or the
+// service's.
+func sorryDestination(s fsm.ServiceSpec) Destination {
+	ss := s.SorryServer
+	d := Destination{Port: uint16(ss.Port), Weight: 1, Forward: ss.Forward}
+	d.Address, _ = netip.ParseAddr(ss.Address)
+	if ss.Port == 0 {
+		d.Port = uint16(s.Port)
+	}
+	if d.Forward == "" {
+		d.Forward = s.Forward
+	}
+	return d
 }
 
 func serviceFromSpec(s fsm.ServiceSpec) Service {

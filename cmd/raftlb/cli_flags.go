@@ -4,10 +4,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/raftlb/raftlb/health"
 )
 
 // flagSet wraps flag.FlagSet with aliases (-t and -tcp set the same value),
@@ -362,4 +366,40 @@ func parseRealAddr(s string) (addr netip.Addr, port int, hasPort bool, err error
 		return a, 0, false, nil
 	}
 	return netip.Addr{}, 0, false, fmt.Errorf("%q is not ADDR[:PORT] (IPv6 as [addr]:port or a bare address)", s)
+}
+
+// durationValue is a Go duration ("2s", "500ms"), or a number of seconds
+// as keepalived writes them ("2", "0.5").
+type durationValue struct{ p *health.Duration }
+
+func (v durationValue) Set(s string) error {
+	if d, err := time.ParseDuration(s); err == nil {
+		*v.p = health.Duration(d)
+		return nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) || math.Abs(f) > float64(math.MaxInt64/int64(time.Second)) {
+		return fmt.Errorf("%q is not a duration (e.g. 2s, 500ms, or seconds)", s)
+	}
+	*v.p = health.Duration(f * float64(time.Second))
+	return nil
+}
+
+func (v durationValue) String() string {
+	if v.p == nil || *v.p == 0 {
+		return ""
+	}
+	return v.p.D().String()
+}
+
+// multiValue collects every occurrence of a repeatable flag, in order.
+type multiValue struct{ p *[]string }
+
+func (m multiValue) Set(v string) error { *m.p = append(*m.p, v); return nil }
+
+func (m multiValue) String() string {
+	if m.p == nil {
+		return ""
+	}
+	return strings.Join(*m.p, " ")
 }

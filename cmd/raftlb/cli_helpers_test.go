@@ -4,8 +4,10 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/health"
 )
 
 func TestParseInterspersed(t *testing.T) {
@@ -198,7 +200,9 @@ func TestServiceFlagsApply(t *testing.T) {
 			}
 			got, want := base, base
 			got.SchedFlags, want.SchedFlags = []string{"ops"}, []string{"ops"}
-			sf.apply(f, &got)
+			if err := sf.apply(f, &got); err != nil {
+				t.Fatal(err)
+			}
 			tc.modify(&want)
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("got %+v\nwant %+v", got, want)
@@ -232,6 +236,160 @@ func TestRealFlagsApply(t *testing.T) {
 		modify(&want)
 		if got != want {
 			t.Errorf("%s: got %+v, want %+v", args, got, want)
+		}
+	}
+}
+
+// checkedBase is a service with an HTTP check, inhibit, a quorum and a
+// sorry server, as service update reads it.
+func checkedBase() fsm.ServiceSpec {
+	c, err := health.Normalize(health.Spec{Type: "http", Interval: health.Duration(5 * time.Second),
+		HTTP: &health.HTTPSpec{Path: "/health", Status: "200-299", Host: "www.example.org"}})
+	if err != nil {
+		panic(err)
+	}
+	return fsm.ServiceSpec{Name: "web", Protocol: "tcp", Address: "192.0.2.10", Port: 80, Family: "inet",
+		Scheduler: "wrr", Forward: "nat", Check: &c, InhibitOnFailure: true, Quorum: 3, Hysteresis: 1,
+		SorryServer: &fsm.SorryServer{Address: "192.0.2.99", Port: 8080, Forward: "nat"}}
+}
+
+// TestHealthFlagsApply checks that service update changes only the health
+// settings whose flags were given, keeping the rest of the current check.
+func TestHealthFlagsApply(t *testing.T) {
+	for _, tc := range []struct {
+		args   string
+		modify func(*fsm.ServiceSpec)
+	}{
+		{"-interval 10s", func(s *fsm.ServiceSpec) { s.Check.Interval = health.Duration(10 * time.Second) }},
+		{"--timeout 0.25 -rise 1 -fall 7", func(s *fsm.ServiceSpec) {
+			s.Check.Timeout, s.Check.Rise, s.Check.Fall = health.Duration(250*time.Millisecond), 1, 7
+		}},
+		{"-expect 200,301 --path /ready", func(s *fsm.ServiceSpec) { s.Check.HTTP.Status, s.Check.HTTP.Path = "200,301", "/ready" }},
+		{"-check https -sni www.example.org -tls-verify", func(s *fsm.ServiceSpec) {
+			s.Check.Type, s.Check.HTTP.SNI, s.Check.HTTP.TLSVerify = "https", "www.example.org", true
+		}},
+		{"-check tcp -check-port 8081", func(s *fsm.ServiceSpec) { s.Check.Type, s.Check.HTTP, s.Check.Port = "tcp", nil, 8081 }},
+		{"-check http", func(*fsm.ServiceSpec) {}},
+		{"-check dns -dns-name example.org", func(s *fsm.ServiceSpec) {
+			s.Check.Type, s.Check.HTTP, s.Check.DNS = "dns", nil, &health.DNSSpec{Name: "example.org"}
+		}},
+		{"-check script -script /usr/local/bin/check -script-arg a -script-arg b c", func(s *fsm.ServiceSpec) {
+			s.Check.Type, s.Check.HTTP, s.Check.Script = "script", nil, &health.ScriptSpec{Path: "/usr/local/bin/check", Args: []string{"a", "b"}}
+		}},
+		{"-no-check", func(s *fsm.ServiceSpec) { s.Check = nil }},
+		{"-start-down -retries 2 -retry-delay 200ms", func(s *fsm.ServiceSpec) {
+			s.Check.StartDown, s.Check.Retries, s.Check.RetryDelay = true, 2, health.Duration(200*time.Millisecond)
+		}},
+		{"-health-policy any -inhibit=false", func(s *fsm.ServiceSpec) { s.HealthPolicy, s.InhibitOnFailure = "any", false }},
+		{"-quorum 5 -hysteresis 2", func(s *fsm.ServiceSpec) { s.Quorum, s.Hysteresis = 5, 2 }},
+		{"-sorry-server 192.0.2.98", func(s *fsm.ServiceSpec) { s.SorryServer = &fsm.SorryServer{Address: "192.0.2.98", Forward: "nat"} }},
+		{"-sorry-server=", func(s *fsm.ServiceSpec) { s.SorryServer = nil }},
+		{"-sorry-forward=", func(s *fsm.ServiceSpec) { s.SorryServer.Forward = "" }},
+		{"-s rr", func(s *fsm.ServiceSpec) { s.Scheduler = "rr" }},
+	} {
+		t.Run(tc.args, func(t *testing.T) {
+			f := newFlagSet("test")
+			var sf serviceFlags
+			sf.register(f)
+			pos, err := f.parse(strings.Fields(tc.args))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sf.check(f); err != nil {
+				t.Fatal(err)
+			}
+			got, want := checkedBase(), checkedBase()
+			before := checkedBase()
+			orig := got.Check
+			if err := sf.apply(f, &got); err != nil {
+				t.Fatal(err)
+			}
+			tc.modify(&want)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("got  %+v %+v\nwant %+v %+v", got, got.Check, want, want.Check)
+			}
+			if !reflect.DeepEqual(orig, before.Check) {
+				t.Errorf("apply changed the check it was given: %+v", orig)
+			}
+			if strings.Contains(tc.args, "-script-arg b c") && !reflect.DeepEqual(pos, []string{"c"}) {
+				t.Errorf("positionals %q", pos)
+			}
+		})
+	}
+}
+
+func TestCheckText(t *testing.T) {
+	norm := func(c health.Spec) *health.Spec {
+		n, err := health.Normalize(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &n
+	}
+	for _, tc := range []struct {
+		spec fsm.ServiceSpec
+		want string
+	}{
+		{fsm.ServiceSpec{Check: norm(health.Spec{Type: "http", HTTP: &health.HTTPSpec{Path: "/health"}})},
+			"http /health 200-299 every 2s timeout 1s rise 2 fall 3, policy majority"},
+		{fsm.ServiceSpec{Check: norm(health.Spec{Type: "tcp", Port: 81, Interval: health.Duration(time.Minute), Retries: 1, StartDown: true}), HealthPolicy: "all", InhibitOnFailure: true},
+			"tcp port 81 every 1m timeout 1s retries 1 delay 1s rise 2 fall 3 start-down, policy all, inhibit"},
+		{fsm.ServiceSpec{Check: norm(health.Spec{Type: "udp", UDP: &health.UDPSpec{PayloadHex: "0001", Expect: "ok", RequireReply: true}})},
+			`udp send 0x0001 expect "ok" require-reply every 2s timeout 1s rise 2 fall 3, policy majority`},
+		{fsm.ServiceSpec{Check: norm(health.Spec{Type: "script", Timeout: health.Duration(3 * time.Second), Script: &health.ScriptSpec{Path: "/bin/check", Args: []string{"a b"}, Timeout: health.Duration(time.Second), Dynamic: true}})},
+			`script /bin/check "a b" script-timeout 1s dynamic every 2s timeout 3s rise 2 fall 3, policy majority`},
+		{fsm.ServiceSpec{Check: norm(health.Spec{Type: "none"})}, "none, policy majority"},
+		{fsm.ServiceSpec{}, ""},
+	} {
+		if got := checkText(tc.spec); got != tc.want {
+			t.Errorf("got  %q\nwant %q", got, tc.want)
+		}
+	}
+}
+
+func TestQuorumAndHealthColumns(t *testing.T) {
+	s := fsm.Service{ServiceSpec: checkedBase(), QuorumLost: true, Reals: []fsm.RealServer{
+		{Address: "10.0.0.1", Port: 80, Weight: 2, State: "enabled", Health: &fsm.RealHealth{Up: false, Reason: "d1: connection refused;\nd2: timeout"}},
+		{Address: "10.0.0.2", Port: 80, Weight: 1, State: "enabled", Health: &fsm.RealHealth{Up: true}},
+		{Address: "10.0.0.3", Port: 80, Weight: 4, State: "drain", UpperThreshold: 9},
+	}}
+	if got, want := quorumText(s), "3 hysteresis 1: LOST (healthy weight 1)"; got != want {
+		t.Errorf("quorum %q, want %q", got, want)
+	}
+	if got, want := sorryLine(s), "192.0.2.99:8080 (Masq), serving"; got != want {
+		t.Errorf("sorry %q, want %q", got, want)
+	}
+	var b strings.Builder
+	writeReals(&b, s.ServiceSpec, s.Reals)
+	want := `RemoteAddress:Port  Forward  Weight  State    Health  Flags         Reason
+10.0.0.1:80         Masq     2       enabled  down                  d1: connection refused; d2: timeout
+10.0.0.2:80         Masq     1       enabled  up
+10.0.0.3:80         Masq     4       drain    -       uthreshold 9
+`
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+	// An unchecked service without decisions has no health columns.
+	b.Reset()
+	plain := s.ServiceSpec
+	plain.Check = nil
+	writeReals(&b, plain, []fsm.RealServer{{Address: "10.0.0.1", Port: 80, Weight: 1, State: "enabled"}})
+	if strings.Contains(b.String(), "Health") {
+		t.Errorf("health column without a check:\n%s", b.String())
+	}
+}
+
+func TestDurationValue(t *testing.T) {
+	for in, want := range map[string]time.Duration{"2s": 2 * time.Second, "1.5": 1500 * time.Millisecond, "250ms": 250 * time.Millisecond, "3": 3 * time.Second} {
+		var d health.Duration
+		if err := (durationValue{&d}).Set(in); err != nil || d.D() != want {
+			t.Errorf("%q: %v, %v; want %v", in, d.D(), err, want)
+		}
+	}
+	for _, in := range []string{"soon", "", "1e300", "NaN"} {
+		var d health.Duration
+		if err := (durationValue{&d}).Set(in); err == nil {
+			t.Errorf("%q accepted as %v", in, d.D())
 		}
 	}
 }

@@ -4,11 +4,14 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/api/client"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/health"
 )
 
 // raftlb service ...
@@ -24,6 +27,7 @@ type serviceFlags struct {
 	persist    int
 	netmask    int
 	forward    string
+	health     healthFlags
 }
 
 // addrFlags are the flags that choose what the service matches; one at most.
@@ -40,6 +44,7 @@ func (s *serviceFlags) register(f *flagSet) {
 	f.Int(&s.persist, "p,persistent", "persistence timeout in `SECONDS` (0 = off)")
 	f.Var(netmaskValue{p: &s.netmask}, "M,netmask", "persistence granularity: a prefix `LENGTH` or an IPv4 netmask (e.g. 24 or 255.255.255.0)")
 	f.Var(&enumValue{p: &s.forward, choices: []string{fsm.ForwardNAT, fsm.ForwardDR, fsm.ForwardTUN}}, "forward", "default forwarding `METHOD` of its real servers: nat, dr or tun (default nat)")
+	s.health.register(f)
 }
 
 // check rejects contradictory flags.
@@ -47,11 +52,13 @@ func (s *serviceFlags) check(f *flagSet) error {
 	if set := f.anySet(addrFlags...); len(set) > 1 {
 		return usagef("%s are mutually exclusive: a service is -t, -u, -sctp or -f", strings.Join(set, " and "))
 	}
-	return nil
+	return s.health.check(f)
 }
 
-// apply sets the fields of spec whose flags were given.
-func (s *serviceFlags) apply(f *flagSet, spec *fsm.ServiceSpec) {
+// apply sets the fields of spec whose flags were given. Its errors are
+// usage errors: a health flag that does not fit the service's check, or
+// health settings that fsm.NormalizeService refuses.
+func (s *serviceFlags) apply(f *flagSet, spec *fsm.ServiceSpec) error {
 	if len(f.anySet("t", "u", "sctp")) > 0 {
 		spec.Protocol, spec.Address, spec.Port = s.addr.proto, s.addr.ap.Addr().String(), int(s.addr.ap.Port())
 		spec.Fwmark, spec.Family = 0, "" // the family follows the address
@@ -80,6 +87,7 @@ func (s *serviceFlags) apply(f *flagSet, spec *fsm.ServiceSpec) {
 	if f.isSet("forward") {
 		spec.Forward = s.forward
 	}
+	return s.health.apply(f, spec)
 }
 
 func serviceCommands() []*command {
@@ -88,7 +96,8 @@ func serviceCommands() []*command {
 			name: "service add", params: []string{"NAME"}, synopsis: "(-t|-u|-sctp ADDR:PORT | -f MARK) [flags]",
 			summary: "create a virtual service (ipvsadm -A)",
 			help: "create virtual service NAME, matching TCP, UDP or SCTP traffic to ADDR:PORT, " +
-				"or packets carrying firewall mark MARK (like ipvsadm -A)",
+				"or packets carrying firewall mark MARK (like ipvsadm -A); -check TYPE health-checks its real servers " +
+				"(e.g. -check http -path /health -expect 200-299)",
 			setup: func(f *flagSet) action {
 				var sf serviceFlags
 				sf.register(f)
@@ -101,7 +110,9 @@ func serviceCommands() []*command {
 					}
 					spec := fsm.NewServiceSpec()
 					spec.Name = args[0]
-					sf.apply(f, &spec)
+					if err := sf.apply(f, &spec); err != nil {
+						return err
+					}
 					resp, err := e.c.CreateService(e.ctx, client.ServiceCreate{ServiceSpec: spec})
 					if err != nil {
 						return err
@@ -113,7 +124,8 @@ func serviceCommands() []*command {
 		{
 			name: "service update", params: []string{"NAME"}, summary: "change the given settings of a service (ipvsadm -E)",
 			help: "change the settings of service NAME given as flags, leaving the others as they are (like ipvsadm -E); " +
-				"the service is read and written back with compare-and-set",
+				"health-check flags change only those settings of the current check (-check TYPE adds one or changes its type, " +
+				"-no-check removes it); the service is read and written back with compare-and-set",
 			setup: func(f *flagSet) action {
 				var sf serviceFlags
 				sf.register(f)
@@ -124,7 +136,7 @@ func serviceCommands() []*command {
 					if !f.ownSet() {
 						return usagef("service update: nothing to change: give at least one flag")
 					}
-					resp, err := e.c.ModifyService(e.ctx, args[0], func(spec *fsm.ServiceSpec) { sf.apply(f, spec) })
+					resp, err := e.modifyService(args[0], func(spec *fsm.ServiceSpec) error { return sf.apply(f, spec) })
 					if err != nil {
 						return err
 					}
@@ -230,19 +242,86 @@ func forwardText(f string) string {
 	return f
 }
 
-// realHeader and realRow are the columns of a real server line.
-func realHeader(reals []fsm.RealServer) []string {
-	h := []string{"RemoteAddress:Port", "Forward", "Weight", "State"}
-	for _, r := range reals {
-		if realFlagsText(r) != "" {
-			return append(h, "Flags")
-		}
-	}
-	return h
+// realColumn is one column of the real server tables (service list and
+// show, real list). Further columns (each director's view of a real
+// server's health) are appended in realColumns.
+type realColumn struct {
+	title string
+	cell  func(s fsm.ServiceSpec, r fsm.RealServer) string
 }
 
-func realRow(s fsm.ServiceSpec, r fsm.RealServer) []string {
-	return []string{r.Key(), forwardText(s.EffectiveForward(r)), strconv.Itoa(r.Weight), r.State, realFlagsText(r)}
+// svcReal is a real server with its service's spec.
+type svcReal struct {
+	spec fsm.ServiceSpec
+	real fsm.RealServer
+}
+
+// realColumns returns the columns for rows: the fixed ones, then those
+// that some row needs (Health when a service is checked or a real server
+// has a decision; Flags for thresholds; Reason of a decision last, as it
+// is free text).
+func realColumns(rows []svcReal) []realColumn {
+	cols := []realColumn{
+		{"RemoteAddress:Port", func(_ fsm.ServiceSpec, r fsm.RealServer) string { return r.Key() }},
+		{"Forward", func(s fsm.ServiceSpec, r fsm.RealServer) string { return forwardText(s.EffectiveForward(r)) }},
+		{"Weight", func(_ fsm.ServiceSpec, r fsm.RealServer) string { return strconv.Itoa(r.Weight) }},
+		{"State", func(_ fsm.ServiceSpec, r fsm.RealServer) string { return r.State }},
+	}
+	optional := []struct {
+		col  realColumn
+		need func(svcReal) bool
+	}{
+		{realColumn{"Health", func(_ fsm.ServiceSpec, r fsm.RealServer) string { return healthText(r) }},
+			func(x svcReal) bool { return x.spec.Check != nil || x.real.Health != nil }},
+		{realColumn{"Flags", func(_ fsm.ServiceSpec, r fsm.RealServer) string { return realFlagsText(r) }},
+			func(x svcReal) bool { return realFlagsText(x.real) != "" }},
+		{realColumn{"Reason", func(_ fsm.ServiceSpec, r fsm.RealServer) string { return healthReason(r) }},
+			func(x svcReal) bool { return healthReason(x.real) != "" }},
+	}
+	for _, o := range optional {
+		if slices.ContainsFunc(rows, o.need) {
+			cols = append(cols, o.col)
+		}
+	}
+	return cols
+}
+
+// realTable returns the header and one row of cells per real server.
+func realTable(rows []svcReal) [][]string {
+	cols := realColumns(rows)
+	out := make([][]string, 0, len(rows)+1)
+	head := make([]string, len(cols))
+	for i, c := range cols {
+		head[i] = c.title
+	}
+	out = append(out, head)
+	for _, x := range rows {
+		cells := make([]string, len(cols))
+		for i, c := range cols {
+			cells[i] = c.cell(x.spec, x.real)
+		}
+		out = append(out, cells)
+	}
+	return out
+}
+
+// healthText is the Health column: the cluster's committed decision, up or
+// down, or "-" when there is none (the real server counts as up).
+func healthText(r fsm.RealServer) string {
+	switch {
+	case r.Health == nil:
+		return "-"
+	case r.Health.Up:
+		return "up"
+	}
+	return "down"
+}
+
+func healthReason(r fsm.RealServer) string {
+	if r.Health == nil {
+		return ""
+	}
+	return oneLine(r.Health.Reason)
 }
 
 func realFlagsText(r fsm.RealServer) string {
@@ -256,28 +335,182 @@ func realFlagsText(r fsm.RealServer) string {
 	return strings.Join(parts, " ")
 }
 
-// writeServiceList prints services the way ipvsadm -Ln does: a line per
-// service, then a line per real server; each kind of line is aligned on its
-// own columns.
-func writeServiceList(w io.Writer, svcs []fsm.Service) {
-	var all []fsm.RealServer
-	for _, s := range svcs {
-		all = append(all, s.Reals...)
+// checkText describes a service's health check on one line:
+// "http /health 200-299 every 2s timeout 1s rise 2 fall 3, policy majority".
+func checkText(s fsm.ServiceSpec) string {
+	c := s.Check
+	if c == nil {
+		return ""
 	}
-	svcRows := [][]string{{"Prot", "LocalAddress:Port", "Scheduler", "Flags", "Name"}}
-	realRows := [][]string{realHeader(all)}
-	for _, s := range svcs {
-		svcRows = append(svcRows, []string{serviceProto(s.ServiceSpec), serviceAddr(s.ServiceSpec), s.Scheduler, serviceFlagsText(s.ServiceSpec), s.Name})
-		for _, r := range s.Reals {
-			realRows = append(realRows, realRow(s.ServiceSpec, r))
+	parts := []string{c.Type}
+	if c.Port != 0 {
+		parts = append(parts, "port "+strconv.Itoa(c.Port))
+	}
+	switch {
+	case c.HTTP != nil:
+		h := c.HTTP
+		parts = append(parts, h.Path, h.Status)
+		if h.Host != "" {
+			parts = append(parts, "host "+h.Host)
+		}
+		if h.SNI != "" {
+			parts = append(parts, "sni "+h.SNI)
+		}
+		if h.TLSVerify {
+			parts = append(parts, "tls-verify")
+		}
+		if h.CAFile != "" {
+			parts = append(parts, "ca "+h.CAFile)
+		}
+		if h.BodyRegex != "" {
+			parts = append(parts, "body ~ "+strconv.Quote(h.BodyRegex))
+		}
+		if h.BodySHA256 != "" {
+			parts = append(parts, "body sha256 "+h.BodySHA256[:min(12, len(h.BodySHA256))]+"…")
+		}
+	case c.UDP != nil:
+		u := c.UDP
+		if u.Payload != "" || u.PayloadHex != "" {
+			parts = append(parts, "send "+bytesText(u.Payload, u.PayloadHex))
+		}
+		if u.Expect != "" || u.ExpectHex != "" {
+			parts = append(parts, "expect "+bytesText(u.Expect, u.ExpectHex))
+		}
+		if u.RequireReply {
+			parts = append(parts, "require-reply")
+		}
+	case c.DNS != nil:
+		parts = append(parts, c.DNS.Name, c.DNS.QType, c.DNS.Rcode)
+	case c.Script != nil:
+		parts = append(parts, c.Script.Path)
+		for _, a := range c.Script.Args {
+			parts = append(parts, strconv.Quote(a))
+		}
+		if c.Script.Timeout != c.Timeout {
+			parts = append(parts, "script-timeout "+durText(c.Script.Timeout))
+		}
+		if c.Script.Dynamic {
+			parts = append(parts, "dynamic")
 		}
 	}
-	svcLines, realLines := alignRows(svcRows, 1), alignRows(realRows, 1)
+	if c.Type != health.TypeNone {
+		parts = append(parts, "every "+durText(c.Interval), "timeout "+durText(c.Timeout))
+		if c.Retries > 0 {
+			parts = append(parts, fmt.Sprintf("retries %d delay %s", c.Retries, durText(c.RetryDelay)))
+		}
+		parts = append(parts, fmt.Sprintf("rise %d fall %d", c.Rise, c.Fall))
+		if c.StartDown {
+			parts = append(parts, "start-down")
+		}
+	}
+	out := strings.Join(parts, " ") + ", policy " + s.EffectivePolicy()
+	if s.InhibitOnFailure {
+		out += ", inhibit"
+	}
+	return out
+}
+
+// bytesText spells a UDP payload: quoted text, or 0x hex.
+func bytesText(text, hex string) string {
+	if hex != "" {
+		return "0x" + hex
+	}
+	return strconv.Quote(text)
+}
+
+// usesQuorum reports whether a service has a quorum to show: it is
+// health-checked, or has a quorum, hysteresis or sorry server set.
+func usesQuorum(s fsm.Service) bool {
+	return s.Check != nil || s.Quorum != 0 || s.Hysteresis != 0 || s.SorryServer != nil || s.QuorumLost
+}
+
+// quorumText describes a service's quorum: "2 hysteresis 1: LOST (healthy
+// weight 0)". The healthy weight is that of the enabled real servers not
+// decided down, the FSM's measure.
+func quorumText(s fsm.Service) string {
+	out := strconv.Itoa(s.EffectiveQuorum())
+	if s.Hysteresis != 0 {
+		out += " hysteresis " + strconv.Itoa(s.Hysteresis)
+	}
+	state := "held"
+	if s.QuorumLost {
+		state = "LOST"
+	}
+	w := 0
+	for _, r := range s.Reals {
+		if r.State == fsm.StateEnabled && r.Healthy() {
+			w += r.Weight
+		}
+	}
+	return fmt.Sprintf("%s: %s (healthy weight %d)", out, state, w)
+}
+
+// durText prints a duration without trailing zero units: 1m, 1h30m, 2s.
+func durText(d health.Duration) string {
+	t := d.D().String()
+	if strings.HasSuffix(t, "m0s") {
+		t = strings.TrimSuffix(t, "0s")
+	}
+	if strings.HasSuffix(t, "h0m") {
+		t = strings.TrimSuffix(t, "0m")
+	}
+	return t
+}
+
+// sorryText is a sorry server's address and forwarding method:
+// "192.0.2.99:80 (Masq)".
+func sorryText(s fsm.ServiceSpec) string {
+	ss := s.SorryServer
+	fwd := ss.Forward
+	if fwd == "" {
+		fwd = s.Forward
+	}
+	return fsm.RealKey(ss.Address, ss.Port) + " (" + forwardText(fwd) + ")"
+}
+
+// sorryLine is the sorry server and whether it serves now.
+func sorryLine(s fsm.Service) string {
+	if s.SorryServer == nil {
+		return ""
+	}
+	out := sorryText(s.ServiceSpec)
+	if s.QuorumLost {
+		out += ", serving"
+	}
+	return out
+}
+
+// writeServiceList prints services the way ipvsadm -Ln does: a line per
+// service, then a line per real server; each kind of line is aligned on its
+// own columns. A service with health checking has its check and quorum on
+// lines of their own below it.
+func writeServiceList(w io.Writer, svcs []fsm.Service) {
+	var all []svcReal
+	for _, s := range svcs {
+		for _, r := range s.Reals {
+			all = append(all, svcReal{s.ServiceSpec, r})
+		}
+	}
+	svcRows := [][]string{{"Prot", "LocalAddress:Port", "Scheduler", "Flags", "Name"}}
+	for _, s := range svcs {
+		svcRows = append(svcRows, []string{serviceProto(s.ServiceSpec), serviceAddr(s.ServiceSpec), s.Scheduler, serviceFlagsText(s.ServiceSpec), s.Name})
+	}
+	svcLines, realLines := alignRows(svcRows, 1), alignRows(realTable(all), 1)
 	fmt.Fprintln(w, svcLines[0])
 	fmt.Fprintln(w, "  -> "+realLines[0])
 	n := 1
 	for i, s := range svcs {
 		fmt.Fprintln(w, svcLines[i+1])
+		if c := checkText(s.ServiceSpec); c != "" {
+			fmt.Fprintln(w, "     check "+c)
+		}
+		if usesQuorum(s) {
+			q := "quorum " + quorumText(s)
+			if ss := sorryLine(s); ss != "" {
+				q += "; sorry server " + ss
+			}
+			fmt.Fprintln(w, "     "+q)
+		}
 		for range s.Reals {
 			fmt.Fprintln(w, "  -> "+realLines[n])
 			n++
@@ -287,15 +520,23 @@ func writeServiceList(w io.Writer, svcs []fsm.Service) {
 
 // writeService prints one service in detail, then its real servers.
 func writeService(w io.Writer, s fsm.Service) {
-	writeFields(w, [][2]string{
+	fields := [][2]string{
 		{"Name", s.Name},
 		{"Service", serviceProto(s.ServiceSpec) + " " + serviceAddr(s.ServiceSpec)},
 		{"Family", s.Family},
 		{"Scheduler", s.Scheduler},
 		{"Flags", orNone(serviceFlagsText(s.ServiceSpec))},
 		{"Forward", s.Forward + " (" + forwardText(s.Forward) + ")"},
-		{"Index", fmt.Sprintf("created %d, modified %d", s.CreateIndex, s.ModifyIndex)},
-	})
+		{"Check", orNone(checkText(s.ServiceSpec))},
+	}
+	if usesQuorum(s) {
+		fields = append(fields, [2]string{"Quorum", quorumText(s)})
+	}
+	if ss := sorryLine(s); ss != "" {
+		fields = append(fields, [2]string{"Sorry server", ss})
+	}
+	fields = append(fields, [2]string{"Index", fmt.Sprintf("created %d, modified %d", s.CreateIndex, s.ModifyIndex)})
+	writeFields(w, fields)
 	fmt.Fprintln(w)
 	writeReals(w, s.ServiceSpec, s.Reals)
 }
@@ -306,9 +547,409 @@ func writeReals(w io.Writer, s fsm.ServiceSpec, reals []fsm.RealServer) {
 		fmt.Fprintf(w, "service %s has no real servers\n", s.Name)
 		return
 	}
-	rows := [][]string{realHeader(reals)}
-	for _, r := range reals {
-		rows = append(rows, realRow(s, r))
+	rows := make([]svcReal, len(reals))
+	for i, r := range reals {
+		rows[i] = svcReal{s, r}
 	}
-	writeTable(w, rows)
+	writeTable(w, realTable(rows))
+}
+
+// ---- health checking (service add/update) ----
+
+// healthFlags are the health-checking flags of service add and update.
+type healthFlags struct {
+	spec          health.Spec // the check's fields, as the flags give them
+	typ           string
+	noCheck       bool
+	scriptArgs    []string
+	policy        string
+	inhibit       bool
+	quorum, hyst  int
+	sorry, sorryF string
+}
+
+// healthFlagFields maps each health flag to the field of the service spec
+// it sets, in JSON spelling, so that a field fsm.NormalizeService refuses is
+// reported with the flag that set it.
+var healthFlagFields = []struct{ flag, field string }{
+	{"check", "check.type"},
+	{"check-port", "check.port"},
+	{"interval", "check.interval"},
+	{"timeout", "check.timeout"},
+	{"retries", "check.retries"},
+	{"retry-delay", "check.retry_delay"},
+	{"rise", "check.rise"},
+	{"fall", "check.fall"},
+	{"initial-delay", "check.initial_delay_max"},
+	{"start-down", "check.start_down"},
+	{"path", "check.http.path"},
+	{"expect", "check.http.status"},
+	{"host", "check.http.host"},
+	{"sni", "check.http.sni"},
+	{"tls-verify", "check.http.tls_verify"},
+	{"tls-ca-file", "check.http.ca_file"},
+	{"body-regex", "check.http.body_regex"},
+	{"body-sha256", "check.http.body_sha256"},
+	{"udp-payload", "check.udp.payload"},
+	{"udp-payload-hex", "check.udp.payload_hex"},
+	{"udp-expect", "check.udp.expect"},
+	{"udp-expect-hex", "check.udp.expect_hex"},
+	{"udp-require-reply", "check.udp.require_reply"},
+	{"dns-name", "check.dns.name"},
+	{"dns-type", "check.dns.qtype"},
+	{"dns-rcode", "check.dns.rcode"},
+	{"script", "check.script.path"},
+	{"script-arg", "check.script.args"},
+	{"script-timeout", "check.script.timeout"},
+	{"script-dynamic", "check.script.dynamic"},
+	{"health-policy", "health_policy"},
+	{"inhibit", "inhibit_on_failure"},
+	{"quorum", "quorum"},
+	{"hysteresis", "hysteresis"},
+	{"sorry-server", "sorry_server.address"},
+	{"sorry-server", "sorry_server.port"},
+	{"sorry-forward", "sorry_server.forward"},
+	{"no-check", "check"},
+}
+
+// checkTypes are the accepted -check values.
+var checkTypes = []string{health.TypeTCP, health.TypeHTTP, health.TypeHTTPS, health.TypeUDP, health.TypeDNS,
+	health.TypeICMP, health.TypeScript, health.TypeNone}
+
+func (h *healthFlags) register(f *flagSet) {
+	c := &h.spec
+	f.Var(&enumValue{p: &h.typ, choices: checkTypes}, "check", "health-check its real servers with `TYPE`: "+orList(checkTypes)+" (none: every real server counts as up)")
+	f.Bool(&h.noCheck, "no-check", "remove the health check (service update)")
+	f.Int(&c.Port, "check-port", "check this `PORT` instead of each real server's")
+	f.Var(durationValue{&c.Interval}, "interval", "time between checks, a `DURATION` such as 2s or 500ms (default 2s)")
+	f.Var(durationValue{&c.Timeout}, "timeout", "`DURATION` of one attempt (default 1s)")
+	f.Int(&c.Retries, "retries", "`N` more attempts before a check fails (default 0)")
+	f.Var(durationValue{&c.RetryDelay}, "retry-delay", "`DURATION` between attempts (default 1s)")
+	f.Int(&c.Rise, "rise", "`N` consecutive successes to come up (default 2)")
+	f.Int(&c.Fall, "fall", "`N` consecutive failures to go down (default 3)")
+	f.Var(durationValue{&c.InitialDelayMax}, "initial-delay", "at most this random `DURATION` before a new real server's first check (default the interval)")
+	f.Bool(&c.StartDown, "start-down", "a new real server starts down and needs -rise successes (default: starts up)")
+	c.HTTP, c.UDP, c.DNS, c.Script = &health.HTTPSpec{}, &health.UDPSpec{}, &health.DNSSpec{}, &health.ScriptSpec{}
+	f.String(&c.HTTP.Path, "path", "", "http(s): the `PATH` to GET (default /)")
+	f.String(&c.HTTP.Status, "expect", "", "http(s): accepted status `CODES`, e.g. 200-299,301 (default 200-299)")
+	f.String(&c.HTTP.Host, "host", "", "http(s): the `HOST` header (default the real server's address)")
+	f.String(&c.HTTP.SNI, "sni", "", "https: the TLS server `NAME` (default the host)")
+	f.Bool(&c.HTTP.TLSVerify, "tls-verify", "https: verify the server's certificate (default off, as keepalived's SSL_GET)")
+	f.String(&c.HTTP.CAFile, "tls-ca-file", "", "https: PEM roots `FILE` for -tls-verify, an absolute path on every director (default the system's)")
+	f.String(&c.HTTP.BodyRegex, "body-regex", "", "http(s): the body must match `REGEX`")
+	f.String(&c.HTTP.BodySHA256, "body-sha256", "", "http(s): the body's SHA-256 must be `HEX`")
+	f.String(&c.UDP.Payload, "udp-payload", "", "udp: send `TEXT`")
+	f.String(&c.UDP.PayloadHex, "udp-payload-hex", "", "udp: send these bytes, in `HEX`")
+	f.String(&c.UDP.Expect, "udp-expect", "", "udp: the reply must start with `TEXT`")
+	f.String(&c.UDP.ExpectHex, "udp-expect-hex", "", "udp: the reply must start with these bytes, in `HEX`")
+	f.Bool(&c.UDP.RequireReply, "udp-require-reply", "udp: any reply will do, but there must be one (default: no ICMP error is enough)")
+	f.String(&c.DNS.Name, "dns-name", "", "dns: query `NAME` (required with -check dns)")
+	f.String(&c.DNS.QType, "dns-type", "", "dns: query `TYPE`: A, AAAA, SOA, ... (default A)")
+	f.String(&c.DNS.Rcode, "dns-rcode", "", "dns: expected `RCODE`: NOERROR, NXDOMAIN, ... (default NOERROR)")
+	f.String(&c.Script.Path, "script", "", "script: run the program at `PATH` (absolute, on every director); exit 0 = up (keepalived's MISC_CHECK)")
+	f.Var(multiValue{&h.scriptArgs}, "script-arg", "script: one `ARG`ument; repeat for more (-script-arg \"\" alone clears them)")
+	f.Var(durationValue{&c.Script.Timeout}, "script-timeout", "script: kill it after `DURATION` (default -timeout)")
+	f.Bool(&c.Script.Dynamic, "script-dynamic", "script: exit 2-255 means up with weight exit-2 (keepalived's misc_dynamic)")
+	f.Var(&enumValue{p: &h.policy, choices: fsm.HealthPolicies}, "health-policy", "`POLICY` that turns the directors' views into the decision: majority, any (one director seeing a real server down is enough) or all (default majority)")
+	f.Bool(&h.inhibit, "inhibit", "keep a failed real server with weight 0 instead of removing it, so its connections are not cut (keepalived's inhibit_on_failure)")
+	f.Int(&h.quorum, "quorum", "the service is up while its healthy real servers weigh at least `WEIGHT` (default 1)")
+	f.Int(&h.hyst, "hysteresis", "`N`: the quorum is lost below quorum-N and regained at quorum+N (default 0)")
+	f.String(&h.sorry, "sorry-server", "", "`ADDR[:PORT]` that takes every new connection while the quorum is lost (\"\" removes it)")
+	f.Var(&enumValue{p: &h.sorryF, choices: []string{fsm.ForwardNAT, fsm.ForwardDR, fsm.ForwardTUN}, allowEmpty: true},
+		"sorry-forward", "forwarding `METHOD` of the sorry server: nat, dr or tun; \"\" = the service's (the default)")
+}
+
+// healthFlagNames lists the health flags in healthFlagFields order, once.
+func healthFlagNames() []string {
+	var out []string
+	for _, hf := range healthFlagFields {
+		if !slices.Contains(out, hf.flag) {
+			out = append(out, hf.flag)
+		}
+	}
+	return out
+}
+
+// checkFlagsSet returns the flags given that change a check's fields (all
+// but -check and -no-check).
+func checkFlagsSet(f *flagSet) []string {
+	var names []string
+	for _, hf := range healthFlagFields {
+		if strings.HasPrefix(hf.field, "check.") && hf.flag != "check" && !slices.Contains(names, hf.flag) {
+			names = append(names, hf.flag)
+		}
+	}
+	return f.anySet(names...)
+}
+
+// check rejects contradictory health flags.
+func (h *healthFlags) check(f *flagSet) error {
+	if !f.isSet("no-check") {
+		return nil
+	}
+	if !h.noCheck {
+		return usagef("-no-check=false: leave the flag out")
+	}
+	if set := append(f.anySet("check"), checkFlagsSet(f)...); len(set) > 0 {
+		return usagef("-no-check and %s contradict each other", strings.Join(set, " "))
+	}
+	return nil
+}
+
+// checkBlock is the per-type block a check type uses ("" for none).
+func checkBlock(typ string) string {
+	switch typ {
+	case health.TypeHTTP, health.TypeHTTPS:
+		return "http"
+	case health.TypeUDP, health.TypeDNS, health.TypeScript:
+		return typ
+	}
+	return ""
+}
+
+// cloneCheck returns a deep copy of c, keeping only the per-type block of
+// c's type.
+func cloneCheck(c health.Spec) health.Spec {
+	out := c
+	out.HTTP, out.UDP, out.DNS, out.Script = nil, nil, nil, nil
+	switch checkBlock(c.Type) {
+	case "http":
+		if c.HTTP != nil {
+			h := *c.HTTP
+			out.HTTP = &h
+		}
+	case "udp":
+		if c.UDP != nil {
+			u := *c.UDP
+			out.UDP = &u
+		}
+	case "dns":
+		if c.DNS != nil {
+			d := *c.DNS
+			out.DNS = &d
+		}
+	case "script":
+		if c.Script != nil {
+			sc := *c.Script
+			sc.Args = slices.Clone(c.Script.Args)
+			out.Script = &sc
+		}
+	}
+	return out
+}
+
+// apply sets the health fields of spec whose flags were given, on top of
+// what spec holds (service update keeps the rest of the current check),
+// and validates the result with fsm.NormalizeService: a refused health
+// field is a usage error naming the flag and the field.
+func (h *healthFlags) apply(f *flagSet, spec *fsm.ServiceSpec) error {
+	given := f.anySet(healthFlagNames()...)
+	if len(given) == 0 {
+		return nil
+	}
+	if f.isSet("no-check") {
+		spec.Check = nil
+	}
+	details := checkFlagsSet(f)
+	switch {
+	case f.isSet("check"):
+		c := health.Spec{}
+		if spec.Check != nil {
+			c = *spec.Check
+		}
+		c.Type = h.typ
+		c = cloneCheck(c) // a new type drops the old type's block
+		spec.Check = &c
+	case len(details) > 0 && spec.Check == nil:
+		return usagef("%s: the service has no health check: give -check TYPE too", strings.Join(details, " "))
+	case len(details) > 0:
+		c := cloneCheck(*spec.Check)
+		spec.Check = &c
+	}
+	if c := spec.Check; c != nil && (f.isSet("check") || len(details) > 0) {
+		h.applyCheck(f, c)
+	}
+	if f.isSet("health-policy") {
+		spec.HealthPolicy = h.policy
+	}
+	if f.isSet("inhibit") {
+		spec.InhibitOnFailure = h.inhibit
+	}
+	if f.isSet("quorum") {
+		spec.Quorum = h.quorum
+	}
+	if f.isSet("hysteresis") {
+		spec.Hysteresis = h.hyst
+	}
+	if f.isSet("sorry-server") {
+		if h.sorry == "" {
+			spec.SorryServer = nil
+		} else {
+			addr, port, _, err := parseRealAddr(h.sorry)
+			if err != nil {
+				return usagef("-sorry-server: %v", err)
+			}
+			ss := fsm.SorryServer{Address: addr.String(), Port: port}
+			if spec.SorryServer != nil {
+				ss.Forward = spec.SorryServer.Forward
+			}
+			spec.SorryServer = &ss
+		}
+	}
+	if f.isSet("sorry-forward") {
+		if spec.SorryServer == nil {
+			return usagef("-sorry-forward: the service has no sorry server: give -sorry-server ADDR[:PORT] too")
+		}
+		ss := *spec.SorryServer
+		ss.Forward = h.sorryF
+		spec.SorryServer = &ss
+	}
+	return validateHealth(f, *spec)
+}
+
+// applyCheck copies the check flags that were given into c.
+func (h *healthFlags) applyCheck(f *flagSet, c *health.Spec) {
+	v := &h.spec
+	set := func(flag string, dst, src any) { copyIfSet(f, flag, dst, src) }
+	set("check-port", &c.Port, &v.Port)
+	set("interval", &c.Interval, &v.Interval)
+	set("timeout", &c.Timeout, &v.Timeout)
+	set("retries", &c.Retries, &v.Retries)
+	set("retry-delay", &c.RetryDelay, &v.RetryDelay)
+	set("rise", &c.Rise, &v.Rise)
+	set("fall", &c.Fall, &v.Fall)
+	set("initial-delay", &c.InitialDelayMax, &v.InitialDelayMax)
+	set("start-down", &c.StartDown, &v.StartDown)
+	if len(f.anySet("path", "expect", "host", "sni", "tls-verify", "tls-ca-file", "body-regex", "body-sha256")) > 0 {
+		if c.HTTP == nil {
+			c.HTTP = &health.HTTPSpec{}
+		}
+		set("path", &c.HTTP.Path, &v.HTTP.Path)
+		set("expect", &c.HTTP.Status, &v.HTTP.Status)
+		set("host", &c.HTTP.Host, &v.HTTP.Host)
+		set("sni", &c.HTTP.SNI, &v.HTTP.SNI)
+		set("tls-verify", &c.HTTP.TLSVerify, &v.HTTP.TLSVerify)
+		set("tls-ca-file", &c.HTTP.CAFile, &v.HTTP.CAFile)
+		set("body-regex", &c.HTTP.BodyRegex, &v.HTTP.BodyRegex)
+		set("body-sha256", &c.HTTP.BodySHA256, &v.HTTP.BodySHA256)
+	}
+	if len(f.anySet("udp-payload", "udp-payload-hex", "udp-expect", "udp-expect-hex", "udp-require-reply")) > 0 {
+		if c.UDP == nil {
+			c.UDP = &health.UDPSpec{}
+		}
+		// Text and hex spell the same bytes: giving one replaces the other.
+		if f.isSet("udp-payload") || f.isSet("udp-payload-hex") {
+			c.UDP.Payload, c.UDP.PayloadHex = v.UDP.Payload, v.UDP.PayloadHex
+		}
+		if f.isSet("udp-expect") || f.isSet("udp-expect-hex") {
+			c.UDP.Expect, c.UDP.ExpectHex = v.UDP.Expect, v.UDP.ExpectHex
+		}
+		set("udp-require-reply", &c.UDP.RequireReply, &v.UDP.RequireReply)
+	}
+	if len(f.anySet("dns-name", "dns-type", "dns-rcode")) > 0 {
+		if c.DNS == nil {
+			c.DNS = &health.DNSSpec{}
+		}
+		set("dns-name", &c.DNS.Name, &v.DNS.Name)
+		set("dns-type", &c.DNS.QType, &v.DNS.QType)
+		set("dns-rcode", &c.DNS.Rcode, &v.DNS.Rcode)
+	}
+	if len(f.anySet("script", "script-arg", "script-timeout", "script-dynamic")) > 0 {
+		if c.Script == nil {
+			c.Script = &health.ScriptSpec{}
+		}
+		set("script", &c.Script.Path, &v.Script.Path)
+		if f.isSet("script-arg") {
+			c.Script.Args = slices.Clone(h.scriptArgs)
+			if len(c.Script.Args) == 1 && c.Script.Args[0] == "" {
+				c.Script.Args = nil
+			}
+		}
+		set("script-timeout", &c.Script.Timeout, &v.Script.Timeout)
+		set("script-dynamic", &c.Script.Dynamic, &v.Script.Dynamic)
+	}
+}
+
+// copyIfSet copies *src to *dst (pointers of one type) when flag was given.
+func copyIfSet(f *flagSet, flag string, dst, src any) {
+	if !f.isSet(flag) {
+		return
+	}
+	switch d := dst.(type) {
+	case *int:
+		*d = *src.(*int)
+	case *bool:
+		*d = *src.(*bool)
+	case *string:
+		*d = *src.(*string)
+	case *health.Duration:
+		*d = *src.(*health.Duration)
+	default:
+		panic(fmt.Sprintf("copyIfSet: %T", dst))
+	}
+}
+
+// validateHealth checks spec's health settings with fsm.NormalizeService,
+// the validation the API and every director apply. A refused health field
+// is a usage error naming the flag and the field; other fields are left to
+// the API, as without health flags.
+func validateHealth(f *flagSet, spec fsm.ServiceSpec) error {
+	_, err := fsm.NormalizeService(spec)
+	e := fsm.AsError(err)
+	if e == nil || !isHealthField(e.Field) {
+		return nil
+	}
+	if flags := flagsOfField(f, e.Field); flags != "" {
+		return usagef("%s (%s): %s", flags, e.Field, e.Message)
+	}
+	return usagef("%s: %s", e.Field, e.Message)
+}
+
+func isHealthField(field string) bool {
+	for _, p := range []string{"check", "health_policy", "inhibit_on_failure", "quorum", "hysteresis", "sorry_server"} {
+		if field == p || strings.HasPrefix(field, p+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// flagsOfField names the flags behind a refused field: "-expect" for
+// check.http.status; for a whole block (check.http) the given flags of
+// that block; "" if none.
+func flagsOfField(f *flagSet, field string) string {
+	base, _, _ := strings.Cut(field, "[") // check.script.args[2]
+	for _, hf := range healthFlagFields {
+		if hf.field == base {
+			return "-" + hf.flag
+		}
+	}
+	var names []string
+	for _, hf := range healthFlagFields {
+		if strings.HasPrefix(hf.field, base+".") && !slices.Contains(names, hf.flag) {
+			names = append(names, hf.flag)
+		}
+	}
+	return strings.Join(f.anySet(names...), " ")
+}
+
+// modifyService is a read-modify-write of a service's spec with
+// compare-and-set, retried when someone else wrote in between (like
+// client.ModifyService); an error from modify stops it before any write.
+func (e *env) modifyService(name string, modify func(*fsm.ServiceSpec) error) (api.WriteResponse, error) {
+	for attempt := 0; ; attempt++ {
+		s, err := e.c.Service(e.ctx, name, client.ReadOpts{Consistent: true})
+		if err != nil {
+			return api.WriteResponse{}, err
+		}
+		spec := s.ServiceSpec
+		spec.SchedFlags = slices.Clone(s.SchedFlags)
+		if err := modify(&spec); err != nil {
+			return api.WriteResponse{}, err
+		}
+		out, err := e.c.UpdateService(e.ctx, spec, s.ModifyIndex)
+		if err == nil || !client.IsCode(err, fsm.CodeCASMismatch) || attempt >= 4 {
+			return out, err
+		}
+	}
 }
