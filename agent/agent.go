@@ -92,6 +92,20 @@ type Config struct {
 	TrackScripts    []string
 	TrackInterval   time.Duration
 
+	// Health checking and gossip (agent/health.go, docs/operations.md
+	// "Health checks"). GossipAddr is the memberlist bind host:port (UDP
+	// and TCP; default the raft address's host, port 7482, or a free port
+	// when the raft port is 0); GossipAdvertise what the others dial
+	// (default the -raft-advertise host). GossipKey is the AES key (16, 24
+	// or 32 bytes); default derived from Token (DeriveGossipKey).
+	// HealthWorkers sizes the prober's pool (default 64); HealthBatch is
+	// the leader's batching window before it decides (default 20 ms).
+	GossipAddr      string
+	GossipAdvertise string
+	GossipKey       []byte
+	HealthWorkers   int
+	HealthBatch     time.Duration
+
 	// Backend, if set, is used instead of opening one (tests).
 	Backend     dataplane.Backend
 	BackendCaps *fsm.DataplaneCaps
@@ -130,6 +144,7 @@ type Agent struct {
 	leaseCtl   chan leaseCmd // planned-handover requests to the lease loop
 	leaseDone  chan struct{} // closed when the lease loop ends
 	faults     *faultState
+	health     *agentHealth // health.go
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -323,9 +338,13 @@ func (a *Agent) start() (err error) {
 	if err := a.startVIPs(runCtx); err != nil {
 		return err
 	}
+	if err := a.startHealth(runCtx); err != nil {
+		return err
+	}
 
 	srv := api.NewServer(api.Config{
 		FSM: a.fsm, Raft: a.node, Token: cfg.Token, Dataplane: a.dataplaneStatus, VIPs: a.vipStatus, Leadership: a.leadershipStatus,
+		Health: a.healthReport, Gossip: a.gossipStatus, HealthStats: a.healthStatus,
 		TokenForReads:  !isLoopbackHost(apiHost),
 		TokenForWrites: !cfg.Dev,
 		ForwardTLS:     cfg.APIClientTLS, Log: a.log.With("part", "api"), Version: cfg.Version,
@@ -538,7 +557,8 @@ func (a *Agent) discoverAndBootstrap(ctx context.Context) {
 func (a *Agent) wantNode() fsm.Node {
 	n := fsm.Node{ID: a.cfg.NodeID, RaftAddr: a.node.Addr(), APIAddr: a.cfg.APIAdvertise, APIScheme: a.scheme,
 		Dataplane: a.dpKind, Caps: a.caps,
-		Priority: a.cfg.Priority, NoPreempt: a.cfg.NoPreempt, Witness: a.cfg.Witness, Fault: a.currentFault()}
+		Priority: a.cfg.Priority, NoPreempt: a.cfg.NoPreempt, Witness: a.cfg.Witness, Fault: a.currentFault(),
+		GossipAddr: a.gossipAdvertised()}
 	if a.cfg.PreemptDelay > 0 {
 		n.PreemptDelay = a.cfg.PreemptDelay.String()
 	}
@@ -744,6 +764,7 @@ func (a *Agent) close() error {
 	}
 	a.wg.Wait()
 	a.stopVIPs(false)
+	a.stopHealth()
 	var errs []error
 	if a.http != nil {
 		_ = a.http.Close()

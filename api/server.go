@@ -66,6 +66,14 @@ type Config struct {
 	// Leadership, if set, returns this director's leadership preferences
 	// and decision for /v1/status.
 	Leadership func() any
+
+	// Health checking (api/health.go). Health, if set, answers GET
+	// /v1/health (service "" = every checked service) with a
+	// *HealthReport; Gossip and HealthStats, if set, give the "gossip" and
+	// "health" parts of /v1/status.
+	Health      func(service string) any
+	Gossip      func() any
+	HealthStats func() any
 }
 
 // Server serves the API. Create it with NewServer and mount Handler.
@@ -124,6 +132,7 @@ func (s *Server) routes() {
 	s.handle("/healthz", methods{"GET": s.healthz})
 	s.handle("/readyz", methods{"GET": s.readyz})
 	s.handle("/v1/status", methods{"GET": s.getStatus})
+	s.handle("/v1/health", methods{"GET": s.getHealth})
 	s.handle("/v1/services", methods{"GET": s.listServices, "POST": s.createService})
 	s.handle("/v1/services/{name}", methods{"GET": s.getService, "PUT": s.updateService, "DELETE": s.deleteService})
 	s.handle("/v1/services/{name}/reals", methods{"GET": s.listReals, "POST": s.createReal})
@@ -581,6 +590,12 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) {
 		}
 		if s.cfg.VIPs != nil {
 			out.VIPs = s.cfg.VIPs()
+		}
+		if s.cfg.Gossip != nil {
+			out.Gossip = s.cfg.Gossip()
+		}
+		if s.cfg.HealthStats != nil {
+			out.Health = s.cfg.HealthStats()
 		}
 		if !st.LastContact.IsZero() && st.State != "leader" {
 			lc := st.LastContact.UTC()

@@ -72,6 +72,11 @@ type Status struct {
 	// Leadership: this director's priority, witness role, tracked-check
 	// fault and (on the leader) the leadership decision.
 	Leadership any `json:"leadership,omitempty"`
+	// Gossip is this director's gossip endpoint: address, members with
+	// their state, counters (a *GossipStatus; api/health.go).
+	Gossip any `json:"gossip,omitempty"`
+	// Health is the prober's and the decider's counters (a *HealthStatus).
+	Health any `json:"health,omitempty"`
 }
 
 // Peer is one raft voter with the API address it registered.

@@ -104,6 +104,14 @@ type Config struct {
 	// DepartedRetention is how long Members keeps listing a dead or left
 	// member. Default 1 minute.
 	DepartedRetention time.Duration
+
+	// OnChange, if set, is called after another member's view changed (a
+	// delta or a full state was applied) or the membership changed (a
+	// member joined, was updated, died or left). It runs on memberlist's
+	// goroutines, sometimes while memberlist holds its node lock: it must
+	// return at once and must not call into this Gossip (signal a
+	// channel). Calls are not coalesced.
+	OnChange func()
 }
 
 // Stats are counters of one Gossip since New.
@@ -116,8 +124,8 @@ type Stats struct {
 	SentPerSec, ReceivedPerSec float64
 	// Payload bytes of this package's own messages, before memberlist
 	// framing, compression and encryption: deltas (and byes) sent as
-	// broadcasts, counted once per transmission, and full states
-	// exchanged by push/pull.
+	// broadcasts or directly (PublishNow), counted once per transmission,
+	// and full states exchanged by push/pull.
 	DeltaBytesSent, DeltaBytesReceived uint64
 	StateBytesSent, StateBytesReceived uint64
 
@@ -125,6 +133,7 @@ type Stats struct {
 	BroadcastsSuperseded uint64 // replaced in the queue by a newer delta of the same target
 	BroadcastsDropped    uint64 // pruned because the queue was over MaxQueued
 	BroadcastsSent       uint64 // delta transmissions (one per peer per send)
+	DirectSent           uint64 // deltas sent directly by PublishNow (one per peer)
 	QueueDepth           int
 
 	DeltasApplied  uint64 // received deltas that changed a view
@@ -159,6 +168,7 @@ type Gossip struct {
 
 	deltaSent, deltaRecv, stateSent, stateRecv atomic.Uint64
 	queued, superseded, dropped, sentBcasts    atomic.Uint64
+	directSent                                 atomic.Uint64
 	applied, merged, bad, stale                atomic.Uint64
 }
 
@@ -310,6 +320,13 @@ func splitHostPort(hp string) (string, int, error) {
 	return h, port, nil
 }
 
+// changed calls Config.OnChange, if set.
+func (g *Gossip) changed() {
+	if g.cfg.OnChange != nil {
+		g.cfg.OnChange()
+	}
+}
+
 func setDur(dst *time.Duration, v time.Duration) {
 	if v > 0 {
 		*dst = v
@@ -377,10 +394,49 @@ func (g *Gossip) Shutdown() error {
 // containing NUL; the
 // valid observations of the batch are published either way.
 func (g *Gossip) Publish(obs []Observation) error {
+	_, err := g.publish(obs, false)
+	return err
+}
+
+// MaxDirect bounds the observations of one PublishNow sent directly; the
+// rest travel by broadcast only.
+const MaxDirect = 64
+
+// PublishNow is Publish, and also sends each observation (up to MaxDirect)
+// at once, best effort over UDP, to every other live member, instead of
+// letting it wait for the next gossip round (up to GossipInterval). The
+// broadcasts still follow and cover a lost packet. For changes that
+// someone is waiting for (a real server going down).
+func (g *Gossip) PublishNow(obs []Observation) error {
+	msgs, err := g.publish(obs, true)
+	if len(msgs) == 0 || g.closed.Load() {
+		return err
+	}
+	var n, bytes uint64
+	for _, m := range g.ml.Members() {
+		if m.Name == g.name {
+			continue
+		}
+		for _, b := range msgs {
+			if g.ml.SendBestEffort(m, b) == nil {
+				n++
+				bytes += uint64(len(b))
+			}
+		}
+	}
+	g.directSent.Add(n)
+	g.deltaSent.Add(bytes)
+	return err
+}
+
+// publish records obs and queues their broadcasts; with direct it returns
+// the encoded deltas (at most MaxDirect) for a direct send.
+func (g *Gossip) publish(obs []Observation, direct bool) ([][]byte, error) {
 	if g.closed.Load() {
-		return ErrShutdown
+		return nil, ErrShutdown
 	}
 	var bad error
+	var msgs [][]byte
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	own := g.views[g.name]
@@ -401,6 +457,9 @@ func (g *Gossip) Publish(obs []Observation) error {
 		// Queue under g.mu so that two concurrent Publishes of one target
 		// reach the queue in Seq order (a newer delta replaces an older).
 		b := &broadcast{name: o.Target, msg: encodeDelta(g.name, g.epoch, o)}
+		if direct && len(msgs) < MaxDirect {
+			msgs = append(msgs, b.msg)
+		}
 		before := g.queue.NumQueued()
 		g.queue.QueueBroadcast(b)
 		g.queued.Add(1)
@@ -412,7 +471,7 @@ func (g *Gossip) Publish(obs []Observation) error {
 		g.queue.Prune(g.cfg.MaxQueued)
 		g.dropped.Add(uint64(n - g.queue.NumQueued()))
 	}
-	return bad
+	return msgs, bad
 }
 
 // Views returns a copy of every member's observations, keyed by node name
@@ -489,6 +548,7 @@ func (g *Gossip) Stats() Stats {
 		BroadcastsSuperseded: g.superseded.Load(),
 		BroadcastsDropped:    g.dropped.Load(),
 		BroadcastsSent:       g.sentBcasts.Load(),
+		DirectSent:           g.directSent.Load(),
 		QueueDepth:           g.queue.NumQueued(),
 		DeltasApplied:        g.applied.Load(),
 		StatesMerged:         g.merged.Load(),
@@ -633,6 +693,7 @@ func (d *delegate) NotifyMsg(b []byte) {
 	g.mu.Unlock()
 	if changed {
 		g.applied.Add(1)
+		g.changed()
 	}
 }
 
@@ -703,6 +764,9 @@ func (d *delegate) MergeRemoteState(b []byte, join bool) {
 	}
 	g.mu.Unlock()
 	g.applied.Add(applied)
+	if applied > 0 {
+		g.changed()
+	}
 }
 
 // events implements memberlist.EventDelegate. memberlist calls it
@@ -712,6 +776,7 @@ type events Gossip
 
 func (e *events) NotifyJoin(n *memberlist.Node) {
 	g := (*Gossip)(e)
+	defer g.changed()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if _, ok := g.live[n.Name]; !ok {
@@ -722,6 +787,7 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 
 func (e *events) NotifyUpdate(n *memberlist.Node) {
 	g := (*Gossip)(e)
+	defer g.changed()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if _, ok := g.live[n.Name]; ok {
@@ -743,6 +809,7 @@ func (g *Gossip) setLiveLocked(n *memberlist.Node) {
 
 func (e *events) NotifyLeave(n *memberlist.Node) {
 	g := (*Gossip)(e)
+	defer g.changed()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	// memberlist does not keep Node.State up to date (it tracks state in

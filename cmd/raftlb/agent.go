@@ -88,6 +88,18 @@ func (f *agentFlags) register(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.DurationVar(&c.TrackInterval, "track-interval", 0, "how often tracked scripts run, also their timeout (default 1s)")
+	// Health checking and gossip (docs/operations.md "Health checks").
+	fs.StringVar(&c.GossipAddr, "gossip-addr", "", "host:port (UDP and TCP) for the encrypted gossip of health-check results (default: the -raft-addr host, port 7482)")
+	fs.StringVar(&c.GossipAdvertise, "gossip-advertise", "", "host:port the other directors reach this director's gossip at (default: the -raft-advertise host, or -gossip-addr)")
+	fs.Func("gossip-key-file", "file holding the gossip encryption key: base64 of 16, 24 or 32 bytes, the same on every director (default: derived from the token)", func(v string) error {
+		b, err := os.ReadFile(v)
+		if err != nil {
+			return err
+		}
+		c.GossipKey, err = agent.ParseGossipKey(string(b))
+		return err
+	})
+	fs.IntVar(&c.HealthWorkers, "health-workers", 0, "health checks run at once on this director (default 64)")
 }
 
 // build turns the flags into an agent.Config, reading the files they name.

@@ -201,7 +201,8 @@ func realCommands() []*command {
 					if err != nil {
 						return err
 					}
-					return e.show(svc.Reals, func(w io.Writer) { writeReals(w, svc.ServiceSpec, svc.Reals) })
+					sh := e.serviceHealth(svc) // each director's view (cli_health.go)
+					return e.show(realsWithViews(svc, sh), func(w io.Writer) { writeRealsWithViews(w, svc, sh) })
 				}
 			},
 		},
