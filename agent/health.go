@@ -245,9 +245,10 @@ func (h *healthCore) onEvent(ev health.Event) {
 	}
 	h.published[name] = o
 	var err error
-	if ok && last.Up != o.Up {
-		// A transition: the leader is waiting for it, do not let it
-		// wait for the next gossip round.
+	if !ok || last.Up != o.Up {
+		// A first view or a transition: the leader is waiting for it,
+		// do not let it wait for the next gossip round (a lost
+		// broadcast would wait for the next push/pull, 30 s).
 		err = h.g.PublishNow([]gossip.Observation{o})
 	} else {
 		err = h.g.Publish([]gossip.Observation{o})

@@ -254,8 +254,8 @@ func TestHealthTargetsDedupedAndWithdrawn(t *testing.T) {
 	if p := e.g.published(); len(p) != 3 {
 		t.Fatalf("published %d observations, want 3 (up, up with an error, down): %+v", len(p), p)
 	}
-	if e.g.now != 1 {
-		t.Fatalf("%d direct publishes, want 1 (the transition to down)", e.g.now)
+	if e.g.now != 2 {
+		t.Fatalf("%d direct publishes, want 2 (the first view, the transition to down)", e.g.now)
 	}
 
 	// The service goes: its probe is withdrawn, and later events of it are

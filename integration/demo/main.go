@@ -181,8 +181,16 @@ func main() {
 		}
 	}
 	cli := func(args ...string) { cliOn(0, args...) }
+	// holder is the director whose lease says it holds the VIPs and that
+	// has the address (a SIGKILLed director keeps the address, fenced by
+	// its kernel, and answers nothing).
 	holder := func() int {
 		for i := range 3 {
+			v, _ := statusOf(i)["vips"].(map[string]any)
+			lease, _ := v["lease"].(map[string]any)
+			if lease["holding"] != true {
+				continue
+			}
 			if out, _ := lab.Run(dirs[i], "ip", "-o", "addr", "show", "dev", "eth0"); strings.Contains(out, "10.10.0.100/") {
 				return i
 			}
@@ -273,6 +281,34 @@ func main() {
 	failover("crash: kill -9 of the leader's agent", func(i int) { _ = procs[i].Process.Signal(syscall.SIGKILL) }, true)
 	failover("planned handover: SIGTERM to the leader's agent", func(i int) { _ = procs[i].Process.Signal(syscall.SIGTERM) }, true)
 	cliOn(holder(), "status")
+
+	// Health checks: every director probes, the leader decides.
+	dests := func(n float64) func() bool {
+		return func() bool {
+			for i := range 3 {
+				dp, _ := statusOf(i)["dataplane"].(map[string]any)
+				if dp["destinations"] != n {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	step("health checks: an HTTP check on web, probed by every director")
+	cli("service", "update", "web", "--check", "http", "--path", "/", "--expect", "200-299", "--interval", "500ms", "--timeout", "300ms", "--rise", "2", "--fall", "2")
+	step("rs2 stops answering (its port 80 is dropped): it leaves rotation on every director")
+	fault := time.Now()
+	lab.MustRun(rs2, "nft", "add", "table", "inet", "demo")
+	lab.MustRun(rs2, "nft", "add chain inet demo in { type filter hook input priority 0 ; }")
+	lab.MustRun(rs2, "nft", "add rule inet demo in tcp dport 80 drop")
+	waitFor(p, "rs2 to leave every director's dataplane", 20*time.Second, dests(1))
+	fmt.Printf("   rs2 left all three dataplanes %v after it stopped answering (fall 2 × 500 ms + timeout)\n", time.Since(fault).Round(10*time.Millisecond))
+	cli("real", "list", "web")
+	round(fmt.Sprintf("client -> VIP, %d requests (rs2 down)", *requests))
+	step("rs2 answers again: back after rise 2")
+	lab.MustRun(rs2, "nft", "delete", "table", "inet", "demo")
+	waitFor(p, "rs2 to come back on every director", 20*time.Second, dests(2))
+	cli("real", "list", "web")
 
 	step("tearing the lab down")
 	p.cleanup()
