@@ -97,6 +97,10 @@ const maxLagEntries = 64
 // candidates that could take over).
 const leadershipTick = 250 * time.Millisecond
 
+// leadershipRetry is the re-evaluation period of a leader that must leave
+// and has found no successor yet.
+const leadershipRetry = 20 * time.Millisecond
+
 // leadershipLoop runs the decision while this director leads.
 func (a *Agent) leadershipLoop(ctx context.Context) {
 	tick := time.NewTicker(leadershipTick)
@@ -113,6 +117,7 @@ func (a *Agent) leadershipLoop(ctx context.Context) {
 		case <-leaderCh:
 		}
 		if !a.node.IsLeader() {
+			tick.Reset(leadershipTick)
 			clear(readySince)
 			lastReason = ""
 			continue
@@ -127,6 +132,14 @@ func (a *Agent) leadershipLoop(ctx context.Context) {
 			}
 		}
 		d := decideLeadership(self, others, readySince, now)
+		// A witness or faulted leader that has nowhere to go yet looks
+		// again soon: right after an election the others may not yet
+		// know the new leader.
+		if d.Target == "" && (self.Witness || self.Fault != "") {
+			tick.Reset(leadershipRetry)
+		} else {
+			tick.Reset(leadershipTick)
+		}
 		if d.Target != "" || !d.WakeAt.IsZero() || self.Witness || self.Fault != "" {
 			a.setLeadershipReason(d.Reason)
 		} else {
