@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/api/client"
+	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/internal/netlab"
 )
 
@@ -87,12 +88,13 @@ func (r *Raftlb) Name() string {
 // its kernel fence.
 func (r *Raftlb) Fenced() bool { return true }
 
-// Phase is the profile's heartbeat timeout (docs/architecture.md).
+// Phase is the profile's heartbeat timeout (cluster/profile.go).
 func (r *Raftlb) Phase() time.Duration {
-	if r.o.Profile == "fast" {
-		return 100 * time.Millisecond
+	p, err := cluster.ProfileByName(r.o.Profile)
+	if err != nil {
+		return 300 * time.Millisecond
 	}
-	return 500 * time.Millisecond
+	return p.HeartbeatTimeout
 }
 
 // Members counts the directors and the witness.
