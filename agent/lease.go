@@ -98,7 +98,7 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 		case d.Hold && left < 2*time.Millisecond:
 			// Too little left to renew the kernel fence (1 ms granularity):
 			// let it run out; the next confirmation restores it.
-			d = cluster.LeaseDecision{Reason: "lease about to run out: no quorum confirmation since " + left.String() + " before its end"}
+			d = cluster.LeaseDecision{Reason: "lease runs out in " + left.String() + ": waiting for a quorum confirmation"}
 		case d.Hold && !holding && left < lt.Renew:
 			// Do not claim (add, announce) on a lease about to run out:
 			// a slow confirmation would make the VIPs flap. Claim on the
