@@ -43,8 +43,10 @@ type Profile struct {
 
 // profileLAN is the default profile ("lan"); it tolerates ~0.3 s stalls. A
 // failover costs detection (raft: one to two heartbeat timeouts, 0.3-0.6 s)
-// plus the election plus the VIP claim delay (153 ms): under 1 s. With 500 ms
-// the worst case was ~1.3 s (docs/fencing.md, docs/benchmarks.md).
+// plus the election plus the VIP claim delay (154 ms); when the first
+// election is refused (a follower still knows the dead leader) another
+// election timeout is added: measured median 0.85 s, max 1.34 s on SIGKILL
+// (docs/benchmarks.md, bench:failover).
 var profileLAN = Profile{
 	Name:               "lan",
 	HeartbeatTimeout:   300 * time.Millisecond,
