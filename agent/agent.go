@@ -603,18 +603,7 @@ func (a *Agent) registerLoop(ctx context.Context) {
 
 func (a *Agent) register(ctx context.Context, n fsm.Node) error {
 	if a.node.IsLeader() {
-		b, err := fsm.Encode(&fsm.RegisterNode{Node: n})
-		if err != nil {
-			return err
-		}
-		_, resp, err := a.node.Apply(b, 5*time.Second)
-		if err != nil {
-			return err
-		}
-		if r, ok := resp.(*fsm.Result); ok && r.Err != nil {
-			return r.Err
-		}
-		return nil
+		return a.applyInternal(&fsm.RegisterNode{Node: n}, 5*time.Second)
 	}
 	_, err := a.self.RegisterNode(ctx, n)
 	return err

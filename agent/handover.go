@@ -60,7 +60,7 @@ func (a *Agent) handover(ctx context.Context, target, why string) error {
 	committed := false
 	if entitled {
 		// Released; say so in the log so the next leader need not wait.
-		if err := a.applyInternal(&fsm.ReleaseLease{Node: a.cfg.NodeID}); err != nil {
+		if err := a.applyInternal(&fsm.ReleaseLease{Node: a.cfg.NodeID}, 2*time.Second); err != nil {
 			a.log.Warn("could not commit the VIP release; the next leader waits for the lease to run out", "err", err)
 		} else {
 			committed = true
@@ -77,7 +77,7 @@ func (a *Agent) handover(ctx context.Context, target, why string) error {
 	// release for a current one.
 	if a.node.IsLeader() {
 		if committed {
-			if cerr := a.applyInternal(&fsm.ReleaseLease{Node: a.cfg.NodeID, Cancel: true}); cerr != nil {
+			if cerr := a.applyInternal(&fsm.ReleaseLease{Node: a.cfg.NodeID, Cancel: true}, 2*time.Second); cerr != nil {
 				return fmt.Errorf("transfer to %q: %w; and the release could not be cancelled (VIPs stay released until the next term): %v", target, err, cerr)
 			}
 		}
@@ -86,13 +86,14 @@ func (a *Agent) handover(ctx context.Context, target, why string) error {
 	return fmt.Errorf("transfer to %q: %w", target, err)
 }
 
-// applyInternal commits a command on this director, which must lead.
-func (a *Agent) applyInternal(c fsm.Command) error {
+// applyInternal commits a command on this director, which must lead, and
+// returns the command's own error if the state refused it.
+func (a *Agent) applyInternal(c fsm.Command, timeout time.Duration) error {
 	b, err := fsm.Encode(c)
 	if err != nil {
 		return err
 	}
-	_, resp, err := a.node.Apply(b, 2*time.Second)
+	_, resp, err := a.node.Apply(b, timeout)
 	if err != nil {
 		return err
 	}

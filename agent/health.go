@@ -675,20 +675,7 @@ func (a *Agent) startHealth(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	apply := func(c fsm.Command) error {
-		b, err := fsm.Encode(c)
-		if err != nil {
-			return err
-		}
-		_, resp, err := a.node.Apply(b, 5*time.Second)
-		if err != nil {
-			return err
-		}
-		if r, ok := resp.(*fsm.Result); ok && r.Err != nil {
-			return r.Err
-		}
-		return nil
-	}
+	apply := func(c fsm.Command) error { return a.applyInternal(c, 5*time.Second) }
 	log := a.log.With("part", "health")
 	core := newHealthCore(a.cfg.NodeID, log, a.fsm, a.node.IsLeader, a.node.LeaderChanges(), apply, a.cfg.HealthBatch)
 	gcfg := gossip.Config{NodeID: a.cfg.NodeID, BindAddr: bind, AdvertiseAddr: advertise, Key: key,

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -340,15 +341,19 @@ func (c *Client) ModifyReal(ctx context.Context, service, key string, fn func(*f
 	}
 }
 
-// ModifyService is ModifyReal for a service's spec.
-func (c *Client) ModifyService(ctx context.Context, name string, fn func(*fsm.ServiceSpec)) (api.WriteResponse, error) {
+// ModifyService is ModifyReal for a service's spec; an error from fn ends
+// it without writing.
+func (c *Client) ModifyService(ctx context.Context, name string, fn func(*fsm.ServiceSpec) error) (api.WriteResponse, error) {
 	for attempt := 0; ; attempt++ {
 		s, err := c.Service(ctx, name, ReadOpts{Consistent: true})
 		if err != nil {
 			return api.WriteResponse{}, err
 		}
 		spec := s.ServiceSpec
-		fn(&spec)
+		spec.SchedFlags = slices.Clone(s.SchedFlags)
+		if err := fn(&spec); err != nil {
+			return api.WriteResponse{}, err
+		}
 		out, err := c.UpdateService(ctx, spec, s.ModifyIndex)
 		if err == nil || !IsCode(err, fsm.CodeCASMismatch) || attempt >= 4 {
 			return out, err

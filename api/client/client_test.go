@@ -578,7 +578,7 @@ func TestAgainstRealServer(t *testing.T) {
 	}
 
 	// ModifyService round trip; a stale CAS is refused.
-	up, err := c.ModifyService(ctx, "web", func(s *fsm.ServiceSpec) { s.Scheduler = "rr" })
+	up, err := c.ModifyService(ctx, "web", func(s *fsm.ServiceSpec) error { s.Scheduler = "rr"; return nil })
 	if err != nil || up.Service == nil || up.Service.Scheduler != "rr" || up.Service.ModifyIndex != up.Index {
 		t.Fatalf("modify service %+v %v", up, err)
 	}

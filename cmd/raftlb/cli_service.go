@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/api/client"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
@@ -136,7 +135,7 @@ func serviceCommands() []*command {
 					if !f.ownSet() {
 						return usagef("service update: nothing to change: give at least one flag")
 					}
-					resp, err := e.modifyService(args[0], func(spec *fsm.ServiceSpec) error { return sf.apply(f, spec) })
+					resp, err := e.c.ModifyService(e.ctx, args[0], func(spec *fsm.ServiceSpec) error { return sf.apply(f, spec) })
 					if err != nil {
 						return err
 					}
@@ -931,25 +930,4 @@ func flagsOfField(f *flagSet, field string) string {
 		}
 	}
 	return strings.Join(f.anySet(names...), " ")
-}
-
-// modifyService is a read-modify-write of a service's spec with
-// compare-and-set, retried when someone else wrote in between (like
-// client.ModifyService); an error from modify stops it before any write.
-func (e *env) modifyService(name string, modify func(*fsm.ServiceSpec) error) (api.WriteResponse, error) {
-	for attempt := 0; ; attempt++ {
-		s, err := e.c.Service(e.ctx, name, client.ReadOpts{Consistent: true})
-		if err != nil {
-			return api.WriteResponse{}, err
-		}
-		spec := s.ServiceSpec
-		spec.SchedFlags = slices.Clone(s.SchedFlags)
-		if err := modify(&spec); err != nil {
-			return api.WriteResponse{}, err
-		}
-		out, err := e.c.UpdateService(e.ctx, spec, s.ModifyIndex)
-		if err == nil || !client.IsCode(err, fsm.CodeCASMismatch) || attempt >= 4 {
-			return out, err
-		}
-	}
 }
