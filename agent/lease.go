@@ -86,6 +86,7 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 	observe()
 	for {
 		now := time.Now()
+		st.Holding = holding
 		d := cluster.DecideLease(lt, st, now)
 		entitled = d.Hold
 		switch fault := a.currentFault(); {
@@ -93,17 +94,6 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 			d = cluster.LeaseDecision{Reason: "released for a planned handover"}
 		case fault != "" && d.Hold:
 			d = cluster.LeaseDecision{Reason: "tracked check failing: " + fault}
-		}
-		switch left := d.Until.Sub(now); {
-		case d.Hold && left < 2*time.Millisecond:
-			// Too little left to renew the kernel fence (1 ms granularity):
-			// let it run out; the next confirmation restores it.
-			d = cluster.LeaseDecision{Reason: "lease runs out in " + left.String() + ": waiting for a quorum confirmation"}
-		case d.Hold && !holding && left < lt.Renew:
-			// Do not claim (add, announce) on a lease about to run out:
-			// a slow confirmation would make the VIPs flap. Claim on the
-			// next one.
-			d = cluster.LeaseDecision{Reason: "lease too short to claim (" + left.Round(time.Millisecond).String() + " left); waiting for the next confirmation"}
 		}
 		all := a.fsm.VIPs()
 		var want []fsm.VIP

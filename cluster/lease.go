@@ -75,7 +75,12 @@ type LeaseState struct {
 	LeaderSince time.Time // when it became leader in the current term
 	ConfirmedAt time.Time // creation time of the latest committed confirmation of this term (zero: none yet)
 	Released    bool      // the previous term's holder committed its release (planned handover)
+	Holding     bool      // this director holds the VIPs now (a claim needs more lease left than a renewal)
 }
+
+// MinLeaseLeft is the least lease worth holding on to: the kernel fence
+// takes lease timeouts in milliseconds.
+const MinLeaseLeft = 2 * time.Millisecond
 
 // LeaseDecision says whether to hold the VIPs now, until when, and why.
 type LeaseDecision struct {
@@ -96,8 +101,16 @@ func DecideLease(lt LeaseTiming, s LeaseState, now time.Time) LeaseDecision {
 		return LeaseDecision{Reason: fmt.Sprintf("waiting %v for a previous leader's lease to run out", s.LeaderSince.Add(lt.ClaimDelay).Sub(now).Round(time.Millisecond))}
 	}
 	until := s.ConfirmedAt.Add(lt.Duration)
-	if !now.Before(until) {
-		return LeaseDecision{Reason: fmt.Sprintf("lease expired %v ago: no quorum confirmation since", now.Sub(until).Round(time.Millisecond))}
+	left := until.Sub(now)
+	switch {
+	case left <= 0:
+		return LeaseDecision{Reason: fmt.Sprintf("lease expired %v ago: no quorum confirmation since", -left.Round(time.Millisecond))}
+	case left < MinLeaseLeft:
+		return LeaseDecision{Reason: fmt.Sprintf("lease runs out in %v: waiting for a quorum confirmation", left)}
+	case !s.Holding && left < lt.Renew:
+		// Claiming (adding, announcing) on a lease about to run out makes
+		// the VIPs flap when confirmations are slow: claim on the next.
+		return LeaseDecision{Reason: fmt.Sprintf("lease too short to claim (%v left): waiting for the next confirmation", left.Round(time.Millisecond))}
 	}
 	return LeaseDecision{Hold: true, Until: until, Reason: "leader with a quorum-confirmed lease"}
 }

@@ -46,6 +46,9 @@ func TestDecideLeaseReasons(t *testing.T) {
 		{"released: no claim delay", LeaseState{Leader: true, LeaderSince: ms(0), ConfirmedAt: ms(1), Released: true}, ms(50), true, "quorum-confirmed"},
 		{"held", LeaseState{Leader: true, LeaderSince: ms(0), ConfirmedAt: ms(150)}, ms(200), true, "quorum-confirmed"},
 		{"expired", LeaseState{Leader: true, LeaderSince: ms(0), ConfirmedAt: ms(150)}, ms(250), false, "expired"},
+		{"almost out", LeaseState{Leader: true, LeaderSince: ms(0), ConfirmedAt: ms(150), Holding: true}, ms(249), false, "runs out in"},
+		{"too short to claim", LeaseState{Leader: true, LeaderSince: ms(0), ConfirmedAt: ms(150)}, ms(240), false, "too short to claim"},
+		{"short but holding", LeaseState{Leader: true, LeaderSince: ms(0), ConfirmedAt: ms(150), Holding: true}, ms(240), true, "quorum-confirmed"},
 	}
 	for _, c := range cases {
 		d := DecideLease(lt, c.s, c.now)
@@ -115,13 +118,16 @@ func overlaps(lt LeaseTiming, rnd *rand.Rand) (time.Duration, bool) {
 		return c.local(f.newest)
 	}
 	fa, fb := bySeen(confsA), bySeen(confsB)
+	var holdA, holdB bool // each one's previous decision (DecideLease is stricter when claiming)
 	for x := time.Duration(0); x < tb+30*lt.Duration; x += lt.Duration / 50 {
-		da := DecideLease(lt, LeaseState{Leader: true, LeaderSince: a.local(0), ConfirmedAt: advance(fa, x, a)}, a.local(x))
+		da := DecideLease(lt, LeaseState{Leader: true, LeaderSince: a.local(0), ConfirmedAt: advance(fa, x, a), Holding: holdA}, a.local(x))
+		holdA = da.Hold
 		cb := advance(fb, x, b)
 		if x < tb {
 			continue // B is not leader yet
 		}
-		db := DecideLease(lt, LeaseState{Leader: true, LeaderSince: b.local(tb), ConfirmedAt: cb}, b.local(x))
+		db := DecideLease(lt, LeaseState{Leader: true, LeaderSince: b.local(tb), ConfirmedAt: cb, Holding: holdB}, b.local(x))
+		holdB = db.Hold
 		if da.Hold && db.Hold {
 			return x, true
 		}
