@@ -329,6 +329,7 @@ func (a *Agent) start() (err error) {
 	if err != nil {
 		return err
 	}
+	a.node.SetSuccessorPreference(a.successorPreference)
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel

@@ -89,6 +89,53 @@ func candidateFromNode(n fsm.Node) candidate {
 	return candidate{ID: n.ID, Priority: n.EffectivePriority(), PreemptDelay: d, NoPreempt: n.NoPreempt, Witness: n.Witness, Fault: n.Fault}
 }
 
+// successorPreference orders the voters that could succeed a lost leader
+// the way the leader would choose (cluster.Node.SetSuccessorPreference): so
+// that the first election after a crash usually elects the director the
+// leadership loop would pick anyway, saving a handover. Eligible directors
+// first (not a witness, no failing tracked check), then by priority, then by
+// ID; unregistered voters last. Every director computes it from the same
+// replicated registrations.
+func (a *Agent) successorPreference(ids []string) []string {
+	type ranked struct {
+		id       string
+		known    bool
+		eligible bool
+		priority int
+	}
+	rs := make([]ranked, len(ids))
+	for i, id := range ids {
+		rs[i].id = id
+		if n, ok := a.fsm.Node(id); ok {
+			c := candidateFromNode(n)
+			rs[i] = ranked{id: id, known: true, eligible: c.eligibleIgnoringReady(), priority: c.Priority}
+		}
+	}
+	slices.SortStableFunc(rs, func(x, y ranked) int {
+		switch {
+		case x.known != y.known:
+			return boolFirst(x.known)
+		case x.eligible != y.eligible:
+			return boolFirst(x.eligible)
+		case x.priority != y.priority:
+			return cmp.Compare(y.priority, x.priority)
+		}
+		return cmp.Compare(x.id, y.id)
+	})
+	for i := range rs {
+		ids[i] = rs[i].id
+	}
+	return ids
+}
+
+// boolFirst orders true before false for a pair known to differ.
+func boolFirst(x bool) int {
+	if x {
+		return -1
+	}
+	return 1
+}
+
 // maxLagEntries is how far behind the leader's commit index a director may
 // be and still count as caught up.
 const maxLagEntries = 64

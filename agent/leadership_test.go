@@ -4,9 +4,12 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/raftlb/raftlb/fsm"
 )
 
 func TestDecideLeadership(t *testing.T) {
@@ -125,5 +128,27 @@ func rm(t *testing.T, p string) {
 	t.Helper()
 	if err := os.Remove(p); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestSuccessorPreference(t *testing.T) {
+	tf := &testFSM{t: t, f: fsm.New(nil)}
+	for _, n := range []fsm.Node{
+		{ID: "a", Priority: 100},
+		{ID: "b", Priority: 200},
+		{ID: "c", Priority: 200},
+		{ID: "w", Priority: 250, Witness: true},
+		{ID: "f", Priority: 254, Fault: "interface eth1 down"},
+	} {
+		n.RaftAddr, n.APIAddr, n.APIScheme = "10.0.0.1:7481", "10.0.0.1:7480", "http"
+		tf.must(&fsm.RegisterNode{Node: n})
+	}
+	a := &Agent{fsm: tf.f}
+	got := a.successorPreference([]string{"a", "b", "c", "f", "unknown", "w"})
+	// Eligible by priority then ID; then the witness and the faulted director
+	// by priority; unregistered voters last.
+	want := []string{"b", "c", "a", "f", "w", "unknown"}
+	if !slices.Equal(got, want) {
+		t.Errorf("successorPreference = %v; want %v", got, want)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -132,6 +133,10 @@ type Node struct {
 	subs       []chan bool // guarded by subsMu
 	subsClosed bool        // guarded by subsMu
 
+	// Prompt elections (election.go).
+	preference atomic.Pointer[func(ids []string) []string]
+	promptDone chan struct{}
+
 	shutdownOnce sync.Once
 	shutdownErr  error
 }
@@ -225,6 +230,7 @@ func New(cfg Config, fsm raft.FSM) (n *Node, err error) {
 		notifyCh:   make(chan bool, 16),
 		stopNotify: make(chan struct{}),
 		notifyDone: make(chan struct{}),
+		promptDone: make(chan struct{}),
 	}
 
 	rc := raft.DefaultConfig()
@@ -262,6 +268,7 @@ func New(cfg Config, fsm raft.FSM) (n *Node, err error) {
 	}
 	n.raft = r
 	go n.fanOutLeadership()
+	go n.promptElections()
 	return n, nil
 }
 
@@ -660,6 +667,7 @@ func (n *Node) shutdown() error {
 	// Raft no longer writes to notifyCh once its goroutines have exited.
 	close(n.stopNotify)
 	<-n.notifyDone
+	<-n.promptDone
 	if err := n.trans.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("cluster: close transport: %w", err))
 	}

@@ -285,3 +285,15 @@ func (r *Raftlb) Close() {
 		_ = p.kill()
 	}
 }
+
+// RaftTerm returns member i's current raft term.
+func (r *Raftlb) RaftTerm(i int) (uint64, error) {
+	c, err := r.API(i)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	st, err := c.Status(ctx)
+	return st.Term, err
+}

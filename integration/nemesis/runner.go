@@ -523,3 +523,76 @@ func (r *Runner) timeline(k, end time.Time) []string {
 	}
 	return out
 }
+
+// StallResult is one Stall round.
+type StallResult struct {
+	System string
+	Stall  time.Duration
+	Old    string // the holder that was frozen
+	// Elected: the raft term changed (an election ran); Moved: another
+	// director held the VIPs at some sample (a false failover).
+	Elected, Moved bool
+	Err            error
+}
+
+func (s StallResult) String() string {
+	out := fmt.Sprintf("%s stall %v of %s: elected %v, moved %v", s.System, s.Stall, s.Old, s.Elected, s.Moved)
+	if s.Err != nil {
+		out += ", error: " + s.Err.Error()
+	}
+	return out
+}
+
+// raftTerms is what Stall needs beyond System: raftlb's raft term.
+type raftTerms interface {
+	RaftTerm(i int) (uint64, error)
+}
+
+// Stall freezes the holder for d (SIGSTOP, then SIGCONT) at a random phase
+// of the timers, as a GC pause or CPU starvation would, and reports whether
+// the cluster elected a new leader and whether the VIPs moved. It measures
+// how long a stall the timing profile tolerates (docs/fencing.md).
+func (r *Runner) Stall(d time.Duration) (res StallResult) {
+	res = StallResult{System: r.Sys.Name(), Stall: d}
+	rt, ok := r.Sys.(raftTerms)
+	if !ok {
+		res.Err = fmt.Errorf("%s has no raft term", r.Sys.Name())
+		return res
+	}
+	r.forget(time.Now().Add(-10 * time.Second))
+	h, err := r.WaitSettled()
+	if err != nil {
+		res.Err = fmt.Errorf("before the stall: %w", err)
+		return res
+	}
+	res.Old = r.name(h)
+	before, err := rt.RaftTerm(h)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	time.Sleep(time.Duration(r.rng.Int64N(int64(r.Sys.Phase()))))
+	k := time.Now()
+	if err := r.Sys.Freeze(h); err != nil {
+		res.Err = err
+		return res
+	}
+	time.Sleep(d)
+	if err := r.Sys.Thaw(h); err != nil {
+		res.Err = err
+		return res
+	}
+	if _, err := r.WaitSettled(); err != nil {
+		res.Err = fmt.Errorf("after the stall: %w", err)
+		return res
+	}
+	for _, c := range r.Checker.Changes(k, time.Now()) {
+		for _, who := range c.VIP {
+			res.Moved = res.Moved || who != res.Old
+		}
+	}
+	after, err := rt.RaftTerm(h)
+	res.Elected = after != before
+	res.Err = err
+	return res
+}

@@ -45,6 +45,7 @@ func main() {
 	seed := flag.Uint64("seed", 0, "seed of the random phases (default: the time)")
 	verbose := flag.Bool("v", false, "print every round's timeline")
 	keep := flag.Bool("keep", false, "keep each lab's daemon logs and configs")
+	stalls := flag.String("stalls", "", "instead of the nemeses, freeze the leader for each of these durations (comma-separated, e.g. 250ms,300ms) -rounds times and count elections and VIP moves (raftlb systems only; recorded between the bench:stall markers)")
 	flag.Parse()
 
 	p := &program{}
@@ -87,6 +88,11 @@ func main() {
 	load, _ := os.ReadFile("/proc/loadavg")
 	started := time.Now()
 
+	if *stalls != "" {
+		runStalls(p, chosen, bin, *stalls, *rounds, nemesis.RunnerOptions{Settle: *settle, Timeout: *timeout, Seed: *seed}, *binary, *record, string(load), started)
+		p.exit(0)
+	}
+
 	var results []nemesis.Result
 	var skipped []string
 	for _, name := range chosen {
@@ -123,32 +129,9 @@ func runSystem(p *program, name, bin string, ns []nemesis.Nemesis, rounds int, r
 		scope  *labScope
 		runner *nemesis.Runner
 	)
-	build := func() error {
-		scope = &labScope{p: p}
-		o := nemesis.Options{Directors: 3, KeepDir: keep}
-		if strings.HasSuffix(name, "-witness") {
-			o = nemesis.Options{Directors: 2, Witness: true, KeepDir: keep}
-		}
-		lab := nemesis.NewLab(scope, o)
-		var sys nemesis.System
-		switch {
-		case strings.HasPrefix(name, "raftlb-lan"):
-			sys = nemesis.NewRaftlb(lab, nemesis.RaftlbOptions{Binary: bin, Profile: "lan"})
-		case strings.HasPrefix(name, "raftlb-fast"):
-			sys = nemesis.NewRaftlb(lab, nemesis.RaftlbOptions{Binary: bin, Profile: "fast"})
-		case name == "keepalived-v2":
-			sys = nemesis.NewKeepalived(lab, nemesis.KeepalivedOptions{Version: 2, Advert: "1"})
-		case name == "keepalived-v3":
-			sys = nemesis.NewKeepalived(lab, nemesis.KeepalivedOptions{Version: 3, Advert: "0.1"})
-		}
-		var err error
-		runner, err = nemesis.NewRunner(lab, sys, ro)
-		if err != nil {
-			scope.close()
-			return err
-		}
-		scope.Cleanup(runner.Close)
-		return nil
+	build := func() (err error) {
+		scope, runner, err = startLab(p, name, bin, ro, keep)
+		return err
 	}
 	if err := build(); err != nil {
 		return nil, fmt.Sprintf("could not start: %v", err)
@@ -177,6 +160,96 @@ func runSystem(p *program, name, bin string, ns []nemesis.Nemesis, rounds int, r
 		}
 	}
 	return out, ""
+}
+
+// runStalls is the -stalls mode: how long a leader stall each raftlb
+// profile tolerates before the cluster elects another leader (a false
+// failover, docs/fencing.md).
+func runStalls(p *program, systems []string, bin, list string, rounds int, ro nemesis.RunnerOptions, binaryFlag, record, load string, started time.Time) {
+	var ds []time.Duration
+	for _, f := range strings.Split(list, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil || d <= 0 {
+			p.fatalf("-stalls: %q is not a positive duration", f)
+		}
+		ds = append(ds, d)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Measured %s on %s.\n\n", started.UTC().Format("2006-01-02 15:04 MST"), benchrec.Machine())
+	cmd := fmt.Sprintf("go run ./integration/bench/failover -systems %s -stalls %s -rounds %d", strings.Join(systems, ","), list, rounds)
+	if binaryFlag != "" {
+		cmd += " -binary " + binaryFlag
+	}
+	fmt.Fprintf(&b, "Command: `%s` (as root, from the repository root). Load average when it started: %s.\n\n", cmd, strings.TrimSpace(load))
+	b.WriteString("The leader is frozen (SIGSTOP, then SIGCONT) for the stall at a random phase of the heartbeat; " +
+		"elected: the raft term changed; moved: another director held the VIPs (a false failover).\n\n")
+	b.WriteString("| system | stall | rounds | elected | VIPs moved |\n|---|---|---|---|---|\n")
+	for _, name := range systems {
+		if !strings.HasPrefix(name, "raftlb") {
+			p.fatalf("-stalls measures raftlb systems only, not %s", name)
+		}
+		scope, runner, err := startLab(p, name, bin, ro, false)
+		if err != nil {
+			p.fatalf("%s: could not start: %v", name, err)
+		}
+		for _, d := range ds {
+			elected, moved, failed := 0, 0, 0
+			for i := range rounds {
+				res := runner.Stall(d)
+				fmt.Fprintf(os.Stderr, "%s round %d/%d: %s\n", time.Now().Format("15:04:05"), i+1, rounds, res)
+				switch {
+				case res.Err != nil:
+					failed++
+				case res.Moved:
+					moved++
+					elected++
+				case res.Elected:
+					elected++
+				}
+			}
+			r := fmt.Sprint(rounds - failed)
+			if failed > 0 {
+				r += fmt.Sprintf(" (+%d failed)", failed)
+			}
+			fmt.Fprintf(&b, "| %s | %v | %s | %d | %d |\n", strings.Replace(name, "-", " ", 1), d, r, elected, moved)
+		}
+		scope.close()
+	}
+	fmt.Fprintf(&b, "\nTook %v.\n", time.Since(started).Round(time.Second))
+	fmt.Print(b.String())
+	if record != "" {
+		if err := benchrec.Record(record, "stall", "Stall tolerance: false failovers after a frozen leader", b.String()); err != nil {
+			p.fatalf("record: %v", err)
+		}
+	}
+}
+
+// startLab starts system name in a lab of its own, with a runner.
+func startLab(p *program, name, bin string, ro nemesis.RunnerOptions, keep bool) (*labScope, *nemesis.Runner, error) {
+	scope := &labScope{p: p}
+	o := nemesis.Options{Directors: 3, KeepDir: keep}
+	if strings.HasSuffix(name, "-witness") {
+		o = nemesis.Options{Directors: 2, Witness: true, KeepDir: keep}
+	}
+	lab := nemesis.NewLab(scope, o)
+	var sys nemesis.System
+	switch {
+	case strings.HasPrefix(name, "raftlb-lan"):
+		sys = nemesis.NewRaftlb(lab, nemesis.RaftlbOptions{Binary: bin, Profile: "lan"})
+	case strings.HasPrefix(name, "raftlb-fast"):
+		sys = nemesis.NewRaftlb(lab, nemesis.RaftlbOptions{Binary: bin, Profile: "fast"})
+	case name == "keepalived-v2":
+		sys = nemesis.NewKeepalived(lab, nemesis.KeepalivedOptions{Version: 2, Advert: "1"})
+	case name == "keepalived-v3":
+		sys = nemesis.NewKeepalived(lab, nemesis.KeepalivedOptions{Version: 3, Advert: "0.1"})
+	}
+	runner, err := nemesis.NewRunner(lab, sys, ro)
+	if err != nil {
+		scope.close()
+		return nil, nil, err
+	}
+	scope.Cleanup(runner.Close)
+	return scope, runner, nil
 }
 
 // ensureKeepalived installs the Debian package if keepalived is missing.
