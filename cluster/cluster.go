@@ -546,8 +546,8 @@ func (n *Node) SetProfile(p Profile) error {
 	}
 	n.profileMu.Lock()
 	defer n.profileMu.Unlock()
-	if lease := n.profile.LeaderLeaseTimeout; p.HeartbeatTimeout < lease {
-		return fmt.Errorf("cluster: SetProfile %q: HeartbeatTimeout %s is below the running LeaderLeaseTimeout %s, which cannot be changed without a restart",
+	if lease := n.profile.LeaderLeaseTimeout; p.HeartbeatTimeout <= lease {
+		return fmt.Errorf("cluster: SetProfile %q: HeartbeatTimeout %s is not above the running LeaderLeaseTimeout %s, which cannot be changed without a restart",
 			p.Name, p.HeartbeatTimeout, lease)
 	}
 	rc := n.raft.ReloadableConfig()

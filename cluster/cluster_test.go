@@ -20,13 +20,13 @@ func TestProfiles(t *testing.T) {
 	}
 	lan, _ := ProfileByName("lan")
 	want := Profile{Name: "lan", HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
-		LeaderLeaseTimeout: 150 * time.Millisecond, CommitTimeout: 5 * time.Millisecond}
+		LeaderLeaseTimeout: 270 * time.Millisecond, CommitTimeout: 5 * time.Millisecond}
 	if lan != want {
 		t.Errorf("lan = %+v, want %+v", lan, want)
 	}
 	fast, _ := ProfileByName("fast")
 	want = Profile{Name: "fast", HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
-		LeaderLeaseTimeout: 50 * time.Millisecond, CommitTimeout: 5 * time.Millisecond}
+		LeaderLeaseTimeout: 90 * time.Millisecond, CommitTimeout: 5 * time.Millisecond}
 	if fast != want {
 		t.Errorf("fast = %+v, want %+v", fast, want)
 	}

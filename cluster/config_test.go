@@ -34,6 +34,10 @@ func TestConfigValidation(t *testing.T) {
 			c.Profile = Profile{Name: "odd", HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
 				LeaderLeaseTimeout: 200 * time.Millisecond, CommitTimeout: time.Millisecond}
 		}, []string{"Profile", "LeaderLeaseTimeout"}},
+		{"lease equal to heartbeat", func(c *Config) {
+			c.Profile = Profile{Name: "odd", HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
+				LeaderLeaseTimeout: 100 * time.Millisecond, CommitTimeout: time.Millisecond}
+		}, []string{"Profile", "LeaderLeaseTimeout", "below"}},
 		{"election below heartbeat", func(c *Config) {
 			c.Profile = Profile{Name: "odd", HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond,
 				LeaderLeaseTimeout: 50 * time.Millisecond, CommitTimeout: time.Millisecond}

@@ -66,6 +66,10 @@ func TestPromptElectionElectsThePreferredSuccessor(t *testing.T) {
 				n.SetSuccessorPreference(byIDDesc)
 			}
 			old := waitLeader(t, nodes)
+			// Both followers hold an entry of this term (else the one
+			// behind rightly goes first, shiftForLog).
+			want0 := applyN(t, nodes, "x", 1)
+			waitConverged(t, nodes, want0)
 			term := old.raft.CurrentTerm()
 			rest := without(nodes, old)
 			want := rest[0]

@@ -10,16 +10,15 @@ import (
 //
 // The profile trades failover speed against tolerance of stalls:
 //
-//   - "lan" (the default) uses a 500ms heartbeat/election timeout. A leader
-//     failure is detected after roughly 0.5–1s, and a director that is
-//     briefly starved of CPU or sits behind a congested link survives stalls
-//     of about half a second without triggering an election.
-//   - "fast" uses a 100ms heartbeat/election timeout and fails over roughly
-//     5x sooner, but a director that is starved of CPU, paused (GC, VM
-//     steal, swap) or on a congested link for more than ~100ms triggers a
-//     false election, which costs a leadership change and a short write
-//     outage. Use it only on dedicated, lightly loaded hosts on a quiet
-//     network.
+//   - "lan" (the default) uses a 300ms heartbeat/election timeout and leader
+//     lease. A dead leader is replaced after about 0.35 s (prompt elections,
+//     election.go) and the VIPs move 154 ms later; a leader that is starved
+//     of CPU, paused or cut off for less than ~0.3 s keeps its leadership.
+//   - "fast" uses 100ms and fails over about 3x sooner, but a leader that is
+//     starved of CPU, paused (GC, VM steal, swap) or on a congested link for
+//     more than ~100ms loses leadership (a false failover: the VIPs move,
+//     safely, for nothing). Use it only on dedicated, lightly loaded hosts on
+//     a quiet network.
 //
 // A Profile is a plain value and safe to copy.
 type Profile struct {
@@ -32,8 +31,15 @@ type Profile struct {
 	// election. Must be >= HeartbeatTimeout.
 	ElectionTimeout time.Duration
 	// LeaderLeaseTimeout is how long a leader keeps leading without
-	// contacting a quorum. Must be <= HeartbeatTimeout. It cannot be changed
-	// on a running node (see Node.SetProfile).
+	// contacting a quorum. Must be < HeartbeatTimeout (prompt elections lower
+	// the heartbeat timeout by 1 ns for an instant, and raft refuses a lease
+	// above it). It cannot be changed
+	// on a running node (see Node.SetProfile). It is raft's own lease, not
+	// the VIP lease (lease.go): it bounds the leader stall the cluster
+	// survives, since a leader that resumes after a longer stall finds its
+	// quorum contacts stale and steps down; the built-in profiles set it to
+	// 9/10 of the heartbeat timeout, close to the stall after which the
+	// followers elect anyway.
 	LeaderLeaseTimeout time.Duration
 	// CommitTimeout bounds how long the leader waits before sending an
 	// AppendEntries heartbeat that carries the latest commit index. It cannot
@@ -42,16 +48,14 @@ type Profile struct {
 }
 
 // profileLAN is the default profile ("lan"); it tolerates ~0.3 s stalls. A
-// failover costs detection (raft: one to two heartbeat timeouts, 0.3-0.6 s)
-// plus the election plus the VIP claim delay (154 ms); when the first
-// election is refused (a follower still knows the dead leader) another
-// election timeout is added: measured median 0.85 s, max 1.34 s on SIGKILL
-// (docs/benchmarks.md, bench:failover).
+// failover costs the heartbeat timeout plus a slot or two of prompt
+// elections (30 ms each, election.go) plus the VIP claim delay (154 ms):
+// docs/benchmarks.md, bench:failover, has the measured gaps.
 var profileLAN = Profile{
 	Name:               "lan",
 	HeartbeatTimeout:   300 * time.Millisecond,
 	ElectionTimeout:    300 * time.Millisecond,
-	LeaderLeaseTimeout: 150 * time.Millisecond,
+	LeaderLeaseTimeout: 270 * time.Millisecond,
 	// Followers learn a new commit index on the leader's next AppendEntries,
 	// sent after 1-2x CommitTimeout: it bounds how soon every director sees
 	// a change. 20 ms put the write->applied-everywhere p50 at 35 ms; 5 ms
@@ -59,13 +63,13 @@ var profileLAN = Profile{
 	CommitTimeout: 5 * time.Millisecond,
 }
 
-// profileFast ("fast") fails over ~5x sooner than profileLAN, at the price of false
-// elections whenever a director stalls for more than ~100ms.
+// profileFast ("fast") fails over ~3x sooner than profileLAN, at the price
+// of false failovers whenever the leader stalls for more than ~100ms.
 var profileFast = Profile{
 	Name:               "fast",
 	HeartbeatTimeout:   100 * time.Millisecond,
 	ElectionTimeout:    100 * time.Millisecond,
-	LeaderLeaseTimeout: 50 * time.Millisecond,
+	LeaderLeaseTimeout: 90 * time.Millisecond,
 	CommitTimeout:      5 * time.Millisecond,
 }
 
@@ -106,8 +110,8 @@ func (p Profile) validate() error {
 		return fmt.Errorf("profile %q: ElectionTimeout %s must be >= HeartbeatTimeout %s", p.Name, p.ElectionTimeout, p.HeartbeatTimeout)
 	case p.LeaderLeaseTimeout < minTimeout:
 		return fmt.Errorf("profile %q: LeaderLeaseTimeout %s must be >= %s", p.Name, p.LeaderLeaseTimeout, minTimeout)
-	case p.LeaderLeaseTimeout > p.HeartbeatTimeout:
-		return fmt.Errorf("profile %q: LeaderLeaseTimeout %s must be <= HeartbeatTimeout %s", p.Name, p.LeaderLeaseTimeout, p.HeartbeatTimeout)
+	case p.LeaderLeaseTimeout >= p.HeartbeatTimeout:
+		return fmt.Errorf("profile %q: LeaderLeaseTimeout %s must be below HeartbeatTimeout %s (prompt elections lower the heartbeat timeout for an instant)", p.Name, p.LeaderLeaseTimeout, p.HeartbeatTimeout)
 	case p.CommitTimeout < time.Millisecond:
 		return fmt.Errorf("profile %q: CommitTimeout %s must be >= 1ms", p.Name, p.CommitTimeout)
 	}
