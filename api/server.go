@@ -581,8 +581,12 @@ func (s *Server) peers() ([]Peer, *Error) {
 func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) {
 	s.read(w, r, func() (any, *Error) {
 		st := s.cfg.Raft.Status()
+		// Raft's applied index covers no-ops but is set around the hand-off
+		// to the FSM goroutine, so for an instant it can trail a write the
+		// FSM has already applied (and answered); report the larger, so
+		// applied_index never trails an index a write returned.
 		out := Status{NodeID: st.ID, RaftAddr: st.Addr, Role: st.State, LeaderID: st.LeaderID, LeaderAddr: st.LeaderAddr,
-			Term: st.Term, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex,
+			Term: st.Term, CommitIndex: st.CommitIndex, AppliedIndex: max(st.AppliedIndex, s.cfg.FSM.Index()),
 			TimingProfile: st.Profile, Version: s.cfg.Version}
 		if s.cfg.Dataplane != nil {
 			out.Dataplane = s.cfg.Dataplane()
