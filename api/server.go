@@ -497,19 +497,15 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte, wa
 // write (seen under load in TestThreeDirectors).
 func (s *Server) waitApplied(ctx context.Context, idx uint64) error {
 	for {
-		changed := s.cfg.FSM.Changed()
+		changed := s.cfg.FSM.Changed() // closed at the next Apply or Restore
 		if s.cfg.FSM.Index() >= idx {
 			return nil
 		}
-		t := time.NewTimer(5 * time.Millisecond)
 		select {
 		case <-ctx.Done():
-			t.Stop()
 			return ctx.Err()
 		case <-changed:
-		case <-t.C:
 		}
-		t.Stop()
 	}
 }
 

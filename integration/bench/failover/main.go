@@ -11,6 +11,7 @@
 //
 //	go run ./integration/bench/failover -rounds 20 -record docs/benchmarks.md
 //	go run ./integration/bench/failover -rounds 2 -systems raftlb-fast,keepalived-v3 -nemeses kill-leader,partition -v
+//	go run ./integration/bench/failover -systems raftlb-lan,raftlb-fast -stalls 80ms,250ms -rounds 6 -baseline 9a23770
 package main
 
 import (
@@ -46,6 +47,7 @@ func main() {
 	verbose := flag.Bool("v", false, "print every round's timeline")
 	keep := flag.Bool("keep", false, "keep each lab's daemon logs and configs")
 	stalls := flag.String("stalls", "", "instead of the nemeses, freeze the leader for each of these durations (comma-separated, e.g. 250ms,300ms) -rounds times and count elections and VIP moves (raftlb systems only; recorded between the bench:stall markers)")
+	baseline := flag.String("baseline", "", "with -stalls: also measure raftlb built from this git revision, in the same run, for comparison")
 	flag.Parse()
 
 	p := &program{}
@@ -89,7 +91,7 @@ func main() {
 	started := time.Now()
 
 	if *stalls != "" {
-		runStalls(p, chosen, bin, *stalls, *rounds, nemesis.RunnerOptions{Settle: *settle, Timeout: *timeout, Seed: *seed}, *binary, *record, string(load), started)
+		runStalls(p, chosen, bin, *baseline, *stalls, *rounds, nemesis.RunnerOptions{Settle: *settle, Timeout: *timeout, Seed: *seed}, *binary, *record, string(load), started)
 		p.exit(0)
 	}
 
@@ -164,8 +166,9 @@ func runSystem(p *program, name, bin string, ns []nemesis.Nemesis, rounds int, r
 
 // runStalls is the -stalls mode: how long a leader stall each raftlb
 // profile tolerates before the cluster elects another leader (a false
-// failover, docs/fencing.md).
-func runStalls(p *program, systems []string, bin, list string, rounds int, ro nemesis.RunnerOptions, binaryFlag, record, load string, started time.Time) {
+// failover, docs/fencing.md); with a baseline revision, that build is
+// measured the same way right after.
+func runStalls(p *program, systems []string, bin, baseline, list string, rounds int, ro nemesis.RunnerOptions, binaryFlag, record, load string, started time.Time) {
 	var ds []time.Duration
 	for _, f := range strings.Split(list, ",") {
 		d, err := time.ParseDuration(strings.TrimSpace(f))
@@ -174,46 +177,59 @@ func runStalls(p *program, systems []string, bin, list string, rounds int, ro ne
 		}
 		ds = append(ds, d)
 	}
+	for _, name := range systems {
+		if !strings.HasPrefix(name, "raftlb") {
+			p.fatalf("-stalls measures raftlb systems only, not %s", name)
+		}
+	}
+	builds := []struct{ label, bin string }{{"", bin}}
+	if baseline != "" {
+		builds = append(builds, struct{ label, bin string }{" @" + baseline, buildRevision(p, baseline)})
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Measured %s on %s.\n\n", started.UTC().Format("2006-01-02 15:04 MST"), benchrec.Machine())
 	cmd := fmt.Sprintf("go run ./integration/bench/failover -systems %s -stalls %s -rounds %d", strings.Join(systems, ","), list, rounds)
+	if baseline != "" {
+		cmd += " -baseline " + baseline
+	}
 	if binaryFlag != "" {
 		cmd += " -binary " + binaryFlag
 	}
 	fmt.Fprintf(&b, "Command: `%s` (as root, from the repository root). Load average when it started: %s.\n\n", cmd, strings.TrimSpace(load))
 	b.WriteString("The leader is frozen (SIGSTOP, then SIGCONT) for the stall at a random phase of the heartbeat; " +
-		"elected: the raft term changed; moved: another director held the VIPs (a false failover).\n\n")
+		"elected: the raft term changed; moved: another director held the VIPs (a false failover). " +
+		"Rows marked @REV are raftlb built from that revision, measured in the same run.\n\n")
 	b.WriteString("| system | stall | rounds | elected | VIPs moved |\n|---|---|---|---|---|\n")
-	for _, name := range systems {
-		if !strings.HasPrefix(name, "raftlb") {
-			p.fatalf("-stalls measures raftlb systems only, not %s", name)
-		}
-		scope, runner, err := startLab(p, name, bin, ro, false)
-		if err != nil {
-			p.fatalf("%s: could not start: %v", name, err)
-		}
-		for _, d := range ds {
-			elected, moved, failed := 0, 0, 0
-			for i := range rounds {
-				res := runner.Stall(d)
-				fmt.Fprintf(os.Stderr, "%s round %d/%d: %s\n", time.Now().Format("15:04:05"), i+1, rounds, res)
-				switch {
-				case res.Err != nil:
-					failed++
-				case res.Moved:
-					moved++
-					elected++
-				case res.Elected:
-					elected++
+	for _, build := range builds {
+		for _, name := range systems {
+			scope, runner, err := startLab(p, name, build.bin, ro, false)
+			if err != nil {
+				p.fatalf("%s%s: could not start: %v", name, build.label, err)
+			}
+			for _, d := range ds {
+				elected, moved, failed := 0, 0, 0
+				for i := range rounds {
+					res := runner.Stall(d)
+					fmt.Fprintf(os.Stderr, "%s round %d/%d: %s%s\n", time.Now().Format("15:04:05"), i+1, rounds, res, build.label)
+					if res.Err != nil {
+						failed++
+						continue
+					}
+					if res.Elected {
+						elected++
+					}
+					if res.Moved {
+						moved++
+					}
 				}
+				r := fmt.Sprint(rounds - failed)
+				if failed > 0 {
+					r += fmt.Sprintf(" (+%d failed)", failed)
+				}
+				fmt.Fprintf(&b, "| %s%s | %v | %s | %d | %d |\n", strings.Replace(name, "-", " ", 1), build.label, d, r, elected, moved)
 			}
-			r := fmt.Sprint(rounds - failed)
-			if failed > 0 {
-				r += fmt.Sprintf(" (+%d failed)", failed)
-			}
-			fmt.Fprintf(&b, "| %s | %v | %s | %d | %d |\n", strings.Replace(name, "-", " ", 1), d, r, elected, moved)
+			scope.close()
 		}
-		scope.close()
 	}
 	fmt.Fprintf(&b, "\nTook %v.\n", time.Since(started).Round(time.Second))
 	fmt.Print(b.String())
@@ -222,6 +238,29 @@ func runStalls(p *program, systems []string, bin, list string, rounds int, ro ne
 			p.fatalf("record: %v", err)
 		}
 	}
+}
+
+// buildRevision builds ./cmd/raftlb at a git revision (in a temporary
+// worktree) and returns the binary's path.
+func buildRevision(p *program, rev string) string {
+	work, err := os.MkdirTemp("", "raftlb-baseline-")
+	if err != nil {
+		p.fatalf("%v", err)
+	}
+	p.cleanup(func() { os.RemoveAll(work); _ = exec.Command("git", "worktree", "prune").Run() })
+	tree := filepath.Join(work, "tree")
+	if out, err := exec.Command("git", "worktree", "add", "--detach", tree, rev).CombinedOutput(); err != nil {
+		p.fatalf("-baseline %s: git worktree add: %v\n%s", rev, err, out)
+	}
+	defer exec.Command("git", "worktree", "remove", "--force", tree).Run()
+	bin := filepath.Join(work, "raftlb")
+	fmt.Fprintf(os.Stderr, "building raftlb at %s\n", rev)
+	build := exec.Command("go", "build", "-o", bin, "./cmd/raftlb")
+	build.Dir = tree
+	if out, err := build.CombinedOutput(); err != nil {
+		p.fatalf("-baseline %s: go build: %v\n%s", rev, err, out)
+	}
+	return bin
 }
 
 // startLab starts system name in a lab of its own, with a runner.
