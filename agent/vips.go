@@ -39,8 +39,7 @@ func (a *Agent) startVIPs(ctx context.Context) error {
 	a.fence, a.vipLinks, a.vipAnn = f, links, ann
 	a.vips = vip.New(links, ann, vip.Options{Log: a.log.With("part", "vip"),
 		BurstCount: a.cfg.GARPBurst, BurstInterval: a.cfg.GARPInterval, Refresh: a.cfg.GARPRefresh,
-		// Announce only under a live lease, judged with a fresh clock.
-		MayAnnounce: func() bool { return time.Now().Before(a.leaseUntil()) }})
+		MayAnnounce: a.mayAnnounce})
 	// A restarted director holds nothing until it leads: remove VIPs of
 	// the (restored) state and every address raftlb marked that are still
 	// configured here (a SIGKILLed run leaves them). This comes before the
@@ -101,15 +100,33 @@ func (a *Agent) stopVIPs(release bool) {
 	a.fence, a.vipAnn, a.vipLinks = nil, nil, nil
 }
 
-// fenceVIPs declares the VIPs the kernel fence guards.
+// mayAnnounce gates every announcement: only under a live lease, judged
+// with a fresh clock, and only while the kernel fence guards the
+// interface's egress, so that a frame this daemon sends after freezing
+// between this check and the send is dropped if the lease ran out.
+func (a *Agent) mayAnnounce(ifname string, addr netip.Addr) bool {
+	if !time.Now().Before(a.leaseUntil()) {
+		return false
+	}
+	if err := a.fence.Guarded(ifname); err != nil {
+		a.log.Warn("VIP not announced: the kernel fence does not guard the interface", "vip", addr, "interface", ifname, "err", err)
+		return false
+	}
+	return true
+}
+
+// fenceVIPs declares the VIPs the kernel fence guards, and their
+// interfaces.
 func (a *Agent) fenceVIPs(vips []fsm.VIP) error {
 	addrs := make([]netip.Addr, 0, len(vips))
+	var ifaces []string
 	for _, v := range vips {
 		if p, err := netip.ParsePrefix(v.Address); err == nil {
 			addrs = append(addrs, p.Addr())
+			ifaces = append(ifaces, v.Interface)
 		}
 	}
-	if err := a.fence.SetVIPs(addrs); err != nil {
+	if err := a.fence.SetVIPs(addrs, ifaces); err != nil {
 		return fmt.Errorf("VIP fence: %w", err)
 	}
 	a.fenced = addrs

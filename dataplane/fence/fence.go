@@ -8,7 +8,7 @@
 //
 // # Mechanism
 //
-// The fence is two nftables tables, both named raftlb_fence, owned by
+// The fence is three nftables tables, all named raftlb_fence, owned by
 // raftlb and touched by nothing else:
 //
 //	table arp raftlb_fence {
@@ -33,8 +33,17 @@
 //			meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type nd-neighbor-advert
 //				icmpv6 target @vips6 icmpv6 target != @leased6 counter drop }
 //	}
+//	table netdev raftlb_fence {
+//		set vips4, leased4, vips6, leased6 (as in inet)
+//		chain egress_IFNAME { type filter hook egress device IFNAME priority -300; policy accept;
+//			ether type arp arp htype 1 ptype ip hlen 6 plen 4
+//				arp saddr ip @vips4 arp saddr ip != @leased4 counter drop
+//			ether type ip6 meta l4proto ipv6-icmp icmpv6 type nd-neighbor-advert
+//				icmpv6 target @vips6 icmpv6 target != @leased6 counter drop }
+//		# one egress chain per interface a VIP is configured on
+//	}
 //
-// (the leased sets of both tables are written together; sets cannot be
+// (the leased sets of all tables are written together; sets cannot be
 // shared between tables). A VIP is usable exactly while it is in vips and
 // its element in leased exists. Renew writes the leased elements with a
 // timeout; if the daemon dies or freezes, nobody renews, the elements
@@ -55,11 +64,18 @@
 //     (-100, raftlb's nft dataplane) and IPVS (LOCAL_IN), so a neighbour
 //     with a stale ARP/ND entry cannot reach a service through the fenced
 //     director; established connections stop too.
-//
-// Frames that the daemon itself sends on packet sockets (gratuitous ARP,
-// unsolicited NA from dataplane/vip) bypass netfilter; a dead or frozen
-// daemon sends none, and a live one must not announce a VIP it has no
-// lease for.
+//   - Gratuitous ARP and neighbour advertisements for the VIP leaving a
+//     VIP interface, in that interface's egress chain. Frames the daemon
+//     sends on packet sockets (dataplane/vip's announcements) pass no arp
+//     or inet hook, but they do pass egress (Linux 5.16 and later). The
+//     daemon checks its lease right before it announces, but it can freeze
+//     between the check and the send: found by the SIGSTOP test, where a
+//     director woken after its lease ran out put its announcement on the
+//     wire and the client went back to it. The egress chain drops that
+//     frame. On Linux 6.16 and later a chain can name an interface that
+//     does not exist yet and follows the name across delete and re-create;
+//     on older kernels it is created only for an existing interface and
+//     goes away with it, which Guarded notices and repairs.
 //
 // # Bound
 //
@@ -87,7 +103,8 @@
 //   - Anyone with CAP_NET_ADMIN (nft flush ruleset) can remove it; Renew
 //     then fails, naming the table.
 //   - Only VIPs passed to SetVIPs are fenced; an address configured before
-//     it is listed there is not.
+//     it is listed there is not. Packet-socket frames are fenced only on
+//     the interfaces passed with them (ask Guarded before announcing).
 //
 // Close leaves the fence in place, so a stopped or crashed daemon stays
 // fenced; Remove deletes it (uninstall, tests).
@@ -149,6 +166,11 @@ type Fence struct {
 	nl    *netlink.Conn
 	l     *layout
 	vips  map[netip.Addr]bool // as last written by SetVIPs
+	// ifaces are the interfaces of the declared VIPs, and chains those
+	// whose egress chain is in the kernel as far as this Fence knows
+	// (found at New, written by SetVIPs or Guarded).
+	ifaces, chains map[string]bool
+	egressErr      map[string]error // why an interface's chain could not be installed
 }
 
 // New installs the fence (both tables, their sets and chains) in the
@@ -157,7 +179,8 @@ type Fence struct {
 // vips and leased elements (a restarted daemon stays fenced until it
 // renews) and gets its rules rewritten in the same transaction.
 func New(opts ...Option) (*Fence, error) {
-	f := &Fence{l: newLayout(), vips: map[netip.Addr]bool{}}
+	f := &Fence{l: newLayout(), vips: map[netip.Addr]bool{},
+		ifaces: map[string]bool{}, chains: map[string]bool{}, egressErr: map[string]error{}}
 	for _, o := range opts {
 		if err := o(f); err != nil {
 			f.Close()
@@ -175,9 +198,21 @@ func New(opts ...Option) (*Fence, error) {
 	if err := f.flush(); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EPERM) {
-			return nil, fmt.Errorf("fence: install tables arp/inet %s: %w (needs CAP_NET_ADMIN)", TableName, err)
+			return nil, fmt.Errorf("fence: install tables arp/inet/netdev %s: %w (needs CAP_NET_ADMIN)", TableName, err)
 		}
-		return nil, fmt.Errorf("fence: install tables arp/inet %s (needs nf_tables with the arp and inet families and timed sets): %w", TableName, err)
+		return nil, fmt.Errorf("fence: install tables arp/inet/netdev %s (needs nf_tables with the arp, inet and netdev families and timed sets): %w", TableName, err)
+	}
+	// Egress chains of an earlier run: SetVIPs removes those no longer
+	// needed and rewrites the others.
+	chains, err := f.conn.ListChainsOfTableFamily(nftables.TableFamilyNetdev)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("fence: list chains of table netdev %s: %w", TableName, err)
+	}
+	for _, c := range chains {
+		if c.Table.Name == TableName && strings.HasPrefix(c.Name, egressPrefix) {
+			f.chains[strings.TrimPrefix(c.Name, egressPrefix)] = true
+		}
 	}
 	return f, nil
 }
@@ -195,6 +230,14 @@ func (f *Fence) connect() error {
 	return nil
 }
 
+// ready connects if a failed transaction left no socket.
+func (f *Fence) ready() error {
+	if f.conn == nil {
+		return f.connect()
+	}
+	return nil
+}
+
 func (f *Fence) disconnect() {
 	if f.conn != nil {
 		_ = f.conn.CloseLasting()
@@ -205,10 +248,8 @@ func (f *Fence) disconnect() {
 // flush sends the queued transaction. After an error the socket is
 // replaced, since replies of the failed batch may still be queued.
 func (f *Fence) flush() error {
-	if f.conn == nil {
-		if err := f.connect(); err != nil {
-			return err
-		}
+	if err := f.ready(); err != nil {
+		return err
 	}
 	if f.nl != nil {
 		_ = f.nl.SetDeadline(time.Now().Add(opTimeout))
@@ -259,25 +300,46 @@ func list(addrs []netip.Addr) string {
 	return strings.Join(s, ", ")
 }
 
+// validIfname checks an interface name as the kernel would (IFNAMSIZ).
+func validIfname(name string) error {
+	switch {
+	case name == "" || len(name) >= unix.IFNAMSIZ:
+		return fmt.Errorf("fence: interface name %q: must be 1 to %d bytes", name, unix.IFNAMSIZ-1)
+	case name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n\x00"):
+		return fmt.Errorf("fence: interface name %q: not a valid interface name", name)
+	}
+	return nil
+}
+
 // SetVIPs declares the VIPs under the fence: exactly addrs, replacing the
 // previous list in one transaction. A VIP in the list is usable only while
 // it has a lease (Renew). A VIP no longer in the list is not fenced at all;
 // leases are left alone. Call it before configuring a VIP's address.
-func (f *Fence) SetVIPs(addrs []netip.Addr) error {
+//
+// ifaces are the interfaces the VIPs are configured on: each gets an
+// egress chain, which also fences the frames user space sends on packet
+// sockets there, and the chains of interfaces no longer listed are
+// deleted in the same transaction. Failing to install a chain does not
+// fail SetVIPs (the VIPs are declared either way); Guarded reports it and
+// tries again.
+func (f *Fence) SetVIPs(addrs []netip.Addr, ifaces []string) error {
 	addrs, err := normalize(addrs)
 	if err != nil {
 		return err
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.conn == nil {
-		if err := f.connect(); err != nil {
+	for _, n := range ifaces {
+		if err := validIfname(n); err != nil {
 			return err
 		}
 	}
-	l := f.l
+	ifaces = slices.Compact(slices.Sorted(slices.Values(ifaces)))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.ready(); err != nil {
+		return err
+	}
 	var qerr error
-	for _, s := range []*nftables.Set{l.arpVIPs4, l.vips4, l.vips6} {
+	for _, s := range f.l.vipSets() {
 		f.conn.FlushSet(s)
 		if es := elems(addrs, s.KeyType == nftables.TypeIPAddr, 0); len(es) > 0 {
 			qerr = errors.Join(qerr, f.conn.SetAddElements(s, es))
@@ -289,13 +351,86 @@ func (f *Fence) SetVIPs(addrs []netip.Addr) error {
 		f.disconnect() // discard the queued messages
 	}
 	if qerr != nil {
-		return fmt.Errorf("fence: set VIPs %s in tables arp/inet %s: %w", list(addrs), TableName, qerr)
+		return fmt.Errorf("fence: set VIPs %s in tables arp/inet/netdev %s: %w", list(addrs), TableName, qerr)
 	}
 	f.vips = make(map[netip.Addr]bool, len(addrs))
 	for _, a := range addrs {
 		f.vips[a] = true
 	}
+	f.ifaces = make(map[string]bool, len(ifaces))
+	clear(f.egressErr)
+	for _, n := range ifaces {
+		f.ifaces[n] = true
+		// Written every time: a chain found from an earlier run gets
+		// this version's rules.
+		_ = f.installEgress(n)
+	}
+	// Chains of interfaces without VIPs go, each on its own: an older
+	// kernel may have deleted one with its device already. One left
+	// behind only guards an interface with no declared VIP.
+	for n := range f.chains {
+		if f.ifaces[n] {
+			continue
+		}
+		if f.ready() != nil {
+			break
+		}
+		c, _ := f.l.egress(n)
+		f.conn.DelChain(c) // with its rules
+		if err := f.flush(); err == nil || errors.Is(err, syscall.ENOENT) {
+			delete(f.chains, n)
+		}
+	}
 	return nil
+}
+
+// installEgress adds ifname's egress chain with its rules, or rewrites
+// them, in one transaction. Called with f.mu held.
+func (f *Fence) installEgress(ifname string) error {
+	if err := f.ready(); err != nil {
+		return err
+	}
+	c, rules := f.l.egress(ifname)
+	f.conn.AddChain(c)
+	f.conn.FlushChain(c)
+	for _, r := range rules {
+		f.conn.AddRule(r)
+	}
+	if err := f.flush(); err != nil {
+		delete(f.chains, ifname)
+		err = fmt.Errorf("fence: install chain netdev %s %s on the egress of %s (needs Linux 5.16 or later with the netfilter egress hook; before 6.16 the interface must exist): %w",
+			TableName, c.Name, ifname, err)
+		f.egressErr[ifname] = err
+		return err
+	}
+	f.chains[ifname] = true
+	delete(f.egressErr, ifname)
+	return nil
+}
+
+// Guarded reports whether frames leaving ifname are under the fence: nil
+// if the interface carries a declared VIP and its egress chain is in the
+// kernel. Ask it right before sending anything for a VIP on a packet
+// socket. It looks the chain up (one netlink round trip) and installs it
+// again if it is missing: an older kernel deletes a device's chain with
+// the device, and an interface that did not exist at SetVIPs may exist
+// now.
+func (f *Fence) Guarded(ifname string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.ifaces[ifname] {
+		return fmt.Errorf("fence: interface %s carries no declared VIP", ifname)
+	}
+	if f.chains[ifname] {
+		if err := f.ready(); err != nil {
+			return err
+		}
+		if _, err := f.conn.ListChain(f.l.netdev, egressPrefix+ifname); err == nil {
+			return nil
+		}
+		delete(f.chains, ifname)
+	}
+	return f.installEgress(ifname)
 }
 
 // Renew gives exactly addrs a lease of d from the moment the kernel
@@ -325,7 +460,7 @@ func (f *Fence) Renew(addrs []netip.Addr, d time.Duration) error {
 		}
 	}
 	if err := f.writeLeases(addrs, d); err != nil {
-		return fmt.Errorf("fence: renew %s for %v in tables arp/inet %s: %w", list(addrs), d, TableName, err)
+		return fmt.Errorf("fence: renew %s for %v in tables arp/inet/netdev %s: %w", list(addrs), d, TableName, err)
 	}
 	return nil
 }
@@ -336,7 +471,7 @@ func (f *Fence) Revoke() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.writeLeases(nil, 0); err != nil {
-		return fmt.Errorf("fence: revoke leases in tables arp/inet %s: %w", TableName, err)
+		return fmt.Errorf("fence: revoke leases in tables arp/inet/netdev %s: %w", TableName, err)
 	}
 	return nil
 }
@@ -353,10 +488,8 @@ func (f *Fence) Revoke() error {
 // renewed VIP is then added again with a fresh timeout. All of it commits
 // at once, so no packet sees the VIP unleased in between.
 func (f *Fence) writeLeases(addrs []netip.Addr, d time.Duration) error {
-	if f.conn == nil {
-		if err := f.connect(); err != nil {
-			return err
-		}
+	if err := f.ready(); err != nil {
+		return err
 	}
 	if len(addrs) == 0 {
 		for _, s := range f.l.leasedSets() {
@@ -399,18 +532,16 @@ func (f *Fence) Close() error {
 	return nil
 }
 
-// Remove deletes both fence tables, unfencing every VIP (uninstall,
+// Remove deletes the three fence tables, unfencing every VIP (uninstall,
 // tests). A table that is already gone is not an error. The Fence must not
 // be used afterwards except for Close.
 func (f *Fence) Remove() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var errs []error
-	for _, t := range []*nftables.Table{f.l.arp, f.l.inet} {
-		if f.conn == nil {
-			if err := f.connect(); err != nil {
-				return err
-			}
+	for _, t := range []*nftables.Table{f.l.arp, f.l.inet, f.l.netdev} {
+		if err := f.ready(); err != nil {
+			return err
 		}
 		f.conn.DelTable(t)
 		if err := f.flush(); err != nil && !errors.Is(err, syscall.ENOENT) {
@@ -426,6 +557,8 @@ func family(fam nftables.TableFamily) string {
 		return "arp"
 	case nftables.TableFamilyINet:
 		return "inet"
+	case nftables.TableFamilyNetdev:
+		return "netdev"
 	}
 	return fmt.Sprint(uint8(fam))
 }

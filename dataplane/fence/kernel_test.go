@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/mdlayher/packet"
+	"github.com/raftlb/raftlb/dataplane/vip"
 	"github.com/raftlb/raftlb/internal/benchrec"
 	"github.com/raftlb/raftlb/internal/netlab"
 	"golang.org/x/sys/unix"
@@ -75,7 +77,7 @@ func helperMain() int {
 		fmt.Println("E", err)
 		return 1
 	}
-	if err := f.SetVIPs(addrs); err != nil {
+	if err := f.SetVIPs(addrs, []string{"eth0"}); err != nil {
 		fmt.Println("E", err)
 		return 1
 	}
@@ -126,7 +128,7 @@ func newLab(t *testing.T) *lab {
 	}
 	t.Cleanup(func() { f.Close() })
 	l.f = f
-	if err := f.SetVIPs([]netip.Addr{vip4, vip6}); err != nil {
+	if err := f.SetVIPs([]netip.Addr{vip4, vip6}, []string{"eth0"}); err != nil {
 		t.Fatal(err)
 	}
 	l.Addr(l.dir, "eth0", vip4.String()+"/24")
@@ -614,4 +616,135 @@ func ruleCounter(t *testing.T, l *lab, fam, chain string) int {
 		t.Logf("%s", out)
 	}
 	return n
+}
+
+// TestFenceEgressPacketSocket: the announcements dataplane/vip sends on
+// packet sockets pass no arp or inet hook; the interface's egress chain
+// drops them once the lease is gone. This is the frame a daemon frozen
+// between its lease check and its send would put on the wire when woken.
+func TestFenceEgressPacketSocket(t *testing.T) {
+	l := newLab(t)
+	vips := []netip.Addr{vip4, vip6}
+	ann, err := vip.NewPacketAnnouncer(vip.PacketConfig{Netns: "/run/netns/" + l.dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ann.Close()
+	arp, nd := listenFrames(t, l.cli, unix.ETH_P_ARP), listenFrames(t, l.cli, unix.ETH_P_IPV6)
+	garp := func(f []byte) bool {
+		return len(f) >= 42 && netip.AddrFrom4([4]byte(f[28:32])) == vip4
+	}
+	na := func(f []byte) bool {
+		return len(f) >= 78 && f[20] == unix.IPPROTO_ICMPV6 && f[54] == 136 && netip.AddrFrom16([16]byte(f[62:78])) == vip6
+	}
+	announce := func() (arpSeen, naSeen bool, errs []error) {
+		drain(arp)
+		drain(nd)
+		errs = append(errs, ann.Announce("eth0", vip4), ann.Announce("eth0", vip6))
+		return seen(arp, garp), seen(nd, na), errs
+	}
+
+	if err := l.f.Guarded("eth0"); err != nil {
+		t.Fatalf("Guarded(eth0) after SetVIPs: %v", err)
+	}
+	if err := l.f.Guarded("eth1"); err == nil || !strings.Contains(err.Error(), "eth1") {
+		t.Fatalf("Guarded(eth1), an interface with no VIP: err = %v, want one naming it", err)
+	}
+
+	if err := l.f.Renew(vips, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if a, n, errs := announce(); !a || !n || errors.Join(errs...) != nil {
+		t.Fatalf("leased: client saw GARP %v, NA %v; announce errors %v", a, n, errs)
+	}
+
+	if err := l.f.Revoke(); err != nil {
+		t.Fatal(err)
+	}
+	a, n, errs := announce()
+	if a || n {
+		t.Fatalf("unleased: client saw GARP %v, NA %v (the egress chain let them through)", a, n)
+	}
+	for _, err := range errs {
+		if err == nil {
+			t.Error("announcing an unleased VIP reported no error (the kernel drop should surface)")
+		}
+	}
+	if c := ruleCounter(t, l, "netdev", "egress_eth0"); c < 2 {
+		t.Errorf("egress_eth0 counted %d drops, want the GARP and the NA", c)
+	}
+
+	// A chain removed behind the fence's back (as an older kernel does
+	// with its device) is reported and installed again by Guarded.
+	l.MustRun(l.dir, "nft", "delete", "chain", "netdev", TableName, "egress_eth0")
+	if a, _, _ := announce(); !a {
+		t.Fatal("without the egress chain the GARP should pass (the lab checks itself)")
+	}
+	if err := l.f.Guarded("eth0"); err != nil {
+		t.Fatalf("Guarded(eth0) did not reinstall the chain: %v", err)
+	}
+	if a, n, _ := announce(); a || n {
+		t.Fatalf("after Guarded reinstalled the chain: client saw GARP %v, NA %v", a, n)
+	}
+
+	// The VIPs move to another interface: eth0's chain goes, eth1's
+	// comes (Linux 6.16+ accepts a chain for an interface not yet there).
+	if err := l.f.SetVIPs(vips, []string{"eth1"}); err != nil {
+		t.Fatal(err)
+	}
+	chains := l.MustRun(l.dir, "nft", "list", "chains", "netdev")
+	if strings.Contains(chains, "egress_eth0") {
+		t.Errorf("egress_eth0 kept after its interface lost its VIPs:\n%s", chains)
+	}
+	if err := l.f.Guarded("eth0"); err == nil {
+		t.Error("Guarded(eth0) with no VIP on eth0: no error")
+	}
+	if err := l.f.SetVIPs(vips, []string{"bad/name"}); err == nil || !strings.Contains(err.Error(), "bad/name") {
+		t.Errorf("SetVIPs with interface bad/name: err = %v, want one naming it", err)
+	}
+}
+
+// listenFrames opens a packet socket for one ether type on ns's eth0.
+func listenFrames(t *testing.T, ns string, proto int) *packet.Conn {
+	t.Helper()
+	var c *packet.Conn
+	err := netlab.Do(ns, func() error {
+		ifi, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		c, err = packet.Listen(ifi, packet.Raw, proto, nil)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// drain discards the frames already queued on c.
+func drain(c *packet.Conn) {
+	buf := make([]byte, 1500)
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Millisecond))
+		if _, _, err := c.ReadFrom(buf); err != nil {
+			return
+		}
+	}
+}
+
+// seen reports whether a frame matching arrives on c within 200 ms.
+func seen(c *packet.Conn, match func([]byte) bool) bool {
+	buf := make([]byte, 1500)
+	_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	for {
+		n, _, err := c.ReadFrom(buf)
+		if err != nil {
+			return false
+		}
+		if match(buf[:n]) {
+			return true
+		}
+	}
 }

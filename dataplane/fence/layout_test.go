@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/mdlayher/netlink"
 )
 
@@ -46,9 +47,9 @@ func TestLayoutDeterministic(t *testing.T) {
 			t.Fatalf("message %d differs between two installs", i)
 		}
 	}
-	// 2 tables, 6 sets, 4 chains each added and flushed, 6 rules, plus
-	// the batch begin and end.
-	if want := 2 + 2 + 6 + 4*2 + 6; len(ma) != want {
+	// 3 tables, 10 sets, 4 chains each added and flushed, 6 rules, plus
+	// the batch begin and end (egress chains come with SetVIPs).
+	if want := 2 + 3 + 10 + 4*2 + 6; len(ma) != want {
 		t.Errorf("install sent %d messages, want %d", len(ma), want)
 	}
 }
@@ -81,6 +82,22 @@ func TestLayoutShape(t *testing.T) {
 	for _, c := range l.chains {
 		if c.Table.Family == nftables.TableFamilyINet && *c.Priority != -300 {
 			t.Errorf("chain %s priority %d, want raw (-300)", c.Name, *c.Priority)
+		}
+	}
+	// The egress chain of an interface: bound to it, with the GARP and the
+	// NA rule, both looking up the netdev table's own sets.
+	c, rules := l.egress("eth7")
+	if c.Name != "egress_eth7" || c.Device != "eth7" || c.Table != l.netdev || *c.Hooknum != *nftables.ChainHookEgress || *c.Priority != -300 {
+		t.Errorf("egress chain %s device %s table %s hook %d priority %d", c.Name, c.Device, family(c.Table.Family), *c.Hooknum, *c.Priority)
+	}
+	if len(rules) != 2 {
+		t.Fatalf("egress chain has %d rules, want 2", len(rules))
+	}
+	for _, r := range rules {
+		for _, e := range r.Exprs {
+			if lk, ok := e.(*expr.Lookup); ok && lk.SetID < l.devVIPs4.ID {
+				t.Errorf("egress rule looks up set %s (ID %d) of another table", lk.SetName, lk.SetID)
+			}
 		}
 	}
 }

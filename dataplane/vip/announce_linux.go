@@ -1,6 +1,7 @@
 package vip
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -170,6 +171,10 @@ func (a *PacketAnnouncer) Announce(ifname string, addr netip.Addr) error {
 	}
 	for _, f := range frames {
 		if _, err := conn.WriteTo(f, &packet.Addr{HardwareAddr: net.HardwareAddr(f[0:6])}); err != nil {
+			if errors.Is(err, unix.ENOBUFS) {
+				// What a netfilter drop on egress returns.
+				return fmt.Errorf("send on %s: dropped by the kernel (raftlb's VIP fence drops announcements of a VIP with no live lease; or the queue is full): %w", ifname, err)
+			}
 			return fmt.Errorf("send on %s: %w", ifname, err)
 		}
 	}

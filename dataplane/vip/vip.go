@@ -109,12 +109,14 @@ type Options struct {
 	// behind raftlb's back and announces every held VIP once more (default
 	// 10 s; negative disables both).
 	Refresh time.Duration
-	// MayAnnounce, if set, is asked right before every announcement; when
-	// it says no, the announcement is skipped (counted as gated). The agent
-	// answers from the VIP lease, read with a fresh clock: a daemon woken
-	// from SIGSTOP fires its pending announcement timers before anything
-	// else runs, and AF_PACKET frames bypass the kernel fence.
-	MayAnnounce func() bool
+	// MayAnnounce, if set, is asked right before every announcement of
+	// addr on ifname; when it says no, the announcement is skipped
+	// (counted as gated). The agent answers from the VIP lease, read with
+	// a fresh clock (a daemon woken from SIGSTOP fires its pending
+	// announcement timers before anything else runs), and from the kernel
+	// fence, whose egress chain on ifname must be in place: it drops the
+	// frame if the daemon freezes between this check and the send.
+	MayAnnounce func(ifname string, addr netip.Addr) bool
 }
 
 func (o *Options) setDefaults() {
@@ -509,7 +511,7 @@ func (m *Manager) announce(k key, h *held) {
 	if h.quiet {
 		return
 	}
-	if m.opts.MayAnnounce != nil && !m.opts.MayAnnounce() {
+	if m.opts.MayAnnounce != nil && !m.opts.MayAnnounce(k.ifname, k.prefix.Addr()) {
 		m.stats.AnnounceGated++
 		return
 	}
