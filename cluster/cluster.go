@@ -258,11 +258,11 @@ func New(cfg Config, fsm raft.FSM) (n *Node, err error) {
 	rc.NotifyCh = n.notifyCh
 	rc.Logger = logger
 
-	if err := recoverFromPeersJSON(cfg.DataDir, rc, fsm, logs, store, snaps, trans, logger); err != nil {
+	if err := recoverFromPeersJSON(cfg.DataDir, rc, fsm, logs, store, snaps, voteTransport{trans}, logger); err != nil {
 		return nil, err
 	}
 
-	r, err := raft.NewRaft(rc, fsm, logs, store, snaps, trans)
+	r, err := raft.NewRaft(rc, fsm, logs, store, snaps, voteTransport{trans})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
