@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,52 +24,112 @@ type leaseView struct {
 	ClaimedOnRelease bool `json:"claimed_on_release,omitempty"`
 }
 
+// confirmer runs the quorum confirmations (raft barriers) of one
+// leadership term on its own goroutine, one at a time, a new one every
+// renew period, and keeps the start time of the newest that committed. It
+// does not wait for the lease loop: a loop busy in the kernel (adding
+// addresses, announcing, under CPU starvation) must not starve its own
+// lease. Found by TestSigtermHandsOverOnACommittedRelease under the full
+// suite: the loop spent 32 ms in one VIP Set, no confirmation was started
+// meanwhile, the 50 ms (fast) lease lapsed, and the handover could not
+// vouch for its release.
+type confirmer struct {
+	mu     sync.Mutex
+	latest time.Time     // newest committed confirmation not yet taken
+	signal chan struct{} // a barrier finished (committed or not)
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+// startConfirmer starts the confirmations of a term; barrier is the
+// node's (a commit through the leader, failing unless it leads).
+func startConfirmer(ctx context.Context, lt cluster.LeaseTiming, barrier func(time.Duration) error) *confirmer {
+	c := &confirmer{signal: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		tick := time.NewTicker(lt.Renew)
+		defer tick.Stop()
+		for {
+			start := time.Now()
+			ok := barrier(lt.Duration) == nil
+			c.mu.Lock()
+			if ok {
+				c.latest = start
+			}
+			c.mu.Unlock()
+			select {
+			case c.signal <- struct{}{}:
+			default:
+			}
+			select {
+			case <-tick.C:
+			case <-c.stop:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return c
+}
+
+// take returns the newest committed confirmation since the last take
+// (zero: none).
+func (c *confirmer) take() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.latest
+	c.latest = time.Time{}
+	return t
+}
+
+// close stops c without waiting for a barrier in flight (wait does).
+func (c *confirmer) close() { close(c.stop) }
+
+func (c *confirmer) wait() { <-c.done }
+
+func (c *confirmer) finished() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // leaseLoop decides, with cluster.DecideLease, whether this director holds
 // the VIPs: only as leader, only after the claim delay, and only while a
 // quorum-confirmed lease (a committed barrier) is valid. Confirmations run
-// on their own goroutine so that an expiry is acted on even while a commit
-// hangs (a partitioned leader drops the VIPs when its lease runs out).
+// on their own goroutine (confirmer) so that an expiry is acted on even
+// while a commit hangs (a partitioned leader drops the VIPs when its lease
+// runs out), and so that confirmations go on while this loop is busy.
 func (a *Agent) leaseLoop(ctx context.Context) {
 	defer close(a.leaseDone)
 	p, _ := cluster.ProfileByName(a.node.Status().Profile)
 	lt := cluster.LeaseTimingFor(p)
 	leaderCh := a.node.LeaderChanges()
-	renew := time.NewTicker(lt.Renew)
-	defer renew.Stop()
-	confirmed := make(chan time.Time, 1)
 	var (
 		st         cluster.LeaseState
-		inFlight   bool
 		held       []fsm.VIP
 		holding    bool
 		expiry     *time.Timer
 		wonAt      time.Time
 		term       uint64 // the raft term st belongs to
 		fencedVIPs []fsm.VIP
-		wg         sync.WaitGroup
-		released   bool      // released for a planned handover in this term
-		replyTo    chan bool // a release request waiting for the VIPs to be gone
+		conf       *confirmer   // this term's, while leader
+		confs      []*confirmer // every one started, waited for on return
+		released   bool         // released for a planned handover in this term
+		replyTo    chan bool    // a release request waiting for the VIPs to be gone
 		entitled   bool
 	)
-	defer wg.Wait()
-	confirm := func() {
-		if inFlight || !st.Leader {
-			return
+	defer func() {
+		if conf != nil {
+			conf.close()
 		}
-		inFlight = true
-		wg.Add(1)
-		go func(term time.Time) {
-			defer wg.Done()
-			start := time.Now()
-			if a.node.Barrier(lt.Duration) != nil {
-				start = time.Time{} // failed: report "nothing new"
-			}
-			select {
-			case confirmed <- start:
-			case <-ctx.Done():
-			}
-		}(st.LeaderSince)
-	}
+		for _, c := range confs {
+			c.wait()
+		}
+	}()
 	// newTerm restarts the lease: leadership notifications are coalesced,
 	// so losing and regaining leadership may arrive as one "true"; a
 	// confirmation from an earlier term must never count.
@@ -80,11 +141,41 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 		case !st.Leader || t != term:
 			st, term, released = cluster.LeaseState{Leader: true, LeaderSince: time.Now()}, t, false
 			wonAt = st.LeaderSince
-			confirm()
+		default:
+			return
+		}
+		if conf != nil {
+			conf.close()
+			conf = nil
+		}
+		if st.Leader {
+			conf = startConfirmer(ctx, lt, a.node.Barrier)
+			confs = append(slices.DeleteFunc(confs, (*confirmer).finished), conf)
+		}
+	}
+	// absorb takes the newest confirmation into the state.
+	absorb := func() {
+		if conf == nil {
+			return
+		}
+		t := conf.take()
+		if !st.Leader || t.IsZero() || t.Before(st.LeaderSince) {
+			return
+		}
+		st.ConfirmedAt = t
+		// The barrier applied every earlier entry: a release committed
+		// by the holder of the term just before this one means no lease
+		// can be outstanding.
+		if rel := a.fsm.LastRelease(); !st.Released && rel != nil && rel.Term+1 == term {
+			st.Released = true
+			a.setLease(func(v *leaseView) { v.ClaimedOnRelease = true })
+		} else if !st.Released {
+			a.setLease(func(v *leaseView) { v.ClaimedOnRelease = false })
 		}
 	}
 	observe()
 	for {
+		absorb()
 		now := time.Now()
 		st.Holding = holding
 		d := cluster.DecideLease(lt, st, now)
@@ -162,6 +253,10 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 			wake = expiry.C
 		}
 		changed := a.fsm.Changed()
+		var confirmed <-chan struct{}
+		if conf != nil {
+			confirmed = conf.signal
+		}
 		select {
 		case <-ctx.Done():
 			if expiry != nil {
@@ -171,21 +266,8 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 		case <-a.faults.Changed():
 		case <-leaderCh:
 			observe()
-		case t := <-confirmed:
-			inFlight = false
+		case <-confirmed:
 			observe() // a failed barrier often means leadership moved
-			if st.Leader && !t.IsZero() && !t.Before(st.LeaderSince) {
-				st.ConfirmedAt = t
-				// The barrier applied every earlier entry: a release
-				// committed by the holder of the term just before this
-				// one means no lease can be outstanding.
-				if rel := a.fsm.LastRelease(); !st.Released && rel != nil && rel.Term+1 == term {
-					st.Released = true
-					a.setLease(func(v *leaseView) { v.ClaimedOnRelease = true })
-				} else if !st.Released {
-					a.setLease(func(v *leaseView) { v.ClaimedOnRelease = false })
-				}
-			}
 		case c := <-a.leaseCtl:
 			observe()
 			released = c.release && st.Leader
@@ -196,9 +278,6 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 			} else {
 				c.reply <- true
 			}
-		case <-renew.C:
-			observe()
-			confirm()
 		case <-wake:
 		case <-changed:
 		}

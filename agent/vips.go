@@ -104,15 +104,14 @@ func (a *Agent) stopVIPs(release bool) {
 // with a fresh clock, and only while the kernel fence guards the
 // interface's egress, so that a frame this daemon sends after freezing
 // between this check and the send is dropped if the lease ran out.
+//
+// The lease is read last, nearest the send.
 func (a *Agent) mayAnnounce(ifname string, addr netip.Addr) bool {
-	if !time.Now().Before(a.leaseUntil()) {
-		return false
-	}
 	if err := a.fence.Guarded(ifname); err != nil {
 		a.log.Warn("VIP not announced: the kernel fence does not guard the interface", "vip", addr, "interface", ifname, "err", err)
 		return false
 	}
-	return true
+	return time.Now().Before(a.leaseUntil())
 }
 
 // fenceVIPs declares the VIPs the kernel fence guards, and their
