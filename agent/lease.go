@@ -153,12 +153,17 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 			confs = append(slices.DeleteFunc(confs, (*confirmer).finished), conf)
 		}
 	}
-	// absorb takes the newest confirmation into the state.
+	// absorb takes the newest confirmation into the state. It looks at
+	// leadership after taking it: a barrier that committed in a later term
+	// than st's (lost and won again, one coalesced notification) is then
+	// seen to start before that term's LeaderSince and does not count, so
+	// the new term still waits its claim delay.
 	absorb := func() {
-		if conf == nil {
-			return
+		var t time.Time
+		if conf != nil {
+			t = conf.take()
 		}
-		t := conf.take()
+		observe()
 		if !st.Leader || t.IsZero() || t.Before(st.LeaderSince) {
 			return
 		}

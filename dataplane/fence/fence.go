@@ -170,7 +170,6 @@ type Fence struct {
 	// whose egress chain is in the kernel as far as this Fence knows
 	// (found at New, written by SetVIPs or Guarded).
 	ifaces, chains map[string]bool
-	egressErr      map[string]error // why an interface's chain could not be installed
 }
 
 // New installs the fence (both tables, their sets and chains) in the
@@ -180,7 +179,7 @@ type Fence struct {
 // renews) and gets its rules rewritten in the same transaction.
 func New(opts ...Option) (*Fence, error) {
 	f := &Fence{l: newLayout(), vips: map[netip.Addr]bool{},
-		ifaces: map[string]bool{}, chains: map[string]bool{}, egressErr: map[string]error{}}
+		ifaces: map[string]bool{}, chains: map[string]bool{}}
 	for _, o := range opts {
 		if err := o(f); err != nil {
 			f.Close()
@@ -316,12 +315,12 @@ func validIfname(name string) error {
 // it has a lease (Renew). A VIP no longer in the list is not fenced at all;
 // leases are left alone. Call it before configuring a VIP's address.
 //
-// ifaces are the interfaces the VIPs are configured on: each gets an
-// egress chain, which also fences the frames user space sends on packet
-// sockets there, and the chains of interfaces no longer listed are
-// deleted in the same transaction. Failing to install a chain does not
-// fail SetVIPs (the VIPs are declared either way); Guarded reports it and
-// tries again.
+// ifaces are the interfaces the VIPs are configured on: after the VIPs
+// are declared, each gets its egress chain (which also fences the frames
+// user space sends on packet sockets there), one transaction per
+// interface, and the chains of interfaces no longer listed are deleted.
+// Failing to install a chain does not fail SetVIPs (the VIPs are declared
+// either way); Guarded reports it and tries again.
 func (f *Fence) SetVIPs(addrs []netip.Addr, ifaces []string) error {
 	addrs, err := normalize(addrs)
 	if err != nil {
@@ -358,7 +357,6 @@ func (f *Fence) SetVIPs(addrs []netip.Addr, ifaces []string) error {
 		f.vips[a] = true
 	}
 	f.ifaces = make(map[string]bool, len(ifaces))
-	clear(f.egressErr)
 	for _, n := range ifaces {
 		f.ifaces[n] = true
 		// Written every time: a chain found from an earlier run gets
@@ -398,13 +396,10 @@ func (f *Fence) installEgress(ifname string) error {
 	}
 	if err := f.flush(); err != nil {
 		delete(f.chains, ifname)
-		err = fmt.Errorf("fence: install chain netdev %s %s on the egress of %s (needs Linux 5.16 or later with the netfilter egress hook; before 6.16 the interface must exist): %w",
+		return fmt.Errorf("fence: install chain netdev %s %s on the egress of %s (needs Linux 5.16 or later with the netfilter egress hook; before 6.16 the interface must exist): %w",
 			TableName, c.Name, ifname, err)
-		f.egressErr[ifname] = err
-		return err
 	}
 	f.chains[ifname] = true
-	delete(f.egressErr, ifname)
 	return nil
 }
 
