@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"reflect"
-	"slices"
 	"sync"
 	"time"
 
@@ -38,39 +37,38 @@ type confirmer struct {
 	latest time.Time     // newest committed confirmation not yet taken
 	signal chan struct{} // a barrier finished (committed or not)
 	stop   chan struct{}
-	done   chan struct{}
 }
 
-// startConfirmer starts the confirmations of a term; barrier is the
-// node's (a commit through the leader, failing unless it leads).
-func startConfirmer(ctx context.Context, lt cluster.LeaseTiming, barrier func(time.Duration) error) *confirmer {
-	c := &confirmer{signal: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(c.done)
-		tick := time.NewTicker(lt.Renew)
-		defer tick.Stop()
-		for {
-			start := time.Now()
-			ok := barrier(lt.Duration) == nil
-			c.mu.Lock()
-			if ok {
-				c.latest = start
-			}
-			c.mu.Unlock()
-			select {
-			case c.signal <- struct{}{}:
-			default:
-			}
-			select {
-			case <-tick.C:
-			case <-c.stop:
-				return
-			case <-ctx.Done():
-				return
-			}
+func newConfirmer() *confirmer {
+	return &confirmer{signal: make(chan struct{}, 1), stop: make(chan struct{})}
+}
+
+// run confirms until stop is closed or ctx ends; barrier is the node's (a
+// commit through the leader, failing unless it leads). A barrier in
+// flight is finished first.
+func (c *confirmer) run(ctx context.Context, lt cluster.LeaseTiming, barrier func(time.Duration) error) {
+	tick := time.NewTicker(lt.Renew)
+	defer tick.Stop()
+	for {
+		start := time.Now()
+		ok := barrier(lt.Duration) == nil
+		c.mu.Lock()
+		if ok {
+			c.latest = start
 		}
-	}()
-	return c
+		c.mu.Unlock()
+		select {
+		case c.signal <- struct{}{}:
+		default:
+		}
+		select {
+		case <-tick.C:
+		case <-c.stop:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // take returns the newest committed confirmation since the last take
@@ -83,19 +81,8 @@ func (c *confirmer) take() time.Time {
 	return t
 }
 
-// close stops c without waiting for a barrier in flight (wait does).
+// close stops run without waiting for a barrier in flight.
 func (c *confirmer) close() { close(c.stop) }
-
-func (c *confirmer) wait() { <-c.done }
-
-func (c *confirmer) finished() bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
-	}
-}
 
 // leaseLoop decides, with cluster.DecideLease, whether this director holds
 // the VIPs: only as leader, only after the claim delay, and only while a
@@ -116,19 +103,17 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 		wonAt      time.Time
 		term       uint64 // the raft term st belongs to
 		fencedVIPs []fsm.VIP
-		conf       *confirmer   // this term's, while leader
-		confs      []*confirmer // every one started, waited for on return
-		released   bool         // released for a planned handover in this term
-		replyTo    chan bool    // a release request waiting for the VIPs to be gone
+		conf       *confirmer     // this term's, while leader
+		confirmers sync.WaitGroup // every run, waited for on return
+		released   bool           // released for a planned handover in this term
+		replyTo    chan bool      // a release request waiting for the VIPs to be gone
 		entitled   bool
 	)
 	defer func() {
 		if conf != nil {
 			conf.close()
 		}
-		for _, c := range confs {
-			c.wait()
-		}
+		confirmers.Wait()
 	}()
 	// newTerm restarts the lease: leadership notifications are coalesced,
 	// so losing and regaining leadership may arrive as one "true"; a
@@ -149,8 +134,9 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 			conf = nil
 		}
 		if st.Leader {
-			conf = startConfirmer(ctx, lt, a.node.Barrier)
-			confs = append(slices.DeleteFunc(confs, (*confirmer).finished), conf)
+			c := newConfirmer()
+			confirmers.Go(func() { c.run(ctx, lt, a.node.Barrier) })
+			conf = c
 		}
 	}
 	// absorb takes the newest confirmation into the state. It looks at

@@ -122,6 +122,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
+	"github.com/raftlb/raftlb/fsm"
 	"golang.org/x/sys/unix"
 )
 
@@ -299,17 +300,6 @@ func list(addrs []netip.Addr) string {
 	return strings.Join(s, ", ")
 }
 
-// validIfname checks an interface name as the kernel would (IFNAMSIZ).
-func validIfname(name string) error {
-	switch {
-	case name == "" || len(name) >= unix.IFNAMSIZ:
-		return fmt.Errorf("fence: interface name %q: must be 1 to %d bytes", name, unix.IFNAMSIZ-1)
-	case name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n\x00"):
-		return fmt.Errorf("fence: interface name %q: not a valid interface name", name)
-	}
-	return nil
-}
-
 // SetVIPs declares the VIPs under the fence: exactly addrs, replacing the
 // previous list in one transaction. A VIP in the list is usable only while
 // it has a lease (Renew). A VIP no longer in the list is not fenced at all;
@@ -327,8 +317,11 @@ func (f *Fence) SetVIPs(addrs []netip.Addr, ifaces []string) error {
 		return err
 	}
 	for _, n := range ifaces {
-		if err := validIfname(n); err != nil {
-			return err
+		if err := fsm.CheckIfName("interface", n); err != nil {
+			return fmt.Errorf("fence: %w", err)
+		}
+		if strings.ContainsRune(n, 0) { // netlink would cut the name there
+			return fmt.Errorf("fence: interface name %q contains a NUL byte", n)
 		}
 	}
 	ifaces = slices.Compact(slices.Sorted(slices.Values(ifaces)))
