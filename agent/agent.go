@@ -369,6 +369,7 @@ func (a *Agent) start() (err error) {
 	if err := a.bootstrap(runCtx); err != nil {
 		return err
 	}
+	a.goRun(runCtx, a.watchFSM)
 	a.goRun(runCtx, a.registerLoop)
 	a.goRun(runCtx, a.profileLoop)
 	a.goRun(runCtx, a.leadershipLoop)
@@ -378,6 +379,29 @@ func (a *Agent) start() (err error) {
 	a.log.Info("director started", "api", a.APIURL(), "raft", a.node.Addr(), "data_dir", a.cfg.DataDir,
 		"profile", profile.Name, "existing_state", a.node.HasExistingState(), "dev", cfg.Dev)
 	return nil
+}
+
+// watchFSM takes this director out of raft once its FSM has stopped on a
+// damaged log entry (fsm.Failure): it must never lead or vote on a state it
+// cannot apply. The API stays up so that /readyz, /v1/status and the log
+// say which index failed and what to do.
+func (a *Agent) watchFSM(ctx context.Context) {
+	for {
+		changed := a.fsm.Changed()
+		if fl := a.fsm.Failure(); fl != nil {
+			a.log.Error("this director leaves raft: it cannot apply its log (never leader, not ready); its API stays up",
+				"index", fl.Index, "err", fl.Err, "recovery", fsm.Recovery)
+			if err := a.node.Shutdown(); err != nil {
+				a.log.Warn("raft shutdown after the FSM stopped", "err", err)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
 }
 
 func envOr(k, def string) string {
@@ -559,7 +583,7 @@ func (a *Agent) wantNode() fsm.Node {
 	n := fsm.Node{ID: a.cfg.NodeID, RaftAddr: a.node.Addr(), APIAddr: a.cfg.APIAdvertise, APIScheme: a.scheme,
 		Dataplane: a.dpKind, Caps: a.caps,
 		Priority: a.cfg.Priority, NoPreempt: a.cfg.NoPreempt, Witness: a.cfg.Witness, Fault: a.currentFault(),
-		GossipAddr: a.gossipAdvertised()}
+		GossipAddr: a.gossipAdvertised(), LogChecksums: true}
 	if a.cfg.PreemptDelay > 0 {
 		n.PreemptDelay = a.cfg.PreemptDelay.String()
 	}

@@ -89,7 +89,7 @@ func (a *Agent) handover(ctx context.Context, target, why string) error {
 // applyInternal commits a command on this director, which must lead, and
 // returns the command's own error if the state refused it.
 func (a *Agent) applyInternal(c fsm.Command, timeout time.Duration) error {
-	b, err := fsm.Encode(c)
+	b, err := a.fsm.Encode(c)
 	if err != nil {
 		return err
 	}

@@ -160,7 +160,7 @@ func statusOf(e *Error) int {
 		return http.StatusNotFound
 	case fsm.CodeConflict, fsm.CodeCASMismatch:
 		return http.StatusConflict
-	case CodeNoLeader, CodeLeadershipLost:
+	case CodeNoLeader, CodeLeadershipLost, CodeStopped:
 		return http.StatusServiceUnavailable
 	case CodeUnauthorized:
 		return http.StatusUnauthorized
@@ -363,7 +363,7 @@ func (s *Server) membershipWrite(w http.ResponseWriter, r *http.Request, prepare
 }
 
 func (s *Server) writeOpts(w http.ResponseWriter, r *http.Request, okStatus int, readYourWrites bool, prepare prepareFunc) {
-	if !s.authorize(w, r, true) {
+	if !s.authorize(w, r, true) || s.refuseStopped(w) {
 		return
 	}
 	body, e := s.readBody(w, r)
@@ -391,7 +391,7 @@ func (s *Server) writeOpts(w http.ResponseWriter, r *http.Request, okStatus int,
 
 // apply commits cmd through raft and turns the FSM's result into a response.
 func (s *Server) apply(cmd fsm.Command) (*WriteResponse, *Error) {
-	b, err := fsm.Encode(cmd)
+	b, err := s.cfg.FSM.Encode(cmd)
 	if err != nil {
 		return nil, &Error{Code: fsm.CodeInternal, Message: err.Error()}
 	}
@@ -509,13 +509,25 @@ func (s *Server) waitApplied(ctx context.Context, idx uint64) error {
 	}
 }
 
+// refuseStopped answers 503 stopped when this director's FSM stopped on a
+// damaged log entry: its state will never catch up, so it serves neither
+// reads (they would be stale forever) nor writes.
+func (s *Server) refuseStopped(w http.ResponseWriter) bool {
+	fl := s.cfg.FSM.Failure()
+	if fl == nil {
+		return false
+	}
+	writeError(w, 0, &Error{Code: CodeStopped, Message: fl.Error() + ": " + fsm.Recovery})
+	return true
+}
+
 // ---- the read path ----
 
 // read answers a read from the local FSM. With ?consistent=1 the answer
 // comes from the leader after a raft barrier, so it reflects every write
 // committed before the request.
 func (s *Server) read(w http.ResponseWriter, r *http.Request, get func() (any, *Error)) {
-	if !s.authorize(w, r, false) {
+	if !s.authorize(w, r, false) || (r.URL.Path != "/v1/status" && s.refuseStopped(w)) {
 		return
 	}
 	if c := r.URL.Query().Get("consistent"); c != "" && c != "0" && c != "false" {
@@ -546,7 +558,9 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	st := s.cfg.Raft.Status()
-	switch {
+	switch fl := s.cfg.FSM.Failure(); {
+	case fl != nil:
+		writeJSON(w, http.StatusServiceUnavailable, Ready{Reason: "stopped: " + fl.Error()})
 	case st.LeaderID == "":
 		writeJSON(w, http.StatusServiceUnavailable, Ready{Reason: "no leader known"})
 	case st.AppliedIndex < st.CommitIndex:
@@ -583,7 +597,7 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) {
 		// applied_index never trails an index a write returned.
 		out := Status{NodeID: st.ID, RaftAddr: st.Addr, Role: st.State, LeaderID: st.LeaderID, LeaderAddr: st.LeaderAddr,
 			Term: st.Term, CommitIndex: st.CommitIndex, AppliedIndex: max(st.AppliedIndex, s.cfg.FSM.Index()),
-			TimingProfile: st.Profile, Version: s.cfg.Version}
+			TimingProfile: st.Profile, Version: s.cfg.Version, FSMFailure: s.cfg.FSM.Failure()}
 		if s.cfg.Dataplane != nil {
 			out.Dataplane = s.cfg.Dataplane()
 		}

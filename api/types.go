@@ -32,6 +32,7 @@ const (
 	CodeTooLarge         = "too_large"          // 413
 	CodeMethod           = "method_not_allowed" // 405
 	CodeUnsupportedMedia = "unsupported_media"  // 415
+	CodeStopped          = "stopped"            // 503: this director's FSM stopped on a damaged log entry (fsm.Failure)
 )
 
 // Error is the body of every error response.
@@ -60,8 +61,12 @@ type Status struct {
 	AppliedIndex  uint64     `json:"applied_index"`
 	LastContact   *time.Time `json:"last_contact,omitempty"`
 	TimingProfile string     `json:"timing_profile"`
-	Peers         []Peer     `json:"peers"`
-	Version       string     `json:"version"`
+	// FSMFailure is set when this director stopped applying the log at a
+	// damaged entry: it left raft and serves no reads or writes until its
+	// data dir is replaced (docs/operations.md, "A damaged data dir").
+	FSMFailure *fsm.Failure `json:"fsm_failure,omitempty"`
+	Peers      []Peer       `json:"peers"`
+	Version    string       `json:"version"`
 	// Dataplane is this director's dataplane reconciler status: backend,
 	// programmed counts, last sync and resync, drift repairs, per-object
 	// errors, unmanaged kernel services.

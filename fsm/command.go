@@ -2,9 +2,12 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"io"
 )
 
 // CommandType is the first byte of every raft log entry raftlb writes.
@@ -239,41 +242,100 @@ func newCommand(t CommandType) Command {
 // IgnorableFlag.
 var ErrIgnorable = errors.New("unknown ignorable command type")
 
-// Encode serialises a command: type byte, version byte, JSON body.
-func Encode(c Command) ([]byte, error) {
+// ErrCorrupt is returned (wrapped) by Decode for an entry whose checksum does
+// not match its bytes, or that cannot be a command at all (too short,
+// unknown type or encoding, a body that is not the command's JSON). A
+// director that meets one stops applying (FSM.Failure): it never skips an
+// entry the others applied.
+var ErrCorrupt = errors.New("damaged or unreadable raft log entry")
+
+// checksumFlag, set in the encoding-version byte, says that the entry ends
+// with a CRC-32C (Castagnoli) of everything before it, big-endian. The
+// version proper is the byte without the flag.
+const checksumFlag = 0x40
+
+var crc32c = crc32.MakeTable(crc32.Castagnoli)
+
+// Encode serialises a command with a checksum: type byte, version byte, JSON
+// body, CRC-32C. It is what a cluster of this release writes; FSM.Encode
+// leaves the checksum out while a registered director cannot read it.
+func Encode(c Command) ([]byte, error) { return encode(c, true) }
+
+func encode(c Command, checksum bool) ([]byte, error) {
 	body, err := json.Marshal(c)
 	if err != nil {
 		return nil, fmt.Errorf("encode %T: %w", c, err)
 	}
-	out := make([]byte, 0, 2+len(body))
-	out = append(out, byte(c.Type()), encodingVersion(c))
-	return append(out, body...), nil
+	ver := encodingVersion(c)
+	if checksum {
+		ver |= checksumFlag
+	}
+	out := make([]byte, 0, 2+len(body)+4)
+	out = append(out, byte(c.Type()), ver)
+	out = append(out, body...)
+	if checksum {
+		out = binary.BigEndian.AppendUint32(out, crc32.Checksum(out, crc32c))
+	}
+	return out, nil
 }
 
-// Decode parses an entry written by Encode. The result is a pointer to one of
-// the command structs.
+// Decode parses an entry written by Encode (or by an older release, without
+// the checksum). The result is a pointer to one of the command structs.
+// Every error but ErrIgnorable wraps ErrCorrupt.
 func Decode(b []byte) (Command, error) {
+	c, err := decode(b)
+	if err != nil && !errors.Is(err, ErrIgnorable) {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return c, err
+}
+
+func decode(b []byte) (Command, error) {
 	if len(b) < 2 {
 		return nil, fmt.Errorf("command too short (%d bytes)", len(b))
 	}
-	t := CommandType(b[0])
+	t, ver := CommandType(b[0]), b[1]
+	body := b[2:]
+	if ver&checksumFlag != 0 {
+		if len(b) < 6 {
+			return nil, fmt.Errorf("command type %d: %d bytes cannot hold a checksum", t, len(b))
+		}
+		n := len(b) - 4
+		if want, got := binary.BigEndian.Uint32(b[n:]), crc32.Checksum(b[:n], crc32c); want != got {
+			return nil, fmt.Errorf("command type %d: checksum mismatch (stored %08x, computed %08x over %d bytes)", t, want, got, n)
+		}
+		ver &^= checksumFlag
+		body = b[2:n]
+	}
 	c := newCommand(t)
 	if c == nil {
 		if t&IgnorableFlag != 0 {
 			return nil, fmt.Errorf("%w %d", ErrIgnorable, t)
 		}
-		return nil, fmt.Errorf("unknown command type %d", t)
+		return nil, fmt.Errorf("unknown command type %d (written by a newer raftlb? upgrade this director)", t)
 	}
-	if b[1] != encodingV1 && b[1] != encodingV2 {
-		return nil, fmt.Errorf("command type %d: encoding version %d is not supported (this director knows %d and %d)", t, b[1], encodingV1, encodingV2)
+	if ver != encodingV1 && ver != encodingV2 {
+		return nil, fmt.Errorf("command type %d: encoding version %d is not supported (this director knows %d and %d)", t, ver, encodingV1, encodingV2)
 	}
-	dec := json.NewDecoder(bytes.NewReader(b[2:]))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(c); err != nil {
+	if err := jsonstrictDecode(body, c); err != nil {
 		return nil, fmt.Errorf("command type %d: %w", t, err)
 	}
-	if b[1] == encodingV1 && encodingVersion(c) != encodingV1 {
+	if ver == encodingV1 && encodingVersion(c) != encodingV1 {
 		return nil, fmt.Errorf("command type %d: fields of encoding version 2 in a version 1 body", t)
 	}
 	return c, nil
+}
+
+// jsonstrictDecode decodes exactly one JSON value into v, refusing unknown
+// fields and trailing data.
+func jsonstrictDecode(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("unexpected data after the JSON body")
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -23,7 +24,29 @@ type FSM struct {
 
 	mu      sync.RWMutex
 	st      *state
+	failure *Failure      // set once, by the first entry that cannot be applied faithfully
 	changed chan struct{} // closed and replaced after every Apply and Restore
+}
+
+// Failure is why an FSM stopped applying: the raft log entry at Index was
+// damaged or unreadable here. Once set it stays: every later Apply is
+// refused and no snapshot is taken, so the state stays what it was after
+// Index-1 on this director and never diverges silently from the others.
+type Failure struct {
+	Index uint64    `json:"index"`
+	Term  uint64    `json:"term"`
+	Err   string    `json:"error"`
+	At    time.Time `json:"at"`
+}
+
+// Recovery is what an operator does about a Failure (docs/operations.md,
+// "A damaged data dir").
+const Recovery = "this director's copy of the raft log is damaged; the others are not affected. " +
+	"Stop this director, run 'raftlb cluster remove <id>' against another one, wipe this director's data dir " +
+	"and start it again with -join: it gets a fresh copy from the leader (docs/operations.md, \"A damaged data dir\")"
+
+func (f *Failure) Error() string {
+	return fmt.Sprintf("the FSM stopped at raft index %d (term %d): %s", f.Index, f.Term, f.Err)
 }
 
 var _ raft.FSM = (*FSM)(nil)
@@ -42,22 +65,58 @@ func (f *FSM) Apply(l *raft.Log) any {
 		return nil
 	}
 	res := &Result{Index: l.Index}
-	cmd, err := Decode(l.Data)
+	cmd, err := Decode(l.Data) // outside the lock: readers go on meanwhile
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failure != nil {
+		res.Err = &Error{Code: CodeInternal, Message: f.failure.Error()}
+		return res
+	}
 	switch {
 	case errors.Is(err, ErrIgnorable):
 		f.log.Warn("skipping a command type this director does not know (ignorable)", "index", l.Index, "err", err)
 	case err != nil:
-		f.log.Error("cannot decode raft log entry; it changes nothing here", "index", l.Index, "err", err)
-		res.Err = &Error{Code: CodeInternal, Message: err.Error()}
+		// Never skip: the others applied this entry (or refused it) and
+		// this director cannot know which. Stop here.
+		f.failure = &Failure{Index: l.Index, Term: l.Term, Err: err.Error(), At: time.Now().UTC()}
+		f.log.Error("raft log entry is damaged: this director stops applying the log", "index", l.Index, "term", l.Term,
+			"err", err, "recovery", Recovery)
+		res.Err = &Error{Code: CodeInternal, Message: f.failure.Error()}
+		f.notifyLocked()
+		return res
 	default:
 		f.st.term = l.Term
 		res.Object, res.Err = f.st.apply(l.Index, cmd)
 	}
 	f.st.index = l.Index
 	f.notifyLocked()
-	f.mu.Unlock()
 	return res
+}
+
+// Encode serialises c for this cluster's log: with the checksum (Encode)
+// once every registered director reads it (Node.LogChecksums), without
+// while one does not, so a director of an older release keeps applying the
+// log during a rolling upgrade. A cluster with no director registered yet
+// is new and gets checksums from the first entry.
+func (f *FSM) Encode(c Command) ([]byte, error) {
+	f.mu.RLock()
+	checksum := true
+	for _, n := range f.st.nodes {
+		checksum = checksum && n.LogChecksums
+	}
+	f.mu.RUnlock()
+	return encode(c, checksum)
+}
+
+// Failure returns why the FSM stopped applying, or nil while it is healthy.
+func (f *FSM) Failure() *Failure {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.failure == nil {
+		return nil
+	}
+	c := *f.failure
+	return &c
 }
 
 func (f *FSM) notifyLocked() {
@@ -69,9 +128,13 @@ func (f *FSM) notifyLocked() {
 // Persist, off the apply path.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
-	d := f.st.dump()
-	f.mu.RUnlock()
-	return &snapshot{d: d}, nil
+	defer f.mu.RUnlock()
+	if f.failure != nil {
+		// A snapshot of a stopped FSM would record a state the log does
+		// not describe as if it were complete.
+		return nil, fmt.Errorf("no snapshot: %w", f.failure)
+	}
+	return &snapshot{d: f.st.dump()}, nil
 }
 
 // Restore replaces the state with a snapshot written by Persist.
@@ -86,6 +149,10 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("restore: %w", err)
 	}
 	f.mu.Lock()
+	if f.failure != nil {
+		f.mu.Unlock()
+		return fmt.Errorf("restore: %w", f.failure)
+	}
 	f.st = st
 	f.notifyLocked()
 	f.mu.Unlock()
@@ -130,10 +197,13 @@ func (f *FSM) Changed() <-chan struct{} {
 func (f *FSM) WaitIndex(ctx context.Context, idx uint64) error {
 	for {
 		f.mu.RLock()
-		cur, ch := f.st.index, f.changed
+		cur, ch, failed := f.st.index, f.changed, f.failure
 		f.mu.RUnlock()
 		if cur >= idx {
 			return nil
+		}
+		if failed != nil {
+			return fmt.Errorf("waiting for index %d (applied %d): %w", idx, cur, failed)
 		}
 		select {
 		case <-ch:

@@ -2,14 +2,18 @@ package fsm
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/raftlb/raftlb/health"
@@ -396,34 +400,117 @@ func TestRejectsDuplicates(t *testing.T) {
 
 func TestDecodeRejectsBadEntries(t *testing.T) {
 	good, _ := Encode(&DeleteVIP{Key: "192.0.2.1"})
+	legacy, _ := encode(&DeleteVIP{Key: "192.0.2.1"}, false)
 	cases := map[string][]byte{
 		"empty":            {},
 		"short":            {byte(TypeDeleteVIP)},
 		"unknown type":     {99, 1, '{', '}'},
-		"bad version":      append([]byte{good[0], 9}, good[2:]...),
+		"bad version":      append([]byte{legacy[0], 9}, legacy[2:]...),
 		"bad json":         {byte(TypeDeleteVIP), 1, '{'},
 		"unknown field":    append([]byte{byte(TypeDeleteVIP), 1}, []byte(`{"key":"x","zzz":1}`)...),
+		"trailing data":    append(slices.Clone(legacy), []byte(` {}`)...),
+		"checksum cut":     good[:len(good)-1],
+		"checksum only":    {byte(TypeDeleteVIP), 1 | checksumFlag, 0, 0},
 		"ignorable (0x81)": {0x81, 1, '{', '}'},
 	}
 	for name, b := range cases {
 		if _, err := Decode(b); err == nil {
 			t.Errorf("%s: decoded", name)
+		} else if name != "ignorable (0x81)" && !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: %v does not wrap ErrCorrupt", name, err)
 		}
 	}
-	// An FSM given such entries records the index and changes nothing else.
+	if _, err := Decode(legacy); err != nil {
+		t.Fatalf("an entry of an older release (no checksum) is refused: %v", err)
+	}
+}
+
+// TestChecksumCatchesEveryFlippedByte: the damage a JSON decoder cannot
+// see (a digit of a weight, a letter of a name) is caught by the CRC.
+func TestChecksumCatchesEveryFlippedByte(t *testing.T) {
+	good, _ := Encode(&CreateReal{Service: "web", Real: RealServer{Address: "10.0.0.1", Port: 80, Weight: 3, State: "enabled"}})
+	for i := range good {
+		for _, bit := range []byte{0x01, 0x10, 0x80} {
+			b := slices.Clone(good)
+			b[i] ^= bit
+			if c, err := Decode(b); err == nil {
+				t.Fatalf("byte %d ^ %#x decoded as %+v", i, bit, c)
+			}
+		}
+	}
+}
+
+// TestDamagedEntryStopsTheFSM: an entry that cannot be decoded is never
+// skipped; the FSM stops there, refuses every later entry and snapshot,
+// and says where.
+func TestDamagedEntryStopsTheFSM(t *testing.T) {
+	f := New(nil)
+	applyCmd(t, f, 1, &CreateVIP{VIP: VIP{Address: "192.0.2.1/24", Interface: "eth0"}})
+	before := f.Dump()
+	changed := f.Changed()
+	bad, _ := Encode(&DeleteVIP{Key: "192.0.2.1"})
+	bad[5] ^= 0x20
+	res := f.Apply(&raft.Log{Index: 2, Term: 3, Type: raft.LogCommand, Data: bad}).(*Result)
+	if res.Err == nil || !strings.Contains(res.Err.Message, "index 2") {
+		t.Fatalf("damaged entry: %+v", res.Err)
+	}
+	select {
+	case <-changed:
+	default:
+		t.Fatal("watchers were not told")
+	}
+	fl := f.Failure()
+	if fl == nil || fl.Index != 2 || fl.Term != 3 || !strings.Contains(fl.Err, "checksum mismatch") {
+		t.Fatalf("failure: %+v", fl)
+	}
+	good, _ := Encode(&DeleteVIP{Key: "192.0.2.1"})
+	if r := f.Apply(&raft.Log{Index: 3, Type: raft.LogCommand, Data: good}).(*Result); r.Err == nil {
+		t.Fatal("an entry after the damaged one was applied")
+	}
+	if !reflect.DeepEqual(before, f.Dump()) || f.Index() != 1 {
+		t.Fatalf("the state moved past the damaged entry: index %d", f.Index())
+	}
+	if _, err := f.Snapshot(); err == nil {
+		t.Fatal("a stopped FSM took a snapshot")
+	}
+	if err := f.Restore(io.NopCloser(bytes.NewBufferString(`{"version":1}`))); err == nil {
+		t.Fatal("a stopped FSM restored a snapshot")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := f.WaitIndex(ctx, 3); err == nil || !strings.Contains(err.Error(), "stopped at raft index 2") {
+		t.Fatalf("WaitIndex past the failure: %v", err)
+	}
+}
+
+func TestIgnorableEntryIsSkipped(t *testing.T) {
 	f := New(nil)
 	before := withoutIndex(f.Dump())
-	for i, b := range [][]byte{{99, 1}, {0x81, 1, '{', '}'}} {
-		res := f.Apply(&raft.Log{Index: uint64(i + 1), Type: raft.LogCommand, Data: b}).(*Result)
-		if i == 0 && res.Err == nil {
-			t.Error("unknown type accepted")
-		}
-		if i == 1 && res.Err != nil {
-			t.Errorf("ignorable type reported an error: %v", res.Err)
-		}
+	res := f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: []byte{0x81, 1, '{', '}'}}).(*Result)
+	if res.Err != nil || f.Failure() != nil {
+		t.Fatalf("ignorable type: %v %v", res.Err, f.Failure())
 	}
-	if !reflect.DeepEqual(before, withoutIndex(f.Dump())) || f.Index() != 2 {
-		t.Fatal("bad entries changed the state")
+	if !reflect.DeepEqual(before, withoutIndex(f.Dump())) || f.Index() != 1 {
+		t.Fatal("an ignorable entry changed the state")
+	}
+}
+
+// TestEncodeWaitsForEveryDirector: checksummed entries are written only
+// once every registered director reads them.
+func TestEncodeWaitsForEveryDirector(t *testing.T) {
+	f := New(nil)
+	cmd := &DeleteVIP{Key: "192.0.2.1"}
+	if b, _ := f.Encode(cmd); b[1]&checksumFlag == 0 {
+		t.Fatal("a new cluster writes no checksum")
+	}
+	applyCmd(t, f, 1, &RegisterNode{Node: Node{ID: "d1", RaftAddr: "127.0.0.1:1", APIAddr: "127.0.0.1:2", LogChecksums: true}})
+	applyCmd(t, f, 2, &RegisterNode{Node: Node{ID: "d2", RaftAddr: "127.0.0.1:3", APIAddr: "127.0.0.1:4"}})
+	if b, _ := f.Encode(cmd); b[1]&checksumFlag != 0 {
+		t.Fatal("checksums written while d2 (an older release) cannot read them")
+	}
+	applyCmd(t, f, 3, &RegisterNode{Node: Node{ID: "d2", RaftAddr: "127.0.0.1:3", APIAddr: "127.0.0.1:4", LogChecksums: true}})
+	if b, _ := f.Encode(cmd); b[1]&checksumFlag == 0 {
+		t.Fatal("no checksum once every director reads them")
 	}
 }
 

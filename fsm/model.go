@@ -311,6 +311,9 @@ type Node struct {
 	Witness      bool   `json:"witness,omitempty"`       // a voter without dataplane: never holds VIPs, never leads for long
 	Fault        string `json:"fault,omitempty"`         // a tracked check fails: it must not lead
 	GossipAddr   string `json:"gossip_addr,omitempty"`   // host:port of its memberlist endpoint
+	// LogChecksums: this director reads log entries with a checksum
+	// (FSM.Encode writes them once every registered director does).
+	LogChecksums bool `json:"log_checksums,omitempty"`
 
 	ModifyIndex uint64 `json:"modify_index"` // when it was last registered
 }
@@ -327,7 +330,7 @@ func (n Node) EffectivePriority() int {
 }
 
 func (n Node) needsV2() bool {
-	return n.Priority != 0 || n.PreemptDelay != "" || n.NoPreempt || n.Witness || n.Fault != "" || n.GossipAddr != ""
+	return n.Priority != 0 || n.PreemptDelay != "" || n.NoPreempt || n.Witness || n.Fault != "" || n.GossipAddr != "" || n.LogChecksums
 }
 
 // LeaseRelease records that the VIP holder of a raft term released the

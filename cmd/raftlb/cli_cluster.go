@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/api"
+	"github.com/raftlb/raftlb/fsm"
 )
 
 // raftlb status and raftlb cluster ...
@@ -46,14 +47,19 @@ func writeStatus(w io.Writer, st api.Status, leaderSt *api.Status) {
 	if st.LeaderID != "" || st.LeaderAddr != "" {
 		leader = st.LeaderID + " (" + st.LeaderAddr + ")"
 	}
-	fields := [][2]string{
+	var fields [][2]string
+	if fl := st.FSMFailure; fl != nil {
+		fields = append(fields, [2]string{"STOPPED", fmt.Sprintf("the raft log entry at index %d is damaged here (%s); this director left raft. %s",
+			fl.Index, fl.Err, fsm.Recovery)})
+	}
+	fields = append(fields, [][2]string{
 		{"Node", st.NodeID + " (" + st.RaftAddr + ")"},
 		{"Role", st.Role},
 		{"Leader", leader},
 		{"Term", strconv.FormatUint(st.Term, 10)},
 		{"Commit index", strconv.FormatUint(st.CommitIndex, 10)},
 		{"Applied index", strconv.FormatUint(st.AppliedIndex, 10)},
-	}
+	}...)
 	if st.LastContact != nil {
 		fields = append(fields, [2]string{"Last contact", st.LastContact.Format(time.RFC3339)})
 	}
