@@ -10,7 +10,9 @@ package agent
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -145,6 +147,9 @@ type Agent struct {
 	leaseDone  chan struct{} // closed when the lease loop ends
 	faults     *faultState
 	health     *agentHealth // health.go
+
+	stopMu    sync.Mutex
+	stoppedBy *api.Stopped // why this director stopped serving (stopServing)
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -349,6 +354,7 @@ func (a *Agent) start() (err error) {
 		TokenForReads:  !isLoopbackHost(apiHost),
 		TokenForWrites: !cfg.Dev,
 		ForwardTLS:     cfg.APIClientTLS, Log: a.log.With("part", "api"), Version: cfg.Version,
+		Stopped: a.stoppedReason,
 	})
 	a.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: cfg.APITLS}
 	go func() {
@@ -383,17 +389,12 @@ func (a *Agent) start() (err error) {
 
 // watchFSM takes this director out of raft once its FSM has stopped on a
 // damaged log entry (fsm.Failure): it must never lead or vote on a state it
-// cannot apply. The API stays up so that /readyz, /v1/status and the log
-// say which index failed and what to do.
+// cannot apply.
 func (a *Agent) watchFSM(ctx context.Context) {
 	for {
 		changed := a.fsm.Changed()
-		if fl := a.fsm.Failure(); fl != nil {
-			a.log.Error("this director leaves raft: it cannot apply its log (never leader, not ready); its API stays up",
-				"index", fl.Index, "err", fl.Err, "recovery", fsm.Recovery)
-			if err := a.node.Shutdown(); err != nil {
-				a.log.Warn("raft shutdown after the FSM stopped", "err", err)
-			}
+		if st := api.StoppedBy(a.fsm.Failure()); st != nil {
+			a.stopServing(st)
 			return
 		}
 		select {
@@ -402,6 +403,63 @@ func (a *Agent) watchFSM(ctx context.Context) {
 		case <-changed:
 		}
 	}
+}
+
+// stopServing takes this director out of raft for good (until it is
+// restarted on a repaired data dir). The API stays up so that /readyz,
+// /v1/status and the log say why and what to do.
+func (a *Agent) stopServing(st *api.Stopped) {
+	a.stopMu.Lock()
+	first := a.stoppedBy == nil
+	if first {
+		a.stoppedBy = st
+	}
+	a.stopMu.Unlock()
+	if !first {
+		return
+	}
+	a.log.Error("this director stops serving and leaves raft (never leader, not ready); its API stays up",
+		"reason", st.Reason, "index", st.Index, "recovery", st.Recovery)
+	go func() { // not from a loop raft's shutdown may wait for
+		if err := a.node.Shutdown(); err != nil {
+			a.log.Warn("raft shutdown after stopping", "err", err)
+		}
+	}()
+}
+
+// stoppedReason is why this director stopped serving, nil while it serves.
+func (a *Agent) stoppedReason() *api.Stopped {
+	a.stopMu.Lock()
+	defer a.stopMu.Unlock()
+	if a.stoppedBy != nil {
+		return a.stoppedBy
+	}
+	return api.StoppedBy(a.fsm.Failure())
+}
+
+// keepIdentity names the cluster once (the leader, when the replicated
+// state has no id yet) and keeps the data dir's identity file up to date.
+func (a *Agent) keepIdentity() {
+	id := a.fsm.ClusterID()
+	if id == "" && a.node.IsLeader() {
+		if err := a.applyInternal(&fsm.InitCluster{ID: newClusterID()}, 2*time.Second); err != nil {
+			a.log.Debug("naming the cluster failed; retrying", "err", err)
+		}
+		id = a.fsm.ClusterID()
+	}
+	err := a.node.RecordIdentity(id)
+	switch {
+	case errors.Is(err, cluster.ErrClusterMismatch):
+		a.stopServing(&api.Stopped{Reason: err.Error(), Recovery: "start it with the data dir of that cluster, or " + cluster.RecoveryHint})
+	case err != nil:
+		a.log.Warn("cannot record the data dir's identity", "err", err)
+	}
+}
+
+func newClusterID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func envOr(k, def string) string {
@@ -601,6 +659,7 @@ func (a *Agent) registerLoop(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		changed := a.fsm.Changed()
+		a.keepIdentity()
 		want := a.wantNode()
 		if have, ok := a.fsm.Node(want.ID); !ok || !have.Equal(want) {
 			if _, leader := a.node.Leader(); leader != "" {

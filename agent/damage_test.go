@@ -13,6 +13,7 @@ import (
 
 	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/api/client"
+	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
 )
 
@@ -81,8 +82,8 @@ func TestFlippedByteInRaftDBStopsTheDirector(t *testing.T) {
 			t.Fatalf("read from a stopped director: %v", err)
 		}
 		st, err := c.Status(context.Background())
-		if err != nil || st.FSMFailure == nil || st.FSMFailure.Index != idx {
-			t.Fatalf("status: %+v %v", st.FSMFailure, err)
+		if err != nil || st.Stopped == nil || st.Stopped.Index != idx {
+			t.Fatalf("status: %+v %v", st.Stopped, err)
 		}
 		// The others keep the cluster: a write commits without it.
 		for i := range tc.dirs {
@@ -98,5 +99,27 @@ func TestFlippedByteInRaftDBStopsTheDirector(t *testing.T) {
 	}
 	if !strings.Contains(fsm.Recovery, "-join") {
 		t.Fatal("the recovery hint does not say how to rejoin")
+	}
+}
+
+// TestClusterIDAndIdentity: the first leader names the cluster, and every
+// director's data dir records that name and its own id.
+func TestClusterIDAndIdentity(t *testing.T) {
+	tc := newCluster(t, 3, "peers")
+	tc.startAll()
+	var id string
+	waitFor(t, "the cluster is named", func() bool {
+		id = tc.dirs[tc.leader()].a.fsm.ClusterID()
+		return id != ""
+	})
+	for _, d := range tc.dirs {
+		waitFor(t, d.cfg.NodeID+" records its identity", func() bool {
+			got, err := cluster.ReadIdentity(d.cfg.DataDir)
+			return err == nil && got != nil && got.ClusterID == id && got.NodeID == d.cfg.NodeID
+		})
+		st, err := tc.client(0).Status(context.Background())
+		if err != nil || st.ClusterID != id {
+			t.Fatalf("status cluster_id %q, %v; want %q", st.ClusterID, err, id)
+		}
 	}
 }

@@ -74,6 +74,10 @@ type Config struct {
 	Health      func(service string) any
 	Gossip      func() any
 	HealthStats func() any
+
+	// Stopped, if set, says why this director stopped serving (nil: it
+	// serves). Default: the FSM's failure.
+	Stopped func() *Stopped
 }
 
 // Server serves the API. Create it with NewServer and mount Handler.
@@ -93,6 +97,9 @@ func NewServer(cfg Config) *Server {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Stopped == nil {
+		cfg.Stopped = func() *Stopped { return StoppedBy(cfg.FSM.Failure()) }
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux()}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -513,12 +520,20 @@ func (s *Server) waitApplied(ctx context.Context, idx uint64) error {
 // damaged log entry: its state will never catch up, so it serves neither
 // reads (they would be stale forever) nor writes.
 func (s *Server) refuseStopped(w http.ResponseWriter) bool {
-	fl := s.cfg.FSM.Failure()
-	if fl == nil {
+	st := s.cfg.Stopped()
+	if st == nil {
 		return false
 	}
-	writeError(w, 0, &Error{Code: CodeStopped, Message: fl.Error() + ": " + fsm.Recovery})
+	writeError(w, 0, &Error{Code: CodeStopped, Message: st.Reason + ": " + st.Recovery})
 	return true
+}
+
+// StoppedBy describes an FSM failure (nil: none).
+func StoppedBy(fl *fsm.Failure) *Stopped {
+	if fl == nil {
+		return nil
+	}
+	return &Stopped{Reason: fl.Error(), Index: fl.Index, Recovery: fsm.Recovery}
 }
 
 // ---- the read path ----
@@ -558,9 +573,9 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	st := s.cfg.Raft.Status()
-	switch fl := s.cfg.FSM.Failure(); {
-	case fl != nil:
-		writeJSON(w, http.StatusServiceUnavailable, Ready{Reason: "stopped: " + fl.Error()})
+	switch stopped := s.cfg.Stopped(); {
+	case stopped != nil:
+		writeJSON(w, http.StatusServiceUnavailable, Ready{Reason: "stopped: " + stopped.Reason})
 	case st.LeaderID == "":
 		writeJSON(w, http.StatusServiceUnavailable, Ready{Reason: "no leader known"})
 	case st.AppliedIndex < st.CommitIndex:
@@ -595,9 +610,9 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) {
 		// to the FSM goroutine, so for an instant it can trail a write the
 		// FSM has already applied (and answered); report the larger, so
 		// applied_index never trails an index a write returned.
-		out := Status{NodeID: st.ID, RaftAddr: st.Addr, Role: st.State, LeaderID: st.LeaderID, LeaderAddr: st.LeaderAddr,
+		out := Status{ClusterID: s.cfg.FSM.ClusterID(), NodeID: st.ID, RaftAddr: st.Addr, Role: st.State, LeaderID: st.LeaderID, LeaderAddr: st.LeaderAddr,
 			Term: st.Term, CommitIndex: st.CommitIndex, AppliedIndex: max(st.AppliedIndex, s.cfg.FSM.Index()),
-			TimingProfile: st.Profile, Version: s.cfg.Version, FSMFailure: s.cfg.FSM.Failure()}
+			TimingProfile: st.Profile, Version: s.cfg.Version, Stopped: s.cfg.Stopped()}
 		if s.cfg.Dataplane != nil {
 			out.Dataplane = s.cfg.Dataplane()
 		}

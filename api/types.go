@@ -51,6 +51,7 @@ type WriteResponse struct {
 
 // Status is GET /v1/status.
 type Status struct {
+	ClusterID     string     `json:"cluster_id,omitempty"` // named by the first leader
 	NodeID        string     `json:"node_id"`
 	RaftAddr      string     `json:"raft_addr"`
 	Role          string     `json:"role"` // leader | follower | candidate | shutdown
@@ -61,12 +62,12 @@ type Status struct {
 	AppliedIndex  uint64     `json:"applied_index"`
 	LastContact   *time.Time `json:"last_contact,omitempty"`
 	TimingProfile string     `json:"timing_profile"`
-	// FSMFailure is set when this director stopped applying the log at a
-	// damaged entry: it left raft and serves no reads or writes until its
-	// data dir is replaced (docs/operations.md, "A damaged data dir").
-	FSMFailure *fsm.Failure `json:"fsm_failure,omitempty"`
-	Peers      []Peer       `json:"peers"`
-	Version    string       `json:"version"`
+	// Stopped is set when this director stopped serving: it left raft and
+	// answers no reads or writes until its data dir is replaced
+	// (docs/operations.md, "A damaged data dir").
+	Stopped *Stopped `json:"stopped,omitempty"`
+	Peers   []Peer   `json:"peers"`
+	Version string   `json:"version"`
 	// Dataplane is this director's dataplane reconciler status: backend,
 	// programmed counts, last sync and resync, drift repairs, per-object
 	// errors, unmanaged kernel services.
@@ -82,6 +83,15 @@ type Status struct {
 	Gossip any `json:"gossip,omitempty"`
 	// Health is the prober's and the decider's counters (a *HealthStatus).
 	Health any `json:"health,omitempty"`
+}
+
+// Stopped says why a director stopped serving: the raft log entry at Index
+// is damaged on it (fsm.Failure), or its data dir belongs to another
+// cluster.
+type Stopped struct {
+	Reason   string `json:"reason"`
+	Index    uint64 `json:"index,omitempty"`
+	Recovery string `json:"recovery"`
 }
 
 // Peer is one raft voter with the API address it registered.

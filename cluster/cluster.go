@@ -120,6 +120,10 @@ type Node struct {
 	store    *raftboltdb.BoltStore
 	logger   hclog.Logger
 	existing bool
+	dataDir  string
+
+	identityMu sync.Mutex
+	identity   *Identity // nil until the node has raft state; guarded by identityMu
 
 	profileMu sync.Mutex // serialises SetProfile
 	profile   Profile    // guarded by profileMu
@@ -171,28 +175,68 @@ func New(cfg Config, fsm raft.FSM) (n *Node, err error) {
 	}
 
 	dbPath := filepath.Join(cfg.DataDir, "raft.db")
-	boltOpts := *bbolt.DefaultOptions
-	boltOpts.Timeout = boltOpenTimeout
-	store, err := raftboltdb.New(raftboltdb.Options{Path: dbPath, BoltOptions: &boltOpts})
+	t0 := time.Now()
+	if err := checkBolt(dbPath); err != nil {
+		if errors.Is(err, bbolt.ErrTimeout) {
+			return nil, fmt.Errorf("cluster: open %s: file is locked (is another node using Config.DataDir?): %w", dbPath, err)
+		}
+		return nil, dataDirErr("the raft store %s is damaged: %v", dbPath, err)
+	}
+	store, err := openStore(dbPath)
 	if err != nil {
 		if errors.Is(err, bbolt.ErrTimeout) {
 			return nil, fmt.Errorf("cluster: open %s: file is locked (is another node using Config.DataDir?): %w", dbPath, err)
 		}
-		return nil, fmt.Errorf("cluster: open %s: %w", dbPath, err)
+		return nil, dataDirErr("cannot open the raft store %s: %v", dbPath, err)
 	}
 	closers = append(closers, store.Close)
+	first, last, err := readLogs(store)
+	if err != nil {
+		return nil, dataDirErr("the raft store %s is damaged: %v", dbPath, err)
+	}
+	term, err := store.GetUint64(keyCurrentTerm)
+	if err != nil && err.Error() != "not found" {
+		return nil, dataDirErr("the raft store %s: read the current term: %v", dbPath, err)
+	}
+	identity, err := ReadIdentity(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	snapInfos, err := scanSnapshots(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDataDir(dataDirFacts{NodeID: cfg.NodeID, Identity: identity, Term: term, First: first, Last: last, Snapshots: snapInfos}); err != nil {
+		return nil, err
+	}
+	logger.Debug("data dir checked", "log_first", first, "log_last", last, "term", term, "snapshots", len(snapInfos), "took", time.Since(t0))
 
 	logs, err := raft.NewLogCache(logCacheSize, store)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: log cache: %w", err)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, snapshotsRetained, logger.Named("snapshot"))
+	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, snapshotsRetained, logger.Named("snapshot"))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: snapshot store in %s: %w", cfg.DataDir, err)
+	}
+	snaps := skipDamaged{SnapshotStore: fileSnaps, skip: map[string]bool{}}
+	for _, s := range snapInfos {
+		if s.Damage != "" {
+			logger.Warn("ignoring a damaged snapshot: the log holds everything it covered", "snapshot", s.Dir, "damage", s.Damage)
+			snaps.skip[filepath.Base(s.Dir)] = true
+		}
 	}
 	existing, err := raft.HasExistingState(logs, store, snaps)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: inspect raft state in %s: %w", cfg.DataDir, err)
+	}
+	if existing && identity == nil {
+		// A data dir of an older release, or one that got its first
+		// state just before a crash: mark it now.
+		if err := writeIdentity(cfg.DataDir, Identity{NodeID: cfg.NodeID, Created: time.Now().UTC()}); err != nil {
+			return nil, err
+		}
+		identity = &Identity{NodeID: cfg.NodeID}
 	}
 
 	ln, err := net.Listen("tcp", cfg.BindAddr)
@@ -226,6 +270,8 @@ func New(cfg Config, fsm raft.FSM) (n *Node, err error) {
 		store:      store,
 		logger:     logger,
 		existing:   existing,
+		dataDir:    cfg.DataDir,
+		identity:   identity,
 		profile:    cfg.Profile,
 		notifyCh:   make(chan bool, 16),
 		stopNotify: make(chan struct{}),
@@ -333,7 +379,10 @@ func (n *Node) Bootstrap(servers []Server) error {
 	if errors.Is(err, raft.ErrCantBootstrap) {
 		return ErrAlreadyBootstrapped
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return n.RecordIdentity("")
 }
 
 // Apply replicates cmd through the log and returns its index and the value

@@ -38,6 +38,9 @@ const (
 	// A director that does not know releases only waits for the lease to
 	// run out (the safe default), so the type is ignorable.
 	TypeReleaseLease CommandType = IgnorableFlag | 14
+	// The cluster's id only labels it (identity files, status), so a
+	// director that does not know the type may skip it.
+	TypeInitCluster CommandType = IgnorableFlag | 15
 )
 
 // The second byte of every entry is the version of the JSON body that
@@ -71,6 +74,7 @@ func (c UpdateReal) needsV2() bool    { return c.Real.Health != nil }
 func (c RegisterNode) needsV2() bool  { return c.Node.needsV2() }
 func (SetHealth) needsV2() bool       { return true }
 func (ReleaseLease) needsV2() bool    { return true }
+func (InitCluster) needsV2() bool     { return true }
 
 func encodingVersion(c Command) byte {
 	if v, ok := c.(versioned); ok && v.needsV2() {
@@ -188,6 +192,12 @@ type ReleaseLease struct {
 	Cancel bool   `json:"cancel,omitempty"`
 }
 
+// InitCluster names the cluster, once: the first leader writes it; a
+// later one changes nothing.
+type InitCluster struct {
+	ID string `json:"id"`
+}
+
 func (CreateService) Type() CommandType  { return TypeCreateService }
 func (UpdateService) Type() CommandType  { return TypeUpdateService }
 func (DeleteService) Type() CommandType  { return TypeDeleteService }
@@ -202,6 +212,7 @@ func (RegisterNode) Type() CommandType   { return TypeRegisterNode }
 func (DeregisterNode) Type() CommandType { return TypeDeregisterNode }
 func (SetHealth) Type() CommandType      { return TypeSetHealth }
 func (ReleaseLease) Type() CommandType   { return TypeReleaseLease }
+func (InitCluster) Type() CommandType    { return TypeInitCluster }
 
 // newCommand returns a zero command of type t, or nil if t is unknown.
 func newCommand(t CommandType) Command {
@@ -234,6 +245,8 @@ func newCommand(t CommandType) Command {
 		return &SetHealth{}
 	case TypeReleaseLease:
 		return &ReleaseLease{}
+	case TypeInitCluster:
+		return &InitCluster{}
 	}
 	return nil
 }

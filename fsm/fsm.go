@@ -349,6 +349,13 @@ func (f *FSM) Nodes() []Node {
 	return out
 }
 
+// ClusterID returns the cluster's id, "" until the first leader names it.
+func (f *FSM) ClusterID() string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.cluster
+}
+
 // LastRelease returns the last planned VIP release that was not cancelled
 // since (nil: none).
 func (f *FSM) LastRelease() *LeaseRelease {

@@ -20,6 +20,7 @@ type state struct {
 	settings Settings
 	nodes    map[string]*Node
 	release  *LeaseRelease // the last planned VIP release (nil: none, or cancelled)
+	cluster  string        // the cluster's id (InitCluster; "" until the first leader names it)
 	term     uint64        // raft term of the entry being applied (not replicated state)
 
 	// Change tracking for incremental readers (not replicated state: it
@@ -302,6 +303,14 @@ func (s *state) applyCmd(idx uint64, c Command) (any, *Error) {
 		return nil, nil
 	case *SetHealth:
 		return s.setHealth(idx, c)
+	case *InitCluster:
+		if !ValidName(c.ID) {
+			return nil, invalid("id", "%q is not a valid cluster id", c.ID)
+		}
+		if s.cluster == "" {
+			s.cluster = c.ID
+		}
+		return nil, nil // the first id stays; a later one (two leaders racing) changes nothing
 	case *ReleaseLease:
 		if c.Cancel {
 			s.release = nil
@@ -476,12 +485,14 @@ type Dump struct {
 	Nodes    []Node    `json:"nodes"`
 	// LastRelease: the last planned VIP release not cancelled since.
 	LastRelease *LeaseRelease `json:"last_release,omitempty"`
+	// ClusterID names the cluster (InitCluster); "" before it is named.
+	ClusterID string `json:"cluster_id,omitempty"`
 }
 
 const dumpVersion = 1
 
 func (s *state) dump() Dump {
-	d := Dump{Version: dumpVersion, Index: s.index, Settings: s.settings,
+	d := Dump{Version: dumpVersion, Index: s.index, Settings: s.settings, ClusterID: s.cluster,
 		Services: make([]Service, 0, len(s.services)), VIPs: make([]VIP, 0, len(s.vips)), Nodes: make([]Node, 0, len(s.nodes))}
 	for _, k := range sortedKeys(s.services) {
 		d.Services = append(d.Services, s.services[k].export())
@@ -509,6 +520,7 @@ func stateFromDump(d Dump) (*state, error) {
 	s.index = d.Index
 	s.fullBefore = d.Index // readers behind a restore rebuild fully
 	s.settings = d.Settings
+	s.cluster = d.ClusterID
 	for _, sv := range d.Services {
 		if _, dup := s.services[sv.Name]; dup {
 			return nil, fmt.Errorf("snapshot: service %q twice", sv.Name)

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/api"
-	"github.com/raftlb/raftlb/fsm"
 )
 
 // raftlb status and raftlb cluster ...
@@ -48,9 +47,8 @@ func writeStatus(w io.Writer, st api.Status, leaderSt *api.Status) {
 		leader = st.LeaderID + " (" + st.LeaderAddr + ")"
 	}
 	var fields [][2]string
-	if fl := st.FSMFailure; fl != nil {
-		fields = append(fields, [2]string{"STOPPED", fmt.Sprintf("the raft log entry at index %d is damaged here (%s); this director left raft. %s",
-			fl.Index, fl.Err, fsm.Recovery)})
+	if s := st.Stopped; s != nil {
+		fields = append(fields, [2]string{"STOPPED", s.Reason + "; this director left raft. " + s.Recovery})
 	}
 	fields = append(fields, [][2]string{
 		{"Node", st.NodeID + " (" + st.RaftAddr + ")"},
