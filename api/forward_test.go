@@ -363,7 +363,7 @@ func TestLeaderSideFailures(t *testing.T) {
 	}
 	check(503, false, "no leader")
 	fr.mu.Lock()
-	fr.leaderID, fr.commit = "L", 5
+	fr.leaderID, fr.commit = "L", 5000
 	fr.mu.Unlock()
 	check(503, false, "catching up")
 	fr.mu.Lock()

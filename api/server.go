@@ -78,13 +78,17 @@ type Config struct {
 	// Stopped, if set, says why this director stopped serving (nil: it
 	// serves). Default: the FSM's failure.
 	Stopped func() *Stopped
+	// Readiness bounds (ready.go); 0 takes ReadyMaxLag / ReadyMaxDelay.
+	ReadyMaxLag   uint64
+	ReadyMaxDelay time.Duration
 }
 
 // Server serves the API. Create it with NewServer and mount Handler.
 type Server struct {
-	cfg Config
-	mux *http.ServeMux
-	fwd *http.Client
+	cfg     Config
+	mux     *http.ServeMux
+	fwd     *http.Client
+	commits commitHistory // for readiness (ready.go)
 }
 
 // NewServer returns a Server for cfg.
@@ -97,6 +101,12 @@ func NewServer(cfg Config) *Server {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ReadyMaxLag == 0 {
+		cfg.ReadyMaxLag = ReadyMaxLag
+	}
+	if cfg.ReadyMaxDelay == 0 {
+		cfg.ReadyMaxDelay = ReadyMaxDelay
 	}
 	if cfg.Stopped == nil {
 		cfg.Stopped = func() *Stopped { return StoppedBy(cfg.FSM.Failure()) }
@@ -573,16 +583,14 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	st := s.cfg.Raft.Status()
-	switch stopped := s.cfg.Stopped(); {
-	case stopped != nil:
-		writeJSON(w, http.StatusServiceUnavailable, Ready{Reason: "stopped: " + stopped.Reason})
-	case st.LeaderID == "":
-		writeJSON(w, http.StatusServiceUnavailable, Ready{Reason: "no leader known"})
-	case st.AppliedIndex < st.CommitIndex:
-		writeJSON(w, http.StatusServiceUnavailable, Ready{Reason: fmt.Sprintf("catching up: applied %d of %d", st.AppliedIndex, st.CommitIndex)})
-	default:
-		writeJSON(w, http.StatusOK, Ready{Ready: true})
+	in := readyInputs{Stopped: s.cfg.Stopped(), LeaderID: st.LeaderID, Commit: st.CommitIndex,
+		Applied: max(st.AppliedIndex, s.cfg.FSM.Index()), MaxLag: s.cfg.ReadyMaxLag, MaxDelay: s.cfg.ReadyMaxDelay}
+	in.CommitBefore, in.HaveBefore = s.commits.observe(time.Now(), st.CommitIndex, in.MaxDelay)
+	if ok, reason := decideReady(in); !ok {
+		writeJSON(w, http.StatusServiceUnavailable, Ready{Reason: reason})
+		return
 	}
+	writeJSON(w, http.StatusOK, Ready{Ready: true})
 }
 
 // ---- status and cluster ----
