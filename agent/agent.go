@@ -34,6 +34,7 @@ import (
 	"github.com/raftlb/raftlb/dataplane/fence"
 	"github.com/raftlb/raftlb/dataplane/vip"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/trust"
 )
 
 // DevAPIAddr is where -dev serves the API.
@@ -55,6 +56,17 @@ type Config struct {
 	APIClientTLS *tls.Config
 	APICAFile    string // the same CA as a file, for the Go client used to join/register
 	Token        string
+	// ExtraTokens are accepted and their cluster CAs trusted besides
+	// Token's: a token rotation in progress (docs/operations.md).
+	ExtraTokens []string
+	// Insecure lets raft and the API listen beyond loopback without TLS
+	// (logged at every start, shown in /v1/status). Without it they get
+	// certificates from the cluster CA derived from the token, unless
+	// RaftTLS / APITLS are given.
+	Insecure bool
+	// TLSNames are extra host names or addresses for this director's
+	// certificate (a DNS name operators use, a NAT address).
+	TLSNames []string
 
 	// Bootstrap: BootstrapExpect N with Peers (static id=addr list) or Join
 	// (API addresses to discover peers); Join alone joins an existing cluster.
@@ -158,14 +170,6 @@ type Agent struct {
 	stopErr error
 }
 
-func isLoopbackHost(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	a, err := netip.ParseAddr(host)
-	return err == nil && a.IsLoopback()
-}
-
 // Validate fills in defaults and checks the configuration; Start calls it
 // too. Its errors name the flag to fix.
 func (c *Config) Validate() error {
@@ -245,6 +249,9 @@ func (c *Config) Validate() error {
 	if c.Token == "" && !c.Dev {
 		return errors.New("-token-file is required: writes always need a bearer token outside -dev (reads too when the API listens beyond loopback)")
 	}
+	if err := c.checkTokens(); err != nil {
+		return err
+	}
 	return c.validateLeadership()
 }
 
@@ -291,9 +298,6 @@ func Start(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, log: cfg.Log.With("node", cfg.NodeID), scheme: "http", faults: newFaultState()}
-	if cfg.APITLS != nil {
-		a.scheme = "https"
-	}
 	if err := a.start(); err != nil {
 		_ = a.close() // release whatever start opened
 		return nil, err
@@ -324,6 +328,14 @@ func (a *Agent) start() (err error) {
 		}
 		a.cfg.APIAdvertise = net.JoinHostPort(h, p)
 	}
+	security, err := a.setupTLS(a.ln.Addr())
+	if err != nil {
+		return err
+	}
+	if a.cfg.APITLS != nil {
+		a.scheme = "https"
+	}
+	cfg = a.cfg
 
 	a.fsm = fsm.New(a.log.With("part", "fsm"))
 	a.node, err = cluster.New(cluster.Config{
@@ -349,11 +361,13 @@ func (a *Agent) start() (err error) {
 	}
 
 	srv := api.NewServer(api.Config{
-		FSM: a.fsm, Raft: a.node, Token: cfg.Token, Dataplane: a.dataplaneStatus, VIPs: a.vipStatus, Leadership: a.leadershipStatus,
+		FSM: a.fsm, Raft: a.node, Token: cfg.Token, ExtraTokens: cfg.ExtraTokens,
+		Dataplane: a.dataplaneStatus, VIPs: a.vipStatus, Leadership: a.leadershipStatus,
 		Health: a.healthReport, Gossip: a.gossipStatus, HealthStats: a.healthStatus,
-		TokenForReads:  !isLoopbackHost(apiHost),
+		TokenForReads:  !trust.IsLoopback(apiHost),
 		TokenForWrites: !cfg.Dev,
-		ForwardTLS:     cfg.APIClientTLS, Log: a.log.With("part", "api"), Version: cfg.Version,
+		ForwardTLS:     cfg.APIClientTLS, Insecure: cfg.Insecure, Security: security,
+		Log: a.log.With("part", "api"), Version: cfg.Version,
 		Stopped: a.stoppedReason,
 	})
 	a.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: cfg.APITLS}
@@ -368,7 +382,7 @@ func (a *Agent) start() (err error) {
 			a.log.Error("API server stopped", "err", err)
 		}
 	}()
-	if a.self, err = client.New(client.Options{Addr: a.APIURL(), Token: cfg.Token, CAFile: cfg.APICAFile, Timeout: 15 * time.Second}); err != nil {
+	if a.self, err = a.apiClient(a.APIURL(), 15*time.Second); err != nil {
 		return err
 	}
 
@@ -517,7 +531,14 @@ func (a *Agent) bootstrap(ctx context.Context) error {
 }
 
 func (a *Agent) joinClient(addr string) (*client.Client, error) {
-	return client.New(client.Options{Addr: addr, Token: a.cfg.Token, CAFile: a.cfg.APICAFile, Timeout: 5 * time.Second})
+	return a.apiClient(addr, 5*time.Second)
+}
+
+// apiClient is a client of a director's API (this one's, or another's to
+// join), verifying it as forwarding does.
+func (a *Agent) apiClient(addr string, timeout time.Duration) (*client.Client, error) {
+	return client.New(client.Options{Addr: addr, Token: a.cfg.Token, TLS: a.cfg.APIClientTLS, CAFile: a.cfg.APICAFile,
+		Timeout: timeout, Insecure: a.cfg.Insecure})
 }
 
 func (a *Agent) joinRequest() api.JoinRequest {

@@ -19,7 +19,7 @@ import (
 	"github.com/raftlb/raftlb/internal/testaddr"
 )
 
-const testToken = "s3cret-test-token"
+const testToken = "agent-test-token-4f1c9a7e2b8d6035c1e9f7a2"
 
 type director struct {
 	cfg Config
@@ -385,13 +385,13 @@ func TestLeaveOnShutdown(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	for name, c := range map[string]Config{
-		"no data dir":         {NodeID: "a", RaftAddr: "127.0.0.1:0", Token: "x"},
+		"no data dir":         {NodeID: "a", RaftAddr: "127.0.0.1:0", Token: testToken},
 		"no token":            {NodeID: "a", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0"},
-		"bad id":              {NodeID: "a b", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", Token: "x"},
-		"expect without list": {NodeID: "a", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", Token: "x", BootstrapExpect: 3},
-		"bad profile":         {NodeID: "a", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", Token: "x", Profile: "wan"},
+		"bad id":              {NodeID: "a b", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", Token: testToken},
+		"expect without list": {NodeID: "a", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", Token: testToken, BootstrapExpect: 3},
+		"bad profile":         {NodeID: "a", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", Token: testToken, Profile: "wan"},
 		"dev with join":       {Dev: true, Join: []string{"127.0.0.1:1"}},
-		"expect/peers":        {NodeID: "a", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", Token: "x", BootstrapExpect: 2, Peers: []cluster.Server{{ID: "a", Address: "127.0.0.1:1"}}},
+		"expect/peers":        {NodeID: "a", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", Token: testToken, BootstrapExpect: 2, Peers: []cluster.Server{{ID: "a", Address: "127.0.0.1:1"}}},
 	} {
 		c.Log = quietLog()
 		if a, err := Start(context.Background(), c); err == nil {

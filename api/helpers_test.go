@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-const testToken = "api-test-token"
+const testToken = "api-test-token-9c2e7a41f0b35d68e1a4c7b2"
 
 // startNode starts a real one-node raft cluster (fast profile, loopback,
 // temporary data dir) and returns once it leads and has applied everything.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/trust"
 )
 
 // Raft is what the API needs of the local raft node; *cluster.Node has it.
@@ -42,8 +43,10 @@ type Config struct {
 	FSM  *fsm.FSM
 	Raft Raft
 
-	// Token is the shared bearer token ("" = none configured).
-	Token string
+	// Token is the shared bearer token ("" = none configured);
+	// ExtraTokens are accepted too (a rotation in progress).
+	Token       string
+	ExtraTokens []string
 	// TokenForReads requires the token on every /v1 request (the API
 	// listens beyond loopback). TokenForWrites requires it on writes (off
 	// only in -dev). Without a Token, a request that needs one is refused.
@@ -51,6 +54,12 @@ type Config struct {
 
 	// ForwardTLS is used to reach the leader's API when it serves HTTPS.
 	ForwardTLS *tls.Config
+	// Insecure allows forwarding a request with its token over plain HTTP
+	// to a leader that is not on loopback (directors run with -insecure).
+	Insecure bool
+	// Security describes how this director's raft and API are protected,
+	// for /v1/status.
+	Security *Security
 	// ApplyTimeout bounds one raft Apply (default 10 s).
 	ApplyTimeout time.Duration
 	// MaxBody is the largest accepted request body (default 4 MiB).
@@ -220,8 +229,15 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, write bool) b
 	}
 	if s.cfg.Token != "" {
 		scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-		if ok && strings.EqualFold(scheme, "Bearer") && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(s.cfg.Token)) == 1 {
-			return true
+		got = strings.TrimSpace(got)
+		if ok && strings.EqualFold(scheme, "Bearer") {
+			match := subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token))
+			for _, t := range s.cfg.ExtraTokens {
+				match |= subtle.ConstantTimeCompare([]byte(got), []byte(t))
+			}
+			if match == 1 {
+				return true
+			}
 		}
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="raftlb"`)
@@ -464,6 +480,11 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte, wa
 		writeError(w, 0, noLeader("leader %s has not registered its API address yet: retry", leaderID))
 		return
 	}
+	if host, _, _ := net.SplitHostPort(node.APIAddr); node.APIScheme != "https" && !s.cfg.Insecure && !trust.IsLoopback(host) {
+		writeError(w, 0, noLeader("leader %s registered a plain-HTTP API at %s: this director does not send tokens in cleartext "+
+			"(run every director with TLS, or all of them with -insecure)", leaderID, node.APIAddr))
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ApplyTimeout+5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, r.Method, node.APIScheme+"://"+node.APIAddr+r.URL.RequestURI(), bytes.NewReader(body))
@@ -620,7 +641,7 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) {
 		// applied_index never trails an index a write returned.
 		out := Status{ClusterID: s.cfg.FSM.ClusterID(), NodeID: st.ID, RaftAddr: st.Addr, Role: st.State, LeaderID: st.LeaderID, LeaderAddr: st.LeaderAddr,
 			Term: st.Term, CommitIndex: st.CommitIndex, AppliedIndex: max(st.AppliedIndex, s.cfg.FSM.Index()),
-			TimingProfile: st.Profile, Version: s.cfg.Version, Stopped: s.cfg.Stopped()}
+			TimingProfile: st.Profile, Version: s.cfg.Version, Stopped: s.cfg.Stopped(), Security: s.cfg.Security}
 		if s.cfg.Dataplane != nil {
 			out.Dataplane = s.cfg.Dataplane()
 		}

@@ -65,9 +65,10 @@ type Status struct {
 	// Stopped is set when this director stopped serving: it left raft and
 	// answers no reads or writes until its data dir is replaced
 	// (docs/operations.md, "A damaged data dir").
-	Stopped *Stopped `json:"stopped,omitempty"`
-	Peers   []Peer   `json:"peers"`
-	Version string   `json:"version"`
+	Stopped  *Stopped  `json:"stopped,omitempty"`
+	Security *Security `json:"security,omitempty"`
+	Peers    []Peer    `json:"peers"`
+	Version  string    `json:"version"`
 	// Dataplane is this director's dataplane reconciler status: backend,
 	// programmed counts, last sync and resync, drift repairs, per-object
 	// errors, unmanaged kernel services.
@@ -83,6 +84,18 @@ type Status struct {
 	Gossip any `json:"gossip,omitempty"`
 	// Health is the prober's and the decider's counters (a *HealthStatus).
 	Health any `json:"health,omitempty"`
+}
+
+// Security is how a director's raft and API are protected.
+type Security struct {
+	// Insecure: run with -insecure, raft and the API may be plain off
+	// loopback (anyone who reaches the raft port can change the state).
+	Insecure bool   `json:"insecure,omitempty"`
+	Raft     string `json:"raft"` // "mutual TLS (cluster CA)", "mutual TLS (-raft-tls-*)", "plain TCP (loopback)", "plain TCP (-insecure)"
+	API      string `json:"api"`  // "HTTPS (cluster CA)", "HTTPS (-api-tls-*)", "HTTP (loopback)", "HTTP (-insecure)"
+	// CAFingerprint is the SHA-256 of the cluster CA's public key, derived
+	// from the token ('raftlb tls ca' prints the certificate).
+	CAFingerprint string `json:"ca_fingerprint,omitempty"`
 }
 
 // Stopped says why a director stopped serving: the raft log entry at Index

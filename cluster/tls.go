@@ -59,8 +59,8 @@ func LoadTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 // checkTLS verifies that c is complete enough for mutual TLS.
 func checkTLS(c *tls.Config) error {
 	switch {
-	case len(c.Certificates) == 0:
-		return errors.New("cluster: Config.TLS: Certificates is empty (this node needs a certificate)")
+	case len(c.Certificates) == 0 && (c.GetCertificate == nil || c.GetClientCertificate == nil):
+		return errors.New("cluster: Config.TLS: no Certificates, nor GetCertificate and GetClientCertificate (this node needs a certificate)")
 	case c.RootCAs == nil:
 		return errors.New("cluster: Config.TLS: RootCAs is nil (needed to verify peers we dial)")
 	case c.ClientCAs == nil:

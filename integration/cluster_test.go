@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-const token = "integration-token"
+const token = "integration-token-2a8e5c1f9d7b3046e2c8a5f1"
 
 // proc is one `raftlb agent` process.
 type proc struct {

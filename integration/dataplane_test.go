@@ -85,26 +85,32 @@ func newNSLab(t *testing.T) *nsLab {
 		}
 		l.procs, l.logs = append(l.procs, cmd), append(l.logs, logPath)
 	}
+	stopOnCleanup(t, &l.procs, &l.logs)
+	return l
+}
+
+// stopOnCleanup kills the agents when the test ends and, if it failed,
+// logs the tail of each one's log (director d1, d2, ... in order).
+func stopOnCleanup(t *testing.T, procs *[]*exec.Cmd, logs *[]string) {
 	t.Cleanup(func() {
-		for _, p := range l.procs {
+		for _, p := range *procs {
 			_ = p.Process.Kill()
 			_, _ = p.Process.Wait()
 		}
 		if t.Failed() {
-			for i, p := range l.logs {
+			for i, p := range *logs {
 				b, _ := os.ReadFile(p)
 				t.Logf("---- d%d log (tail) ----\n%s", i+1, tail(string(b), 2500))
 			}
 		}
 	})
-	return l
 }
 
 // api returns a client for director i whose connections are made from
 // inside the client namespace (the directors' APIs listen on the lab
 // network; nothing is sent from the root namespace).
 func (l *nsLab) api(i int) *client.Client {
-	c, err := client.New(client.Options{Addr: "http://" + l.ips[i] + ":7480", Token: token,
+	c, err := client.New(client.Options{Addr: "https://" + l.ips[i] + ":7480", Token: token,
 		Transport: netlab.HTTPClient(l.client, 5*time.Second).Transport})
 	if err != nil {
 		l.t.Fatal(err)
@@ -115,7 +121,7 @@ func (l *nsLab) api(i int) *client.Client {
 // cli runs the raftlb CLI inside director i's namespace against its API.
 func (l *nsLab) cli(i int, args ...string) string {
 	l.t.Helper()
-	full := append([]string{"netns", "exec", l.dirs[i], "env", "RAFTLB_ADDR=http://" + l.ips[i] + ":7480", "RAFTLB_TOKEN=" + token, binary}, args...)
+	full := append([]string{"netns", "exec", l.dirs[i], "env", "RAFTLB_ADDR=https://" + l.ips[i] + ":7480", "RAFTLB_TOKEN=" + token, binary}, args...)
 	out, err := exec.Command("ip", full...).CombinedOutput()
 	if err != nil {
 		l.t.Fatalf("raftlb %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -134,10 +140,16 @@ func (l *nsLab) status(i int) (map[string]any, error) {
 
 func (l *nsLab) waitFor(what string, cond func() bool) {
 	l.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	waitUntil(l.t, what, 20*time.Second, cond)
+}
+
+// waitUntil polls cond until it holds, failing t after d.
+func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			l.t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(25 * time.Millisecond)
 	}

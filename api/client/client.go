@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/trust"
 )
 
 // DefaultAddr is where `raftlb agent -dev` listens.
@@ -28,10 +30,11 @@ const DefaultAddr = "http://127.0.0.1:7480"
 
 // Client talks to one director's API. Safe for concurrent use.
 type Client struct {
-	base   *url.URL
-	token  string
-	http   *http.Client
-	noLead time.Duration
+	base     *url.URL
+	token    string
+	insecure bool
+	http     *http.Client
+	noLead   time.Duration
 }
 
 // WithAddr returns a client for another director's API (http(s)://host:port)
@@ -43,6 +46,9 @@ func (c *Client) WithAddr(addr string) (*Client, error) {
 	}
 	cp := *c
 	cp.base = u
+	if err := cp.checkCleartext(); err != nil {
+		return nil, err
+	}
 	return &cp, nil
 }
 
@@ -51,17 +57,30 @@ func (c *Client) Scheme() string { return c.base.Scheme }
 
 // Options configure a Client.
 type Options struct {
-	Addr    string        // http(s)://host:port, or host:port (http); default DefaultAddr
-	Token   string        // bearer token
-	CAFile  string        // PEM CA bundle to verify an https API
+	// Addr is http(s)://host:port, or host:port: https, except on a
+	// loopback host (where a director's API listens without TLS by
+	// default). Default DefaultAddr.
+	Addr  string
+	Token string // bearer token
+	// How an https API is verified: TLS if set (its RootCAs), else the CA
+	// bundle in CAFile, else the cluster CA derived from Token (every
+	// director's certificate is issued by it; package trust), else the
+	// system's roots.
+	TLS     *tls.Config
+	CAFile  string
 	Timeout time.Duration // per request; default 30 s
 	// Transport, if set, carries the requests (tests dial from inside a
-	// network namespace with it); CAFile is then ignored.
+	// network namespace with it); an *http.Transport without a TLS
+	// configuration gets the one chosen above.
 	Transport http.RoundTripper
 	// NoLeaderWait is how long a request keeps retrying while the cluster
 	// answers no_leader (an election: nothing was applied, so retrying is
 	// safe). Default 10 s; negative disables.
 	NoLeaderWait time.Duration
+	// Insecure allows sending the token over plain HTTP to a host that is
+	// not loopback (a director run with -insecure). Without it such a
+	// request is refused before anything is sent.
+	Insecure bool
 }
 
 // New returns a client for opts.
@@ -71,15 +90,50 @@ func New(opts Options) (*Client, error) {
 		addr = DefaultAddr
 	}
 	if !strings.Contains(addr, "://") {
-		addr = "http://" + addr
+		scheme := "https"
+		if host, _, err := net.SplitHostPort(addr); err == nil && trust.IsLoopback(host) {
+			scheme = "http"
+		}
+		addr = scheme + "://" + addr
 	}
 	u, err := url.Parse(addr)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, fmt.Errorf("address %q: want http(s)://host:port", opts.Addr)
 	}
+	tlsConf, err := clientTLS(opts)
+	if err != nil {
+		return nil, err
+	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
-	if opts.CAFile != "" {
+	tr.TLSClientConfig = tlsConf
+	if opts.Timeout == 0 {
+		opts.Timeout = 30 * time.Second
+	}
+	var rt http.RoundTripper = tr
+	if ht, ok := opts.Transport.(*http.Transport); ok && ht.TLSClientConfig == nil {
+		ht = ht.Clone()
+		ht.TLSClientConfig = tlsConf
+		rt = ht
+	} else if opts.Transport != nil {
+		rt = opts.Transport
+	}
+	if opts.NoLeaderWait == 0 {
+		opts.NoLeaderWait = 10 * time.Second
+	}
+	c := &Client{base: u, token: opts.Token, insecure: opts.Insecure, http: &http.Client{Transport: rt, Timeout: opts.Timeout}, noLead: opts.NoLeaderWait}
+	if err := c.checkCleartext(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// clientTLS picks how an https API is verified (Options.TLS).
+func clientTLS(opts Options) (*tls.Config, error) {
+	switch {
+	case opts.TLS != nil:
+		return opts.TLS.Clone(), nil
+	case opts.CAFile != "":
 		pem, err := os.ReadFile(opts.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("CA file: %w", err)
@@ -88,19 +142,24 @@ func New(opts Options) (*Client, error) {
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("CA file %s: no PEM certificates", opts.CAFile)
 		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+	case opts.Token != "":
+		t, err := trust.FromTokens([]string{opts.Token})
+		if err != nil {
+			return nil, err
+		}
+		return t.ClientConfig(), nil
 	}
-	if opts.Timeout == 0 {
-		opts.Timeout = 30 * time.Second
+	return &tls.Config{MinVersion: tls.VersionTLS12}, nil
+}
+
+// checkCleartext refuses to send the token in cleartext beyond loopback.
+func (c *Client) checkCleartext() error {
+	if c.base.Scheme == "http" && c.token != "" && !c.insecure && !trust.IsLoopback(c.base.Hostname()) {
+		return fmt.Errorf("refusing to send the token in cleartext to %s: use https (the default for host:port), "+
+			"or -insecure if that director runs with -insecure", c.base.Redacted())
 	}
-	var rt http.RoundTripper = tr
-	if opts.Transport != nil {
-		rt = opts.Transport
-	}
-	if opts.NoLeaderWait == 0 {
-		opts.NoLeaderWait = 10 * time.Second
-	}
-	return &Client{base: u, token: opts.Token, http: &http.Client{Transport: rt, Timeout: opts.Timeout}, noLead: opts.NoLeaderWait}, nil
+	return nil
 }
 
 // Addr returns the API base address.

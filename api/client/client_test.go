@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-const token = "client-test-token"
+const token = "client-test-token-7d3b9f1e6a2c0845b7e1d9f3"
 
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -107,7 +107,9 @@ func TestNewAddress(t *testing.T) {
 		{"", client.DefaultAddr},
 		{"127.0.0.1:7480", "http://127.0.0.1:7480"},
 		{"[::1]:7480", "http://[::1]:7480"},
-		{"director.example:7480", "http://director.example:7480"},
+		{"localhost:7480", "http://localhost:7480"},
+		{"director.example:7480", "https://director.example:7480"}, // beyond loopback the API serves HTTPS
+		{"10.0.0.1:7480", "https://10.0.0.1:7480"},
 		{"http://10.0.0.1:7480", "http://10.0.0.1:7480"},
 		{"https://10.0.0.1:7480", "https://10.0.0.1:7480"},
 		{"https://lb.example/raftlb/", "https://lb.example/raftlb/"},
@@ -120,6 +122,20 @@ func TestNewAddress(t *testing.T) {
 		if c2.Addr() != c.want {
 			t.Errorf("%q: Addr %q, want %q", c.in, c2.Addr(), c.want)
 		}
+	}
+	// The token never goes out in cleartext beyond loopback, unless asked.
+	for _, addr := range []string{"http://10.0.0.1:7480", "http://director.example:7480"} {
+		if _, err := client.New(client.Options{Addr: addr, Token: token}); err == nil || !strings.Contains(err.Error(), "cleartext") {
+			t.Errorf("%s with a token: %v", addr, err)
+		}
+		if _, err := client.New(client.Options{Addr: addr, Token: token, Insecure: true}); err != nil {
+			t.Errorf("%s with a token and Insecure: %v", addr, err)
+		}
+	}
+	if c, err := client.New(client.Options{Addr: "https://10.0.0.1:7480", Token: token}); err != nil {
+		t.Fatal(err)
+	} else if _, err := c.WithAddr("http://10.0.0.2:7480"); err == nil {
+		t.Error("WithAddr to plain HTTP beyond loopback with a token")
 	}
 	for _, in := range []string{"ftp://10.0.0.1:21", "http://", "https://", "://10.0.0.1", "http://[::1", "http:///v1", "unix:///run/raftlb.sock",
 		"http://a b:1", "file:///etc/passwd"} {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/raftlb/raftlb/agent"
 	"github.com/raftlb/raftlb/cluster"
+	"github.com/raftlb/raftlb/trust"
 )
 
 const agentUsage = `usage: raftlb agent [flags]
@@ -39,6 +40,7 @@ type agentFlags struct {
 	raftCert, raftKey, raftCA string
 	apiCert, apiKey, apiCA    string
 	logLevel, logFormat       string
+	gossipKeyFile             string
 	shutdownTimeout           time.Duration
 	garpBurst                 int
 	garpInterval, garpRefresh time.Duration
@@ -53,7 +55,12 @@ func (f *agentFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.RaftAdvertise, "raft-advertise", "", "host:port the other directors dial (default: -raft-addr)")
 	fs.StringVar(&c.APIAddr, "api-addr", agent.DevAPIAddr, "host:port for the admin API; beyond loopback every request needs the token")
 	fs.StringVar(&c.APIAdvertise, "api-advertise", "", "host:port other directors use to reach this API (default: -api-addr)")
-	fs.StringVar(&f.tokenFile, "token-file", "", "file holding the API bearer token shared by all directors (required unless -dev)")
+	fs.StringVar(&f.tokenFile, "token-file", "", "file holding the token shared by all directors (required unless -dev; chmod 600; 'raftlb token new' makes one). It authenticates the API and derives the cluster CA and the gossip key. More lines: older tokens still accepted, for rotation")
+	fs.BoolVar(&c.Insecure, "insecure", false, "let raft and the API listen beyond loopback without TLS (default: raft mutual TLS and HTTPS with certificates from the cluster CA). Logged at every start; shown by raftlb status")
+	fs.Func("tls-san", "an extra host name or address for this director's certificate (repeatable, or comma-separated)", func(v string) error {
+		c.TLSNames = append(c.TLSNames, agent.SplitList(v)...)
+		return nil
+	})
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "number of directors that bootstrap a new cluster together")
 	fs.StringVar(&f.peers, "peers", "", "static bootstrap list id=host:port,... (raft addresses, this director included)")
 	fs.StringVar(&f.join, "join", "", "API addresses (host:port or URL) of directors to discover or join, comma-separated")
@@ -91,14 +98,7 @@ func (f *agentFlags) register(fs *flag.FlagSet) {
 	// Health checking and gossip (docs/operations.md "Health checks").
 	fs.StringVar(&c.GossipAddr, "gossip-addr", "", "host:port (UDP and TCP) for the encrypted gossip of health-check results (default: the -raft-addr host, port 7482)")
 	fs.StringVar(&c.GossipAdvertise, "gossip-advertise", "", "host:port the other directors reach this director's gossip at (default: the -raft-advertise host, or -gossip-addr)")
-	fs.Func("gossip-key-file", "file holding the gossip encryption key: base64 of 16, 24 or 32 bytes, the same on every director (default: derived from the token)", func(v string) error {
-		b, err := os.ReadFile(v)
-		if err != nil {
-			return err
-		}
-		c.GossipKey, err = agent.ParseGossipKey(string(b))
-		return err
-	})
+	fs.StringVar(&f.gossipKeyFile, "gossip-key-file", "", "file holding the gossip encryption key: base64 of 16, 24 or 32 bytes, the same on every director, chmod 600 (default: derived from the token)")
 	fs.IntVar(&c.HealthWorkers, "health-workers", 0, "health checks run at once on this director (default 64)")
 }
 
@@ -124,15 +124,19 @@ func (f *agentFlags) build(stderr io.Writer) (agent.Config, error) {
 	}
 	c.Join = agent.SplitList(f.join)
 	if f.tokenFile != "" {
-		b, err := os.ReadFile(f.tokenFile)
+		toks, err := trust.ReadTokenFile(f.tokenFile)
 		if err != nil {
 			return c, fmt.Errorf("-token-file: %w", err)
 		}
-		if c.Token = strings.TrimSpace(string(b)); c.Token == "" {
-			return c, fmt.Errorf("-token-file %s is empty", f.tokenFile)
+		c.Token, c.ExtraTokens = toks[0], toks[1:]
+	}
+	if f.gossipKeyFile != "" {
+		b, err := trust.ReadSecretFile(f.gossipKeyFile)
+		if err == nil {
+			c.GossipKey, err = agent.ParseGossipKey(string(b))
 		}
-		if st, err := os.Stat(f.tokenFile); err == nil && st.Mode().Perm()&0o077 != 0 {
-			c.Log.Warn("the token file is readable by others; chmod 600 it", "file", f.tokenFile)
+		if err != nil {
+			return c, fmt.Errorf("-gossip-key-file: %w", err)
 		}
 	}
 	if f.raftCert != "" || f.raftKey != "" || f.raftCA != "" {

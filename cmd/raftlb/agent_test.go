@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/raftlb/raftlb/trust"
 )
 
 // TestAgentUsageErrors: configuration mistakes exit 2 with one line that
@@ -14,8 +16,16 @@ func TestAgentUsageErrors(t *testing.T) {
 	dir := t.TempDir()
 	token := filepath.Join(dir, "token")
 	empty := filepath.Join(dir, "empty")
-	os.WriteFile(token, []byte("t0ken\n"), 0o600)
+	weak := filepath.Join(dir, "weak")
+	open := filepath.Join(dir, "open")
+	gkOpen := filepath.Join(dir, "gossip-open")
+	gkBad := filepath.Join(dir, "gossip-bad")
+	os.WriteFile(token, []byte(trust.NewToken()+"\n"), 0o600)
 	os.WriteFile(empty, nil, 0o600)
+	os.WriteFile(weak, []byte("t0ken\n"), 0o600)
+	os.WriteFile(open, []byte(trust.NewToken()+"\n"), 0o644)
+	os.WriteFile(gkOpen, []byte("AAAAAAAAAAAAAAAAAAAAAA==\n"), 0o644)
+	os.WriteFile(gkBad, []byte("not base64!\n"), 0o600)
 	base := []string{"-node-id", "d1", "-data-dir", dir, "-raft-addr", "127.0.0.1:0", "-api-addr", "127.0.0.1:0"}
 	cases := []struct {
 		args []string
@@ -28,6 +38,11 @@ func TestAgentUsageErrors(t *testing.T) {
 		{base, "-token-file"},
 		{append(base, "-token-file", filepath.Join(dir, "missing")), "-token-file"},
 		{append(base, "-token-file", empty), "empty"},
+		{append(base, "-token-file", weak), "too weak"},
+		{append(base, "-token-file", open), "chmod 600"},
+		{append(base, "-token-file", token, "-gossip-key-file", gkOpen), "-gossip-key-file: " + gkOpen + " is accessible by group or others"},
+		{append(base, "-token-file", token, "-gossip-key-file", gkBad), "-gossip-key-file"},
+		{append(base, "-token-file", token, "-gossip-key-file", filepath.Join(dir, "missing")), "-gossip-key-file"},
 		{append(base, "-token-file", token, "-node-id", "bad id"), "-node-id"},
 		{append(base, "-token-file", token, "-timing", "wan"), "-timing"},
 		{append(base, "-token-file", token, "-log-level", "loud"), "-log-level"},

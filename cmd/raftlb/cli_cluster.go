@@ -64,6 +64,13 @@ func writeStatus(w io.Writer, st api.Status, leaderSt *api.Status) {
 	fields = append(fields,
 		[2]string{"Timing profile", orNone(st.TimingProfile)},
 		[2]string{"Version", orNone(st.Version)})
+	if sec := st.Security; sec != nil {
+		v := "raft " + sec.Raft + ", API " + sec.API
+		if sec.Insecure {
+			v = "INSECURE (-insecure): " + v
+		}
+		fields = append(fields, [2]string{"Security", v})
+	}
 	fields = append(fields, leadershipFields(st)...)
 	fields = append(fields, vipHolderFields(leaderSt)...)
 	writeFields(w, fields)

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/raftlb/raftlb/api/client"
+	"github.com/raftlb/raftlb/trust"
 )
 
 // The client commands share one small framework: a command declares its
@@ -94,9 +95,9 @@ type env struct {
 
 // clientOpts are the flags every client command takes.
 type clientOpts struct {
-	addr, token, caFile string
-	output              string
-	consistent          bool
+	addr, token, tokenFile, caFile string
+	output                         string
+	consistent, insecure           bool
 }
 
 func (o *clientOpts) register(f *flagSet, read bool) {
@@ -106,7 +107,9 @@ func (o *clientOpts) register(f *flagSet, read bool) {
 	// prints a token.
 	f.String(&o.addr, "addr", "", "director API `URL` (default $RAFTLB_ADDR, else "+client.DefaultAddr+")")
 	f.String(&o.token, "token", "", "bearer `TOKEN` (default $RAFTLB_TOKEN)")
-	f.String(&o.caFile, "ca-file", "", "PEM CA bundle `FILE` to verify an https API (default $RAFTLB_CACERT)")
+	f.String(&o.tokenFile, "token-file", "", "read the token from `FILE`, the agents' token file (default $RAFTLB_TOKEN_FILE)")
+	f.String(&o.caFile, "ca-file", "", "PEM CA bundle `FILE` to verify an https API (default $RAFTLB_CACERT; with a token, the cluster CA derived from it)")
+	f.Bool(&o.insecure, "insecure", "allow sending the token over plain HTTP beyond loopback, to directors run with -insecure (default $RAFTLB_INSECURE=1)")
 	o.output = "table"
 	f.Var(&enumValue{p: &o.output, choices: []string{"table", "json"}}, "o", "output `FORMAT`: table or json")
 	if read {
@@ -120,11 +123,28 @@ func (o *clientOpts) fromEnv(f *flagSet) {
 	for _, v := range []struct {
 		flag, env string
 		p         *string
-	}{{"addr", "RAFTLB_ADDR", &o.addr}, {"token", "RAFTLB_TOKEN", &o.token}, {"ca-file", "RAFTLB_CACERT", &o.caFile}} {
+	}{{"addr", "RAFTLB_ADDR", &o.addr}, {"token", "RAFTLB_TOKEN", &o.token}, {"token-file", "RAFTLB_TOKEN_FILE", &o.tokenFile},
+		{"ca-file", "RAFTLB_CACERT", &o.caFile}} {
 		if !f.isSet(v.flag) {
 			*v.p = os.Getenv(v.env)
 		}
 	}
+	if !f.isSet("insecure") {
+		o.insecure = os.Getenv("RAFTLB_INSECURE") == "1"
+	}
+}
+
+// resolveToken reads -token-file when no token was given directly.
+func (o *clientOpts) resolveToken() error {
+	if o.token != "" || o.tokenFile == "" {
+		return nil
+	}
+	toks, err := trust.ReadTokenFile(o.tokenFile)
+	if err != nil {
+		return fmt.Errorf("-token-file: %w", err)
+	}
+	o.token = toks[0]
+	return nil
 }
 
 // exec runs c with args (everything after the command's name).
@@ -153,7 +173,10 @@ func (c *command) exec(args []string, stdout, stderr io.Writer) int {
 		read: client.ReadOpts{Consistent: opts.consistent}}
 	if c.kind != kindLocal {
 		opts.fromEnv(f)
-		cl, err := client.New(client.Options{Addr: opts.addr, Token: opts.token, CAFile: opts.caFile})
+		if err := opts.resolveToken(); err != nil {
+			return c.fail(stderr, usagef("%v", err))
+		}
+		cl, err := client.New(client.Options{Addr: opts.addr, Token: opts.token, CAFile: opts.caFile, Insecure: opts.insecure})
 		if err != nil {
 			return c.fail(stderr, usagef("%v", err))
 		}

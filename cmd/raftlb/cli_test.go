@@ -74,6 +74,7 @@ var volatile = []struct {
 	{regexp.MustCompile(`"(index|create_index|modify_index|term|commit_index|applied_index|since)": \d+`), `"$1": N`},
 	{regexp.MustCompile(`created \d+, modified \d+`), "created N, modified N"},
 	{regexp.MustCompile(`(?m)^(Term|Commit index|Applied index):( +)\d+$`), "$1:${2}N"},
+	{regexp.MustCompile(`"cluster_id": "[0-9a-f]+"`), `"cluster_id": "ID"`},
 }
 
 var loopbackPort = regexp.MustCompile(`127\.0\.0\.1:\d+( +)?`)

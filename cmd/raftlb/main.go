@@ -28,6 +28,8 @@ var groups = []group{
 	{"real", "real servers of a virtual service (like ipvsadm -a, -e, -d)"},
 	{"vip", "virtual IP addresses, held by the leader"},
 	{"cluster", "raft membership and leadership"},
+	{"token", "the cluster token"},
+	{"tls", "the cluster's TLS: the CA derived from the token"},
 }
 
 // commands returns every client command, in help order.
@@ -38,6 +40,7 @@ func commands() []*command {
 		realCommands(),
 		vipCommands(),
 		clusterCommands(),
+		trustCommands(),
 		[]*command{versionCommand()},
 	)
 }

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/internal/netlab"
+	"github.com/raftlb/raftlb/trust"
 )
 
 // program adapts netlab.T for a program: Fatal cleans up and exits.
@@ -97,8 +98,15 @@ func main() {
 	client, rs1, rs2 := lab.Netns("client"), lab.Netns("rs1"), lab.Netns("rs2")
 	lab.Attach(client, "eth0", sw, "br-client", "p-client")
 	lab.Addr(client, "eth0", "10.10.0.50/24")
+	// One token for the cluster: it authenticates the API and derives the
+	// CA that issues every director's certificate (raft mutual TLS, HTTPS).
+	secret := trust.NewToken()
 	token := filepath.Join(work, "token")
-	if err := os.WriteFile(token, []byte("demo-token\n"), 0o600); err != nil {
+	if err := os.WriteFile(token, []byte(secret+"\n"), 0o600); err != nil {
+		p.Fatal(err)
+	}
+	ca, err := trust.FromTokens([]string{secret})
+	if err != nil {
 		p.Fatal(err)
 	}
 	var dirs, ips, peers []string
@@ -153,8 +161,9 @@ func main() {
 	apis := make([]*http.Client, 3)
 	for i := range 3 {
 		apis[i] = netlab.HTTPClient(dirs[i], time.Second)
+		apis[i].Transport.(*http.Transport).TLSClientConfig = ca.ClientConfig()
 	}
-	statusOf := func(i int) map[string]any { return status(apis[i], "http://"+ips[i]+":7480") }
+	statusOf := func(i int) map[string]any { return status(apis[i], "https://"+ips[i]+":7480", secret) }
 	leader := func() int {
 		for i := range 3 {
 			if st := statusOf(i); st != nil && st["role"] == "leader" {
@@ -170,7 +179,7 @@ func main() {
 	cliOn := func(i int, args ...string) {
 		fmt.Printf("   [dir%d] $ raftlb %s\n", i+1, strings.Join(args, " "))
 		cmd := exec.Command("ip", append([]string{"netns", "exec", dirs[i], bin}, args...)...)
-		cmd.Env = append(os.Environ(), "RAFTLB_ADDR=http://"+ips[i]+":7480", "RAFTLB_TOKEN=demo-token")
+		cmd.Env = append(os.Environ(), "RAFTLB_ADDR="+ips[i]+":7480", "RAFTLB_TOKEN="+secret) // host:port: HTTPS, verified with the token's CA
 		out, err := cmd.CombinedOutput()
 		for _, l := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
 			fmt.Println("     " + l)
@@ -328,9 +337,9 @@ func waitFor(p *program, what string, d time.Duration, cond func() bool) {
 }
 
 // status reads a director's /v1/status (nil if it does not answer).
-func status(c *http.Client, base string) map[string]any {
+func status(c *http.Client, base, token string) map[string]any {
 	req, _ := http.NewRequest("GET", base+"/v1/status", nil)
-	req.Header.Set("Authorization", "Bearer demo-token")
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := c.Do(req)
 	if err != nil {
 		return nil

@@ -14,13 +14,14 @@ import (
 	"github.com/raftlb/raftlb/api/client"
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/internal/netlab"
+	"github.com/raftlb/raftlb/trust"
 )
 
 // Ports of every raftlb member, on its eth0 address.
 const (
 	raftPort = 7481
 	apiPort  = 7480
-	token    = "nemesis-token"
+	token    = "nemesis-token-6b1d8f3a5c9e2074d6b1f8a3"
 )
 
 // RaftlbOptions configure the raftlb system.
@@ -47,6 +48,13 @@ func NewRaftlb(l *Lab, o RaftlbOptions) *Raftlb {
 		o.Profile = "lan"
 	}
 	r := &Raftlb{lab: l, o: o, http: netlab.HTTPClient(l.Client, time.Second)}
+	// The directors serve HTTPS with certificates of the cluster CA that
+	// the token derives (their addresses are beyond loopback).
+	tr, err := trust.FromTokens([]string{token})
+	if err != nil {
+		panic(err) // a constant token: cannot fail
+	}
+	r.http.Transport.(*http.Transport).TLSClientConfig = tr.ClientConfig()
 	tokenFile := filepath.Join(l.Dir, "token")
 	_ = os.WriteFile(tokenFile, []byte(token+"\n"), 0o600)
 	var peers []string
@@ -150,7 +158,7 @@ func (r *Raftlb) CLI(args ...string) (string, error) {
 		}
 	}
 	full := append([]string{"netns", "exec", r.lab.Client, "env",
-		fmt.Sprintf("RAFTLB_ADDR=http://%s:%d", target.IP, apiPort), "RAFTLB_TOKEN=" + token, r.o.Binary}, args...)
+		fmt.Sprintf("RAFTLB_ADDR=https://%s:%d", target.IP, apiPort), "RAFTLB_TOKEN=" + token, r.o.Binary}, args...)
 	out, err := exec.Command("ip", full...).CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("raftlb %s: %v: %s", strings.Join(args, " "), err, out)
@@ -162,7 +170,7 @@ func (r *Raftlb) CLI(args ...string) (string, error) {
 // the client namespace.
 func (r *Raftlb) API(i int) (*client.Client, error) {
 	m := r.lab.Members()[i]
-	return client.New(client.Options{Addr: fmt.Sprintf("http://%s:%d", m.IP, apiPort), Token: token,
+	return client.New(client.Options{Addr: fmt.Sprintf("https://%s:%d", m.IP, apiPort), Token: token,
 		Transport: r.http.Transport, Timeout: time.Second, NoLeaderWait: -1})
 }
 
@@ -192,7 +200,7 @@ func (r *Raftlb) status(i int) (role string, err error) {
 
 func (r *Raftlb) ready(i int) error {
 	m := r.lab.Members()[i]
-	resp, err := r.http.Get(fmt.Sprintf("http://%s:%d/readyz", m.IP, apiPort))
+	resp, err := r.http.Get(fmt.Sprintf("https://%s:%d/readyz", m.IP, apiPort))
 	if err != nil {
 		return fmt.Errorf("%s: readyz: %w", m.Name, err)
 	}
