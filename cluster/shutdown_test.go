@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"testing"
@@ -193,5 +194,23 @@ func TestStreamShutdown(t *testing.T) {
 		if err := <-reads; !errors.Is(err, net.ErrClosed) {
 			t.Errorf("read blocked at shutdown: %v, want net.ErrClosed", err)
 		}
+	}
+	// A connection that comes after shutdown is closed, not handed on.
+	late, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Close()
+	accepted2 := make(chan net.Conn, 1)
+	go func() {
+		c, _ := s.Accept()
+		accepted2 <- c
+	}()
+	if _, err := late.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("read from a connection accepted after shutdown: %v, want EOF", err)
+	}
+	ln.Close()
+	if c := <-accepted2; c != nil {
+		t.Errorf("Accept after shutdown handed on %v", c.RemoteAddr())
 	}
 }

@@ -132,16 +132,22 @@ func newStreamLayer(ln net.Listener, advertise net.Addr, tlsConf *tls.Config, di
 // Accept waits for the next inbound connection. With TLS the handshake (and
 // client certificate verification) happens on the connection's first Read or
 // Write, bounded by tlsHandshakeTimeout; a failed handshake surfaces as an
-// I/O error to raft, which drops the connection.
+// I/O error to raft, which drops the connection. After shutdown, until the
+// listener is closed, connections are closed as they come (an error here
+// would have raft log a failed accept).
 func (s *streamLayer) Accept() (net.Conn, error) {
-	c, err := s.ln.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if s.serverTLS != nil {
+			c = &serverConn{Conn: tls.Server(c, s.serverTLS)}
+		}
+		if tc, err := s.track(c); err == nil {
+			return tc, nil
+		}
 	}
-	if s.serverTLS != nil {
-		c = &serverConn{Conn: tls.Server(c, s.serverTLS)}
-	}
-	return s.track(c)
 }
 
 // Close closes the listener.
