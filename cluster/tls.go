@@ -102,8 +102,7 @@ type streamLayer struct {
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
 
-// errStreamShutdown is what Dial returns, and an accepted connection fails
-// with, once shutdown has run.
+// errStreamShutdown is what Dial returns once shutdown has run.
 var errStreamShutdown = errors.New("cluster: raft transport is shutting down")
 
 // newStreamLayer wraps ln. advertise is what Addr reports (and thus what
@@ -168,31 +167,36 @@ func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 		defer cancel()
 	}
 	c, err := s.dial(ctx, string(address))
+	if err == nil && s.clientTLS != nil {
+		c, err = s.clientHandshake(ctx, c, string(address))
+	}
 	if err != nil {
 		if s.ctx.Err() != nil {
 			return nil, errStreamShutdown
 		}
 		return nil, err
 	}
-	if s.clientTLS != nil {
-		conf := s.clientTLS
-		if conf.ServerName == "" {
-			host, _, err := net.SplitHostPort(string(address))
-			if err != nil {
-				c.Close()
-				return nil, err
-			}
-			conf = conf.Clone()
-			conf.ServerName = host
-		}
-		tc := tls.Client(c, conf)
-		if err := tc.HandshakeContext(ctx); err != nil {
+	return s.track(c)
+}
+
+// clientHandshake runs the client side of TLS on c, closing c if it fails.
+func (s *streamLayer) clientHandshake(ctx context.Context, c net.Conn, address string) (net.Conn, error) {
+	conf := s.clientTLS
+	if conf.ServerName == "" {
+		host, _, err := net.SplitHostPort(address)
+		if err != nil {
 			c.Close()
 			return nil, err
 		}
-		c = tc
+		conf = conf.Clone()
+		conf.ServerName = host
 	}
-	return s.track(c)
+	tc := tls.Client(c, conf)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return tc, nil
 }
 
 // track registers c until it is closed; after shutdown it closes c instead.
