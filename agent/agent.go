@@ -846,13 +846,16 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		if a.http != nil {
 			_ = a.http.Shutdown(ctx)
 		}
-		a.stopErr = a.close()
+		a.stopErr = a.closeContext(ctx)
 	})
 	return a.stopErr
 }
 
 // close releases everything without the graceful steps.
-func (a *Agent) close() error {
+func (a *Agent) close() error { return a.closeContext(context.Background()) }
+
+// closeContext is close with the raft shutdown bounded by ctx.
+func (a *Agent) closeContext(ctx context.Context) error {
 	if a.cancel != nil {
 		a.cancel()
 	}
@@ -866,7 +869,7 @@ func (a *Agent) close() error {
 		_ = a.ln.Close()
 	}
 	if a.node != nil {
-		if err := a.node.Shutdown(); err != nil {
+		if err := a.node.ShutdownContext(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}

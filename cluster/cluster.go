@@ -103,6 +103,30 @@ const (
 	transportMaxPool = 3
 	// transportTimeout is the I/O deadline for Raft RPCs.
 	transportTimeout = 10 * time.Second
+	// transportMaxInFlight 1 turns hashicorp's pipelined replication off:
+	// every AppendEntries to a follower waits for the previous one's
+	// answer. The pipeline (net_transport.go netPipeline with
+	// replication.go pipelineReplicate/pipelineDecode, v1.7.3) can
+	// deadlock: when an answer ends pipelineDecode (a newer term, or
+	// Success false) while one more request is in flight, decodeResponses
+	// decodes that request's answer and waits forever to hand it to the
+	// gone pipelineDecode, and pipelineReplicate, whose select may pick a
+	// pending trigger over the closed finish channel, sends one more
+	// request and waits forever for decodeResponses to take it. Only
+	// pipelineReplicate's deferred Close would free them, and neither
+	// watches raft's shutdown; the stuck replication goroutine then keeps
+	// Raft.Shutdown waiting for good (hashicorp/raft issue 612). It took a
+	// leader cut off from the others and back within the I/O deadline: its
+	// pipelined requests were answered with the newer term, and its
+	// lease loop's barriers kept a trigger pending. A director that had
+	// been through that once never stopped on SIGTERM (issue 11; the
+	// replay is TestShutdownAfterAnIsolatedLeaderRejoins). The cost is
+	// small for raftlb: with 2 in flight the pipeline only overlapped
+	// sending the next batch with waiting for the previous answer;
+	// replication still batches up to MaxAppendEntries per request, and
+	// hashicorp found the pipeline of little use outside high-latency
+	// links (NetworkTransportConfig.MaxRPCsInFlight, their PR 541).
+	transportMaxInFlight = 1
 	// boltOpenTimeout bounds waiting for the raft.db file lock.
 	boltOpenTimeout = time.Second
 	// waitLeaderPoll is the polling period of WaitLeader.
@@ -142,7 +166,9 @@ type Node struct {
 	promptDone chan struct{}
 
 	shutdownOnce sync.Once
-	shutdownErr  error
+	shutdownDone chan struct{}          // closed when shutdown has finished
+	shutdownErr  error                  // set before shutdownDone is closed
+	shutdownStep atomic.Pointer[string] // what shutdown is doing, for errors
 }
 
 // New validates cfg, creates cfg.DataDir (mode 0700), opens the Raft stores
@@ -253,12 +279,13 @@ func New(cfg Config, fsm raft.FSM) (n *Node, err error) {
 		}
 	}
 
-	stream := newStreamLayer(ln, advertiseAddr(advertise), cfg.TLS)
+	stream := newStreamLayer(ln, advertiseAddr(advertise), cfg.TLS, cfg.dial)
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  stream,
-		MaxPool: transportMaxPool,
-		Timeout: transportTimeout,
-		Logger:  logger.Named("transport"),
+		Stream:          stream,
+		MaxPool:         transportMaxPool,
+		MaxRPCsInFlight: transportMaxInFlight,
+		Timeout:         transportTimeout,
+		Logger:          logger.Named("transport"),
 	})
 	closers = append(closers, trans.Close)
 
@@ -684,45 +711,92 @@ func (n *Node) publish(v bool) {
 	}
 }
 
-// Shutdown stops the node gracefully: if it is the leader and other voters
-// exist it first transfers leadership (bounded by about 2*ElectionTimeout;
-// failures are logged, not returned), then shuts Raft down, closes the
-// transport and the stores, and closes all LeaderChanges channels. It is
-// idempotent and safe to call concurrently; every call returns the result of
-// the first.
-func (n *Node) Shutdown() error {
-	n.shutdownOnce.Do(func() { n.shutdownErr = n.shutdown() })
-	return n.shutdownErr
+// Shutdown is ShutdownContext without a deadline.
+func (n *Node) Shutdown() error { return n.ShutdownContext(context.Background()) }
+
+// ShutdownContext stops the node gracefully: if it is the leader and other
+// voters exist it first transfers leadership (bounded by about
+// 2*ElectionTimeout and by ctx; failures are logged, not returned), then
+// shuts Raft down, closes the transport and the stores, and closes all
+// LeaderChanges channels. Raft's connections are closed as soon as its
+// shutdown has begun, so RPCs in flight to an unreachable peer end at once
+// instead of at their I/O deadline.
+//
+// The first call starts the shutdown; every call waits for it to finish and
+// returns its result, or returns early when ctx ends, with an error that
+// wraps ctx.Err() and says which step had not finished (the shutdown goes
+// on in the background; a later call waits for it again). Once Raft's
+// goroutines have stopped nothing else can block. Safe to call
+// concurrently.
+func (n *Node) ShutdownContext(ctx context.Context) error {
+	n.shutdownOnce.Do(func() {
+		n.shutdownDone = make(chan struct{})
+		go func() {
+			defer close(n.shutdownDone)
+			n.shutdownErr = n.shutdown(ctx)
+		}()
+	})
+	select {
+	case <-n.shutdownDone:
+		return n.shutdownErr
+	case <-ctx.Done():
+		step := "starting"
+		if s := n.shutdownStep.Load(); s != nil {
+			step = *s
+		}
+		return fmt.Errorf("cluster: shutdown of %s did not finish: %s: %w", n.id, step, ctx.Err())
+	}
 }
 
-func (n *Node) shutdown() error {
+// step records what shutdown is doing.
+func (n *Node) step(s string) { n.shutdownStep.Store(&s) }
+
+// shutdown runs the steps of ShutdownContext; ctx (the first caller's)
+// bounds only the leadership transfer.
+func (n *Node) shutdown(ctx context.Context) error {
 	if n.IsLeader() && n.hasOtherVoters() {
+		n.step("transferring leadership")
 		bound := 2 * n.raft.ReloadableConfig().ElectionTimeout
 		done := make(chan error, 1)
 		go func() { done <- n.raft.LeadershipTransfer().Error() }()
+		timer := time.NewTimer(bound)
 		select {
 		case err := <-done:
 			if err != nil {
 				n.logger.Warn("leadership transfer before shutdown failed", "error", err)
 			}
-		case <-time.After(bound):
+		case <-timer.C:
 			n.logger.Warn("leadership transfer before shutdown timed out", "after", bound)
+		case <-ctx.Done():
+			n.logger.Warn("leadership transfer before shutdown abandoned", "error", ctx.Err())
 		}
+		timer.Stop()
 	}
 	var errs []error
-	if err := n.raft.Shutdown().Error(); err != nil {
+	n.step("stopping raft")
+	f := n.raft.Shutdown()
+	// Raft's goroutines now stop at their next check, but one blocked in
+	// an RPC (a dial, or a read from a peer that does not answer) would
+	// only notice at the transport's I/O deadline: close the connections
+	// under them.
+	n.stream.shutdown()
+	n.step("waiting for raft's goroutines to stop")
+	if err := f.Error(); err != nil {
 		errs = append(errs, fmt.Errorf("cluster: raft shutdown: %w", err))
 	}
 	// Raft no longer writes to notifyCh once its goroutines have exited.
+	n.step("closing leadership subscriptions")
 	close(n.stopNotify)
 	<-n.notifyDone
 	<-n.promptDone
+	n.step("closing the transport and raft.db")
 	if err := n.trans.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("cluster: close transport: %w", err))
 	}
 	if err := n.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("cluster: close raft.db: %w", err))
 	}
+	n.step("done")
 	return errors.Join(errs...)
 }
 

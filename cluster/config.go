@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -67,6 +68,10 @@ type Config struct {
 	// named "raft" writing to stderr at the level in $RAFTLB_RAFT_LOG_LEVEL
 	// (default warn).
 	Logger hclog.Logger
+
+	// dial, if set, makes the TCP connections to peers instead of a
+	// net.Dialer (tests route them through links they can cut).
+	dial func(ctx context.Context, address string) (net.Conn, error)
 }
 
 // validate checks cfg and returns it with defaults applied.

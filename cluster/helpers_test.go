@@ -123,7 +123,9 @@ func startNodeWith(t *testing.T, cfg Config) *testNode {
 		t.Fatalf("New(%s): %v", cfg.NodeID, err)
 	}
 	t.Cleanup(func() {
-		if err := n.Shutdown(); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		if err := n.ShutdownContext(ctx); err != nil {
 			t.Errorf("Shutdown(%s): %v", n.ID(), err)
 		}
 	})

@@ -76,21 +76,47 @@ const tlsHandshakeTimeout = 10 * time.Second
 
 // streamLayer implements raft.StreamLayer over TCP, optionally wrapped in
 // mutual TLS. Its methods are safe for concurrent use, as raft requires.
+//
+// It keeps every connection it dialled or accepted until that connection is
+// closed, so that shutdown can close them all: hashicorp/raft bounds each RPC
+// only by the transport's I/O deadline (transportTimeout), and closes neither
+// the connections its goroutines are using nor their dials when it shuts
+// down, so without this a node shutting down while a peer was unreachable
+// waited for that deadline before raft's goroutines exited.
 type streamLayer struct {
 	ln        net.Listener
 	advertise net.Addr
 	serverTLS *tls.Config // nil => plain TCP
 	clientTLS *tls.Config
+	// dial makes the TCP connection of Dial (a net.Dialer; tests route it
+	// through links they can cut).
+	dial func(ctx context.Context, address string) (net.Conn, error)
+
+	ctx    context.Context // ends at shutdown: dials under way give up
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	conns  map[*trackedConn]struct{} // open connections; guarded by mu
+	closed bool                      // shutdown ran; guarded by mu
 }
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
 
+// errStreamShutdown is what Dial returns once shutdown has run.
+var errStreamShutdown = errors.New("cluster: raft transport is shutting down")
+
 // newStreamLayer wraps ln. advertise is what Addr reports (and thus what
 // raft tells peers). If tlsConf is non-nil it must pass checkTLS; it is
 // cloned, and the server side is forced to require and verify client
-// certificates.
-func newStreamLayer(ln net.Listener, advertise net.Addr, tlsConf *tls.Config) *streamLayer {
-	s := &streamLayer{ln: ln, advertise: advertise}
+// certificates. dial nil means a plain net.Dialer.
+func newStreamLayer(ln net.Listener, advertise net.Addr, tlsConf *tls.Config, dial func(context.Context, string) (net.Conn, error)) *streamLayer {
+	if dial == nil {
+		dial = func(ctx context.Context, address string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", address)
+		}
+	}
+	s := &streamLayer{ln: ln, advertise: advertise, dial: dial, conns: make(map[*trackedConn]struct{})}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if tlsConf != nil {
 		s.serverTLS = tlsConf.Clone()
 		s.serverTLS.ClientAuth = tls.RequireAndVerifyClientCert
@@ -105,16 +131,22 @@ func newStreamLayer(ln net.Listener, advertise net.Addr, tlsConf *tls.Config) *s
 // Accept waits for the next inbound connection. With TLS the handshake (and
 // client certificate verification) happens on the connection's first Read or
 // Write, bounded by tlsHandshakeTimeout; a failed handshake surfaces as an
-// I/O error to raft, which drops the connection.
+// I/O error to raft, which drops the connection. After shutdown, until the
+// listener is closed, connections are closed as they come (an error here
+// would have raft log a failed accept).
 func (s *streamLayer) Accept() (net.Conn, error) {
-	c, err := s.ln.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if s.serverTLS != nil {
+			c = &serverConn{Conn: tls.Server(c, s.serverTLS)}
+		}
+		if tc, err := s.track(c); err == nil {
+			return tc, nil
+		}
 	}
-	if s.serverTLS == nil {
-		return c, nil
-	}
-	return &serverConn{Conn: tls.Server(c, s.serverTLS)}, nil
 }
 
 // Close closes the listener.
@@ -126,29 +158,93 @@ func (s *streamLayer) Addr() net.Addr { return s.advertise }
 // Dial connects to a peer. With TLS the full handshake, including
 // verification of the peer's certificate against RootCAs and the host name
 // (Config.TLS.ServerName if set, else the host part of address), completes
-// within timeout before Dial returns.
+// within timeout before Dial returns. After shutdown it fails at once.
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	d := &net.Dialer{Timeout: timeout}
-	if s.clientTLS == nil {
-		return d.Dial("tcp", string(address))
-	}
-	conf := s.clientTLS
-	if conf.ServerName == "" {
-		host, _, err := net.SplitHostPort(string(address))
-		if err != nil {
-			return nil, err
-		}
-		conf = conf.Clone()
-		conf.ServerName = host
-	}
-	ctx := context.Background()
+	ctx := s.ctx
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	td := &tls.Dialer{NetDialer: d, Config: conf}
-	return td.DialContext(ctx, "tcp", string(address))
+	c, err := s.dial(ctx, string(address))
+	if err == nil && s.clientTLS != nil {
+		c, err = s.clientHandshake(ctx, c, string(address))
+	}
+	if err != nil {
+		if s.ctx.Err() != nil {
+			return nil, errStreamShutdown
+		}
+		return nil, err
+	}
+	return s.track(c)
+}
+
+// clientHandshake runs the client side of TLS on c, closing c if it fails.
+func (s *streamLayer) clientHandshake(ctx context.Context, c net.Conn, address string) (net.Conn, error) {
+	conf := s.clientTLS
+	if conf.ServerName == "" {
+		host, _, err := net.SplitHostPort(address)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		conf = conf.Clone()
+		conf.ServerName = host
+	}
+	tc := tls.Client(c, conf)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return tc, nil
+}
+
+// track registers c until it is closed; after shutdown it closes c instead.
+func (s *streamLayer) track(c net.Conn) (net.Conn, error) {
+	tc := &trackedConn{Conn: c, s: s}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		c.Close()
+		return nil, errStreamShutdown
+	}
+	s.conns[tc] = struct{}{}
+	return tc, nil
+}
+
+// shutdown refuses new connections, abandons dials under way and closes
+// every open connection, so that whatever is blocked reading, writing or
+// dialling on one returns at once with an error. Idempotent.
+func (s *streamLayer) shutdown() {
+	s.mu.Lock()
+	s.closed = true
+	conns := make([]*trackedConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	s.cancel()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// trackedConn is a connection of a streamLayer; closing it unregisters it.
+type trackedConn struct {
+	net.Conn
+	s    *streamLayer
+	once sync.Once
+	err  error
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.s.mu.Lock()
+		delete(c.s.conns, c)
+		c.s.mu.Unlock()
+		c.err = c.Conn.Close()
+	})
+	return c.err
 }
 
 // serverConn runs the server-side TLS handshake with a deadline before the

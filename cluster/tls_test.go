@@ -134,7 +134,7 @@ func TestTLSRejectsForeignClientCert(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sl := newStreamLayer(ln, ln.Addr(), foreign)
+	sl := newStreamLayer(ln, ln.Addr(), foreign, nil)
 	defer sl.Close()
 
 	// Positive control: a client with a certificate from the right CA works.
@@ -142,7 +142,7 @@ func TestTLSRejectsForeignClientCert(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := newStreamLayer(goodLn, goodLn.Addr(), ca.tlsConfig(t, "friend"))
+	good := newStreamLayer(goodLn, goodLn.Addr(), ca.tlsConfig(t, "friend"), nil)
 	defer good.Close()
 	gc, err := good.Dial(raft.ServerAddress(server.Addr()), 2*time.Second)
 	if err != nil {

@@ -80,7 +80,7 @@ func (f *agentFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.apiCA, "api-tls-ca", "", "PEM CA to verify other directors' HTTPS APIs (forwarding, join)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
-	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on the graceful shutdown (leadership transfer, leave)")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "bound on the graceful shutdown (handover, leave, raft): past it the agent logs what was stuck and exits 1")
 	// Who should lead (docs/operations.md "Priorities, witness, tracked checks").
 	fs.IntVar(&c.Priority, "priority", 0, "1-255 (default 100): leadership, and so the VIPs, moves to the highest-priority healthy director")
 	fs.DurationVar(&c.PreemptDelay, "preempt-delay", 0, "how long this director must be ready before it takes leadership from a lower-priority leader")
@@ -176,6 +176,9 @@ func (f *agentFlags) build(stderr io.Writer) (agent.Config, error) {
 	if f.garpBurst < 0 || f.garpInterval < 0 || f.garpRefresh < 0 {
 		return c, errors.New("-garp-burst, -garp-interval and -garp-refresh cannot be negative")
 	}
+	if f.shutdownTimeout <= 0 {
+		return c, errors.New("-shutdown-timeout must be positive")
+	}
 	c.GARPBurst, c.GARPInterval, c.GARPRefresh = f.garpBurst, neg(f.garpInterval), neg(f.garpRefresh)
 	if f.garpBurst == 0 {
 		c.GARPBurst = -1
@@ -224,20 +227,6 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "raftlb dev director: API %s (no token needed for local writes); data is discarded on exit\n", a.APIURL())
 	}
 	sig := <-sigs
-	cfg.Log.Info("shutting down", "signal", sig.String())
-	ctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- a.Shutdown(ctx) }()
-	select {
-	case err = <-done:
-	case sig = <-sigs:
-		cfg.Log.Warn("second signal: exiting without finishing the graceful shutdown", "signal", sig.String())
-		return 1
-	}
-	if err != nil {
-		cfg.Log.Error("shutdown", "err", err)
-		return 1
-	}
-	return 0
+	cfg.Log.Info("shutting down", "signal", sig.String(), "timeout", f.shutdownTimeout)
+	return awaitShutdown(a.Shutdown, sigs, f.shutdownTimeout, cfg.Log, cfg.DataDir)
 }

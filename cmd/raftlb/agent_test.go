@@ -47,6 +47,7 @@ func TestAgentUsageErrors(t *testing.T) {
 		{append(base, "-token-file", token, "-timing", "wan"), "-timing"},
 		{append(base, "-token-file", token, "-log-level", "loud"), "-log-level"},
 		{append(base, "-token-file", token, "-log-format", "xml"), "-log-format"},
+		{append(base, "-token-file", token, "-shutdown-timeout", "0s"), "-shutdown-timeout"},
 		{append(base, "-token-file", token, "-peers", "d1"), "-peers"},
 		{append(base, "-token-file", token, "-bootstrap-expect", "3"), "-bootstrap-expect"},
 		{append(base, "-token-file", token, "-bootstrap-expect", "2", "-peers", "d1=127.0.0.1:1"), "-bootstrap-expect"},

@@ -254,6 +254,23 @@ func (r *Raftlb) Term(i int) error {
 	return p.term(30 * time.Second)
 }
 
+// TermStatus SIGTERMs member i and waits up to d for it to exit; it
+// returns the exit status (an error, and the process SIGKILLed, if it
+// did not exit within d).
+func (r *Raftlb) TermStatus(i int, d time.Duration) (int, error) {
+	p, err := r.member(i)
+	if err != nil {
+		return -1, err
+	}
+	if err := p.term(d); err != nil {
+		return -1, err
+	}
+	return p.exitCode(), nil
+}
+
+// Leader returns the member that says it is the raft leader, or -1.
+func (r *Raftlb) Leader() int { return r.leader() }
+
 // Restart starts member i again with its data dir.
 func (r *Raftlb) Restart(i int) error {
 	p, err := r.member(i)

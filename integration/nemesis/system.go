@@ -179,6 +179,17 @@ func (p *proc) term(d time.Duration) error {
 	return fmt.Errorf("%s did not exit within %v of SIGTERM; killed", p.name, d)
 }
 
+// exitCode returns the exit status of the daemon's last run (-1: it was
+// killed by a signal, or has not exited).
+func (p *proc) exitCode() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || !closed(p.done) {
+		return -1
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
 // tail returns the last n bytes of the daemon's log.
 func (p *proc) tail(n int) string {
 	b, err := os.ReadFile(p.logPath)
