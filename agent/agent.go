@@ -67,6 +67,12 @@ type Config struct {
 	// TLSNames are extra host names or addresses for this director's
 	// certificate (a DNS name operators use, a NAT address).
 	TLSNames []string
+	// API request limits (0: api.DefaultMaxBody, DefaultMaxReals,
+	// DefaultMaxEntry): body bytes, real servers per request, bytes of the
+	// raft entry a write becomes.
+	APIMaxBody  int64
+	APIMaxReals int
+	APIMaxEntry int
 
 	// Bootstrap: BootstrapExpect N with Peers (static id=addr list) or Join
 	// (API addresses to discover peers); Join alone joins an existing cluster.
@@ -252,6 +258,9 @@ func (c *Config) Validate() error {
 	if err := c.checkTokens(); err != nil {
 		return err
 	}
+	if c.APIMaxBody < 0 || c.APIMaxReals < 0 || c.APIMaxEntry < 0 {
+		return errors.New("-api-max-body, -api-max-reals and -api-max-entry cannot be negative")
+	}
 	return c.validateLeadership()
 }
 
@@ -367,6 +376,7 @@ func (a *Agent) start() (err error) {
 		TokenForReads:  !trust.IsLoopback(apiHost),
 		TokenForWrites: !cfg.Dev,
 		ForwardTLS:     cfg.APIClientTLS, Insecure: cfg.Insecure, Security: security,
+		MaxBody: cfg.APIMaxBody, MaxReals: cfg.APIMaxReals, MaxEntry: cfg.APIMaxEntry,
 		Log: a.log.With("part", "api"), Version: cfg.Version,
 		Stopped: a.stoppedReason,
 	})

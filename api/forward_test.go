@@ -323,10 +323,15 @@ func TestLeaderSideFailures(t *testing.T) {
 		{"join loses leadership", "/v1/cluster/join", `{"id":"n2","address":"127.0.0.1:2","api_addr":"127.0.0.1:3"}`, cluster.ErrNotLeader, 503, api.CodeLeadershipLost, ""},
 		{"join conflicts", "/v1/cluster/join", `{"id":"n2","address":"127.0.0.1:2"}`, fmt.Errorf("%w: taken", cluster.ErrConflict), 409, fsm.CodeConflict, "id"},
 		{"remove fails", "/v1/cluster/remove", `{"id":"L"}`, errors.New("configuration changed since 7"), 500, fsm.CodeInternal, ""},
+		{"remove the last voter", "/v1/cluster/remove", `{"id":"n2"}`, nil, 409, fsm.CodeConflict, "id"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			fr := newFake("L")
 			fr.leader, fr.memberErr = true, c.err
+			fr.others = []cluster.Peer{{ID: "n2", Address: "127.0.0.1:2", Suffrage: "voter"}}
+			if c.name == "remove the last voter" {
+				fr.id, fr.others = "n2", nil // the fake is the only voter, n2
+			}
 			base := serve(t, api.Config{FSM: fr.fsm, Raft: fr}).URL
 			before := snapshotState(t, fr.fsm, nil)
 			checkError(t, call(t, "POST", base+c.path, c.body), c.status, c.code, c.field)
@@ -338,6 +343,7 @@ func TestLeaderSideFailures(t *testing.T) {
 	t.Run("remove a registered member", func(t *testing.T) {
 		fr := newFake("L")
 		fr.leader = true
+		fr.others = []cluster.Peer{{ID: "n2", Address: "127.0.0.1:2", Suffrage: "voter"}}
 		fr.applyLocal(t, &fsm.RegisterNode{Node: fsm.Node{ID: "L", RaftAddr: "127.0.0.1:1", APIAddr: "127.0.0.1:2"}})
 		base := serve(t, api.Config{FSM: fr.fsm, Raft: fr}).URL
 		w := checkWrite(t, call(t, "POST", base+"/v1/cluster/remove", `{"id":"L"}`), http.StatusOK)

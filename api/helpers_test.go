@@ -253,6 +253,7 @@ type fakeRaft struct {
 	memberErr  error  // returned by AddVoter and RemoveServer
 	commit     uint64 // Status().CommitIndex when > index
 	applies    int
+	others     []cluster.Peer // more members, beside this one
 }
 
 func newFake(id string) *fakeRaft {
@@ -331,7 +332,7 @@ func (f *fakeRaft) Peers() ([]cluster.Peer, error) {
 	if f.peersErr != nil {
 		return nil, f.peersErr
 	}
-	return []cluster.Peer{{ID: f.id, Address: f.addr, Suffrage: "voter", Leader: f.leader}}, nil
+	return append([]cluster.Peer{{ID: f.id, Address: f.addr, Suffrage: "voter", Leader: f.leader}}, f.others...), nil
 }
 
 func (f *fakeRaft) AddVoter(id, addr string) error {

@@ -56,6 +56,10 @@ func (s *Server) createService(w http.ResponseWriter, r *http.Request) {
 			return nil, fsm.AsError(err)
 		}
 		cmd := &fsm.CreateService{Service: spec}
+		if len(b.Reals) > s.cfg.MaxReals {
+			return nil, badRequest("reals", "%d real servers in one request, more than the limit of %d (raftlb agent -api-max-reals): add the rest with more requests",
+				len(b.Reals), s.cfg.MaxReals)
+		}
 		for i, raw := range b.Reals {
 			rs, e := decodeReal(raw)
 			if e != nil {

@@ -62,10 +62,19 @@ type Config struct {
 	Security *Security
 	// ApplyTimeout bounds one raft Apply (default 10 s).
 	ApplyTimeout time.Duration
-	// MaxBody is the largest accepted request body (default 4 MiB).
+	// MaxBody is the largest accepted request body (default 4 MiB; 413).
 	MaxBody int64
-	Log     *slog.Logger
-	Version string
+	// BodyTimeout bounds reading a request body (default 30 s; 408), so an
+	// authorised client cannot hold a connection by sending slowly.
+	BodyTimeout time.Duration
+	// MaxReals is the most real servers one request may carry (default
+	// 10000; 400 on "reals").
+	MaxReals int
+	// MaxEntry is the largest raft log entry a write may become (default
+	// 4 MiB; 413): a huge entry delays every heartbeat behind it.
+	MaxEntry int
+	Log      *slog.Logger
+	Version  string
 	// Dataplane, if set, returns this director's dataplane status for
 	// /v1/status.
 	Dataplane func() any
@@ -92,6 +101,14 @@ type Config struct {
 	ReadyMaxDelay time.Duration
 }
 
+// Request limits (Config); docs/api.md "Limits".
+const (
+	DefaultMaxBody     = 4 << 20
+	DefaultBodyTimeout = 30 * time.Second
+	DefaultMaxReals    = 10000
+	DefaultMaxEntry    = 4 << 20
+)
+
 // Server serves the API. Create it with NewServer and mount Handler.
 type Server struct {
 	cfg     Config
@@ -106,7 +123,16 @@ func NewServer(cfg Config) *Server {
 		cfg.ApplyTimeout = 10 * time.Second
 	}
 	if cfg.MaxBody == 0 {
-		cfg.MaxBody = 4 << 20
+		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.BodyTimeout == 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
+	}
+	if cfg.MaxReals == 0 {
+		cfg.MaxReals = DefaultMaxReals
+	}
+	if cfg.MaxEntry == 0 {
+		cfg.MaxEntry = DefaultMaxEntry
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -196,6 +222,8 @@ func statusOf(e *Error) int {
 		return http.StatusMethodNotAllowed
 	case CodeUnsupportedMedia:
 		return http.StatusUnsupportedMediaType
+	case CodeTimeout:
+		return http.StatusRequestTimeout
 	}
 	return http.StatusInternalServerError
 }
@@ -256,11 +284,18 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, write bool) b
 // cross-origin without a CORS preflight, and a -dev director on loopback
 // takes writes without a token.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *Error) {
+	// The deadline is on the connection: a body still arriving when it
+	// passes fails the read, and the connection is closed.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
 	if err != nil {
 		var mb *http.MaxBytesError
-		if errors.As(err, &mb) {
-			return nil, &Error{Code: CodeTooLarge, Message: fmt.Sprintf("request body is larger than %d bytes", s.cfg.MaxBody)}
+		var ne net.Error
+		switch {
+		case errors.As(err, &mb):
+			return nil, &Error{Code: CodeTooLarge, Message: fmt.Sprintf("request body is larger than %d bytes (raftlb agent -api-max-body)", s.cfg.MaxBody)}
+		case errors.As(err, &ne) && ne.Timeout():
+			return nil, &Error{Code: CodeTimeout, Message: fmt.Sprintf("the request body did not arrive within %v", s.cfg.BodyTimeout)}
 		}
 		return nil, badRequest("body", "cannot read: %v", err)
 	}
@@ -428,6 +463,9 @@ func (s *Server) apply(cmd fsm.Command) (*WriteResponse, *Error) {
 	if err != nil {
 		return nil, &Error{Code: fsm.CodeInternal, Message: err.Error()}
 	}
+	if len(b) > s.cfg.MaxEntry {
+		return nil, &Error{Code: CodeTooLarge, Message: fmt.Sprintf("the change is %d bytes as a raft log entry, more than the limit of %d (raftlb agent -api-max-entry): split it", len(b), s.cfg.MaxEntry)}
+	}
 	idx, resp, err := s.cfg.Raft.Apply(b, s.cfg.ApplyTimeout)
 	if err != nil {
 		if errors.Is(err, cluster.ErrNotLeader) {
@@ -462,6 +500,10 @@ func (s *Server) applyFn(cmd fsm.Command) (func() (*WriteResponse, *Error), *Err
 	return func() (*WriteResponse, *Error) { return s.apply(cmd) }, nil
 }
 
+// forwardCatchUp bounds how long a request waits for this director to
+// replay the log far enough to know the leader's API address.
+const forwardCatchUp = 2 * time.Second
+
 // forward relays r to the leader's API and copies its answer back. With
 // waitApplied, a successful write is answered only once this director has
 // applied it.
@@ -477,8 +519,21 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte, wa
 	}
 	node, ok := s.cfg.FSM.Node(leaderID)
 	if !ok {
-		writeError(w, 0, noLeader("leader %s has not registered its API address yet: retry", leaderID))
-		return
+		// A director that just restarted knows the leader from its first
+		// heartbeat before it has replayed the entry that registered it.
+		commit := s.cfg.Raft.Status().CommitIndex
+		ctx, cancel := context.WithTimeout(r.Context(), forwardCatchUp)
+		err := s.waitApplied(ctx, commit)
+		cancel()
+		if node, ok = s.cfg.FSM.Node(leaderID); !ok {
+			msg := fmt.Sprintf("leader %s has not registered its API address yet: retry", leaderID)
+			if err != nil {
+				msg = fmt.Sprintf("this director is still catching up (applied %d of %d) and does not know leader %s's API address yet: retry",
+					s.cfg.FSM.Index(), commit, leaderID)
+			}
+			writeError(w, 0, noLeader("%s", msg))
+			return
+		}
 	}
 	if host, _, _ := net.SplitHostPort(node.APIAddr); node.APIScheme != "https" && !s.cfg.Insecure && !trust.IsLoopback(host) {
 		writeError(w, 0, noLeader("leader %s registered a plain-HTTP API at %s: this director does not send tokens in cleartext "+
@@ -760,14 +815,21 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request) {
 			return nil, badRequest("id", "%q is not a valid node id", q.ID)
 		}
 		return func() (*WriteResponse, *Error) {
-			known := false
+			known, voters := false, 0
 			if ps, err := s.cfg.Raft.Peers(); err == nil {
 				for _, p := range ps {
 					known = known || p.ID == q.ID
+					if p.Suffrage == "voter" {
+						voters++
+					}
 				}
 			}
 			if !known {
 				return nil, clusterErr("id", q.ID, cluster.ErrUnknownPeer)
+			}
+			if voters <= 1 {
+				return nil, &Error{Code: fsm.CodeConflict, Field: "id", Message: fmt.Sprintf(
+					"%q is the cluster's last voter: a cluster cannot remove its last member (stop the director instead, or add another voter first)", q.ID)}
 			}
 			// Forget its API address first: once the leader removes itself it
 			// can no longer write.

@@ -33,6 +33,7 @@ const (
 	CodeMethod           = "method_not_allowed" // 405
 	CodeUnsupportedMedia = "unsupported_media"  // 415
 	CodeStopped          = "stopped"            // 503: this director's FSM stopped on a damaged log entry (fsm.Failure)
+	CodeTimeout          = "timeout"            // 408: the request body did not arrive in time
 )
 
 // Error is the body of every error response.

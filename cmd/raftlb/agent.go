@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/agent"
+	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/trust"
 )
@@ -100,6 +101,9 @@ func (f *agentFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.GossipAdvertise, "gossip-advertise", "", "host:port the other directors reach this director's gossip at (default: the -raft-advertise host, or -gossip-addr)")
 	fs.StringVar(&f.gossipKeyFile, "gossip-key-file", "", "file holding the gossip encryption key: base64 of 16, 24 or 32 bytes, the same on every director, chmod 600 (default: derived from the token)")
 	fs.IntVar(&c.HealthWorkers, "health-workers", 0, "health checks run at once on this director (default 64)")
+	fs.Int64Var(&c.APIMaxBody, "api-max-body", api.DefaultMaxBody, "largest API request body in bytes (larger: 413)")
+	fs.IntVar(&c.APIMaxReals, "api-max-reals", api.DefaultMaxReals, "most real servers in one API request (more: 400 on reals)")
+	fs.IntVar(&c.APIMaxEntry, "api-max-entry", api.DefaultMaxEntry, "largest raft log entry one write may become, in bytes (larger: 413); huge entries delay heartbeats")
 }
 
 // build turns the flags into an agent.Config, reading the files they name.
