@@ -775,8 +775,16 @@ func (a *Agent) profileLoop(ctx context.Context) {
 }
 
 // APIURL is this director's API base URL as it listens.
+// A listener on every address is reached on loopback, which its
+// certificate names.
 func (a *Agent) APIURL() string {
-	return a.scheme + "://" + a.ln.Addr().String()
+	addr := a.ln.Addr().String()
+	if h, p, err := net.SplitHostPort(addr); err == nil {
+		if ip, err := netip.ParseAddr(h); err == nil && ip.IsUnspecified() {
+			addr = net.JoinHostPort("127.0.0.1", p)
+		}
+	}
+	return a.scheme + "://" + addr
 }
 
 // FSM returns the replicated state machine.
