@@ -129,6 +129,14 @@ type Config struct {
 	// Backend, if set, is used instead of opening one (tests).
 	Backend     dataplane.Backend
 	BackendCaps *fsm.DataplaneCaps
+	// VIPFence, VIPLinks and VIPAnnouncer, if all set, are the kernel
+	// fence, the address side and the announcer the VIP lease works
+	// through, instead of nftables, netlink and packet sockets (tests run
+	// the lease loop with fence.Fake, vip.FakeLinks, vip.FakeAnnouncer,
+	// even with Dataplane none).
+	VIPFence     fence.Interface
+	VIPLinks     vip.Links
+	VIPAnnouncer vip.Announcer
 
 	Log     *slog.Logger
 	Version string
@@ -156,7 +164,7 @@ type Agent struct {
 	vips       *vip.Manager
 	vipLinks   *vip.Netlink
 	vipAnn     *vip.PacketAnnouncer
-	fence      *fence.Fence
+	fence      fence.Interface
 	fenced     []netip.Addr // the VIP addresses declared to the fence
 	leaseMu    sync.Mutex
 	lease      leaseView

@@ -2,12 +2,10 @@ package agent
 
 import (
 	"context"
-	"reflect"
 	"sync"
 	"time"
 
 	"github.com/raftlb/raftlb/cluster"
-	"github.com/raftlb/raftlb/fsm"
 )
 
 // leaseView is the lease as /v1/status shows it.
@@ -84,169 +82,38 @@ func (c *confirmer) take() time.Time {
 // close stops run without waiting for a barrier in flight.
 func (c *confirmer) close() { close(c.stop) }
 
-// leaseLoop decides, with cluster.DecideLease, whether this director holds
-// the VIPs: only as leader, only after the claim delay, and only while a
-// quorum-confirmed lease (a committed barrier) is valid. Confirmations run
-// on their own goroutine (confirmer) so that an expiry is acted on even
-// while a commit hangs (a partitioned leader drops the VIPs when its lease
-// runs out), and so that confirmations go on while this loop is busy.
+// leaseLoop runs the lease machine (leasestep.go): it gathers the inputs of
+// a pass, lets the machine decide, performs the actions it returns through
+// the fence, the VIP manager and the confirmer, and waits for the next
+// event. Confirmations run on their own goroutine (confirmer) so that an
+// expiry is acted on even while a commit hangs (a partitioned leader drops
+// the VIPs when its lease runs out), and so that confirmations go on while
+// this loop is busy.
 func (a *Agent) leaseLoop(ctx context.Context) {
 	defer close(a.leaseDone)
 	p, _ := cluster.ProfileByName(a.node.Status().Profile)
 	lt := cluster.LeaseTimingFor(p)
+	m := newLeaseMachine(lt, nil) // the first pass declares the state's VIPs to the fence
 	leaderCh := a.node.LeaderChanges()
-	var (
-		st         cluster.LeaseState
-		held       []fsm.VIP
-		holding    bool
-		expiry     *time.Timer
-		wonAt      time.Time
-		term       uint64 // the raft term st belongs to
-		fencedVIPs []fsm.VIP
-		conf       *confirmer     // this term's, while leader
-		confirmers sync.WaitGroup // every run, waited for on return
-		released   bool           // released for a planned handover in this term
-		replyTo    chan bool      // a release request waiting for the VIPs to be gone
-		entitled   bool
-	)
-	defer func() {
-		if conf != nil {
-			conf.close()
-		}
-		confirmers.Wait()
-	}()
-	// newTerm restarts the lease: leadership notifications are coalesced,
-	// so losing and regaining leadership may arrive as one "true"; a
-	// confirmation from an earlier term must never count.
-	observe := func() {
-		leader, t := a.node.IsLeader(), a.node.Status().Term
-		switch {
-		case !leader:
-			st, term, released = cluster.LeaseState{}, t, false
-		case !st.Leader || t != term:
-			st, term, released = cluster.LeaseState{Leader: true, LeaderSince: time.Now()}, t, false
-			wonAt = st.LeaderSince
-		default:
-			return
-		}
-		if conf != nil {
-			conf.close()
-			conf = nil
-		}
-		if st.Leader {
-			c := newConfirmer()
-			confirmers.Go(func() { c.run(ctx, lt, a.node.Barrier) })
-			conf = c
-		}
-	}
-	// absorb takes the newest confirmation into the state. It looks at
-	// leadership after taking it: a barrier that committed in a later term
-	// than st's (lost and won again, one coalesced notification) is then
-	// seen to start before that term's LeaderSince and does not count, so
-	// the new term still waits its claim delay.
-	absorb := func() {
-		var t time.Time
-		if conf != nil {
-			t = conf.take()
-		}
-		observe()
-		if !st.Leader || t.IsZero() || t.Before(st.LeaderSince) {
-			return
-		}
-		st.ConfirmedAt = t
-		// The barrier applied every earlier entry: a release committed
-		// by the holder of the term just before this one means no lease
-		// can be outstanding.
-		if rel := a.fsm.LastRelease(); !st.Released && rel != nil && rel.Term+1 == term {
-			st.Released = true
-			a.setLease(func(v *leaseView) { v.ClaimedOnRelease = true })
-		} else if !st.Released {
-			a.setLease(func(v *leaseView) { v.ClaimedOnRelease = false })
-		}
-	}
-	observe()
+	l := &leaseRun{a: a, m: m, ctx: ctx, lt: lt}
+	defer l.stopConfirmers()
+	var expiry *time.Timer
 	for {
-		absorb()
-		now := time.Now()
-		st.Holding = holding
-		d := cluster.DecideLease(lt, st, now)
-		entitled = d.Hold
-		switch fault := a.currentFault(); {
-		case released && d.Hold:
-			d = cluster.LeaseDecision{Reason: "released for a planned handover"}
-		case fault != "" && d.Hold:
-			d = cluster.LeaseDecision{Reason: "tracked check failing: " + fault}
-		}
-		all := a.fsm.VIPs()
-		var want []fsm.VIP
-		if d.Hold {
-			want = all
-		}
-		if !reflect.DeepEqual(all, fencedVIPs) {
-			if err := a.fenceVIPs(all); err != nil {
-				a.log.Error("cannot update the VIP fence; holding nothing", "err", err)
-				d, want = cluster.LeaseDecision{Reason: "kernel fence failed: " + err.Error()}, nil
-			} else {
-				fencedVIPs = all
-			}
-		}
-		// The kernel fence lease is renewed before an address is added or
-		// announced, and it ends when the lease does: a killed or frozen
-		// daemon loses the VIPs in the kernel without its help.
-		if d.Hold {
-			if err := a.fence.Renew(a.fenced, d.Until.Sub(now)); err != nil {
-				a.log.Error("cannot renew the VIP lease in the kernel fence; releasing", "err", err)
-				d, want = cluster.LeaseDecision{Reason: "kernel fence renewal failed: " + err.Error()}, nil
-			}
-		} else if holding {
-			if err := a.fence.Revoke(); err != nil {
-				a.log.Error("cannot revoke the VIP lease in the kernel fence", "err", err)
-			}
-		}
-		// Publish the decision first: the VIP manager's announcements are
-		// gated on it.
-		a.setLease(func(v *leaseView) {
-			v.Holding, v.Until, v.Reason = d.Hold, d.Until, d.Reason
-			v.Duration, v.ClaimDelay = lt.Duration.String(), lt.ClaimDelay.String()
-		})
-		if d.Hold != holding || !reflect.DeepEqual(want, held) {
-			if err := a.vips.Set(want); err != nil {
-				a.log.Error("VIP change incomplete; the refresh pass retries", "hold", d.Hold, "err", err)
-			}
-			if d.Hold != holding {
-				a.log.Info("VIP lease", "hold", d.Hold, "reason", d.Reason)
-				if d.Hold && !wonAt.IsZero() {
-					a.setLease(func(v *leaseView) { v.LastHandoff = now.Sub(wonAt).Round(time.Millisecond).String() })
-					wonAt = time.Time{}
-				}
-			}
-			held, holding = want, d.Hold
-		}
-		if replyTo != nil { // the VIPs are gone (or were never held)
-			replyTo <- entitled
-			replyTo = nil
-		}
-		// Wake at the lease's end or the claim delay's, whichever comes.
+		in := l.inputs()
+		l.perform(in, m.Step(in))
 		var wake <-chan time.Time
 		if expiry != nil {
 			expiry.Stop()
 			expiry = nil
 		}
-		next := time.Time{}
-		switch {
-		case d.Hold:
-			next = d.Until
-		case st.Leader && !st.ConfirmedAt.IsZero():
-			next = st.LeaderSince.Add(lt.ClaimDelay)
-		}
-		if next.After(now) {
-			expiry = time.NewTimer(next.Sub(now))
+		if !l.wake.IsZero() {
+			expiry = time.NewTimer(l.wake.Sub(time.Now()))
 			wake = expiry.C
 		}
 		changed := a.fsm.Changed()
 		var confirmed <-chan struct{}
-		if conf != nil {
-			confirmed = conf.signal
+		if l.conf != nil {
+			confirmed = l.conf.signal
 		}
 		select {
 		case <-ctx.Done():
@@ -256,23 +123,107 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 			return
 		case <-a.faults.Changed():
 		case <-leaderCh:
-			observe()
-		case <-confirmed:
-			observe() // a failed barrier often means leadership moved
+		case <-confirmed: // a failed barrier often means leadership moved
 		case c := <-a.leaseCtl:
-			observe()
-			released = c.release && st.Leader
-			if c.release {
-				// Answer once the VIPs are gone (after the next pass); a
-				// director that does not lead holds nothing.
-				replyTo = c.reply
-			} else {
-				c.reply <- true
-			}
+			l.req = &c
 		case <-wake:
 		case <-changed:
 		}
 	}
+}
+
+// leaseRun is the I/O side of the lease loop: it owns the confirmers and
+// the handover request in flight, and performs the machine's actions.
+type leaseRun struct {
+	a   *Agent
+	m   *leaseMachine
+	ctx context.Context
+	lt  cluster.LeaseTiming
+
+	conf       *confirmer     // this term's, while leader
+	confirmers sync.WaitGroup // every run, waited for on return
+	req        *leaseCmd      // a handover request not yet answered
+	wake       time.Time      // when the last pass asked to run again
+}
+
+// inputs gathers one pass's inputs. The newest confirmation is taken before
+// leadership is looked at (leasestep.go, observe).
+func (l *leaseRun) inputs() leaseInput {
+	var in leaseInput
+	if l.conf != nil {
+		in.Confirmed = l.conf.take()
+	}
+	in.Now = time.Now()
+	in.Leader, in.Term = l.a.node.IsLeader(), l.a.node.Status().Term
+	in.LastRelease, in.Fault, in.VIPs = l.a.fsm.LastRelease(), l.a.currentFault(), l.a.fsm.VIPs()
+	if l.req != nil {
+		r := l.req.release
+		in.Request = &r
+	}
+	return in
+}
+
+// perform carries out a pass's actions in order. A fence action that fails
+// replans the rest of the pass (leaseMachine.Failed).
+func (l *leaseRun) perform(in leaseInput, s leaseStep) {
+	a := l.a
+	for i, act := range s.Actions {
+		var err error
+		switch act.Kind {
+		case actStartConfirmer:
+			l.stopConfirmer()
+			c := newConfirmer()
+			l.confirmers.Go(func() { c.run(l.ctx, l.lt, a.node.Barrier) })
+			l.conf = c
+		case actStopConfirmer:
+			l.stopConfirmer()
+		case actFenceDeclare:
+			if err = a.fenceVIPs(act.VIPs); err != nil {
+				a.log.Error("cannot update the VIP fence; holding nothing", "err", err)
+			}
+		case actFenceRenew:
+			if err = a.fence.Renew(a.fenced, act.For); err != nil {
+				a.log.Error("cannot renew the VIP lease in the kernel fence; releasing", "err", err)
+			}
+		case actFenceRevoke:
+			if err := a.fence.Revoke(); err != nil {
+				a.log.Error("cannot revoke the VIP lease in the kernel fence", "err", err)
+			}
+		case actPublish:
+			a.setLease(func(v *leaseView) { *v = act.View })
+		case actSetVIPs:
+			if err := a.vips.Set(act.VIPs); err != nil {
+				a.log.Error("VIP change incomplete; the refresh pass retries", "hold", act.Hold, "err", err)
+			}
+			if s.Changed {
+				a.log.Info("VIP lease", "hold", act.Hold, "reason", s.Decision.Reason)
+			}
+		case actReply:
+			if l.req != nil {
+				l.req.reply <- act.Entitled
+				l.req = nil
+			}
+		}
+		if err != nil {
+			l.perform(in, l.m.Failed(s, act, err, in))
+			return
+		}
+		l.m.Done(s.Actions[i])
+	}
+	l.wake = s.Wake
+}
+
+func (l *leaseRun) stopConfirmer() {
+	if l.conf != nil {
+		l.conf.close()
+		l.conf = nil
+	}
+}
+
+// stopConfirmers stops this term's confirmer and waits for every one.
+func (l *leaseRun) stopConfirmers() {
+	l.stopConfirmer()
+	l.confirmers.Wait()
 }
 
 // leaseUntil is when the current VIP lease runs out (zero: not holding).

@@ -16,27 +16,35 @@ import (
 // none. A director with -dataplane none manages no VIPs either (several of
 // them share one namespace in tests). docs/fencing.md has the argument.
 func (a *Agent) startVIPs(ctx context.Context) error {
-	if a.dpKind == DataplaneNone {
+	var links vip.Links
+	var ann vip.Announcer
+	switch {
+	case a.cfg.VIPFence != nil && a.cfg.VIPLinks != nil && a.cfg.VIPAnnouncer != nil:
+		a.fence, links, ann = a.cfg.VIPFence, a.cfg.VIPLinks, a.cfg.VIPAnnouncer
+	case a.dpKind == DataplaneNone:
 		return nil
+	default:
+		nl, err := vip.NewNetlink(vip.NetlinkConfig{})
+		if err != nil {
+			return err
+		}
+		pa, err := vip.NewPacketAnnouncer(vip.PacketConfig{})
+		if err != nil {
+			_ = nl.Close()
+			return err
+		}
+		// The kernel fence comes first: every VIP of the state is fenced
+		// (no ARP/NA, no traffic) on this director unless it holds a live
+		// lease.
+		f, err := fence.New()
+		if err != nil {
+			_ = nl.Close()
+			_ = pa.Close()
+			return fmt.Errorf("VIP fence (needs nftables): %w", err)
+		}
+		a.fence, a.vipLinks, a.vipAnn = f, nl, pa
+		links, ann = nl, pa
 	}
-	links, err := vip.NewNetlink(vip.NetlinkConfig{})
-	if err != nil {
-		return err
-	}
-	ann, err := vip.NewPacketAnnouncer(vip.PacketConfig{})
-	if err != nil {
-		_ = links.Close()
-		return err
-	}
-	// The kernel fence comes first: every VIP of the state is fenced (no
-	// ARP/NA, no traffic) on this director unless it holds a live lease.
-	f, err := fence.New()
-	if err != nil {
-		_ = links.Close()
-		_ = ann.Close()
-		return fmt.Errorf("VIP fence (needs nftables): %w", err)
-	}
-	a.fence, a.vipLinks, a.vipAnn = f, links, ann
 	a.vips = vip.New(links, ann, vip.Options{Log: a.log.With("part", "vip"),
 		BurstCount: a.cfg.GARPBurst, BurstInterval: a.cfg.GARPInterval, Refresh: a.cfg.GARPRefresh,
 		MayAnnounce: a.mayAnnounce})

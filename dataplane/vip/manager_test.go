@@ -14,95 +14,21 @@ import (
 	"github.com/raftlb/raftlb/fsm"
 )
 
-// fakeLinks is Links over a map. With cascade, removing an IPv4 address
-// that is the first (primary) of its subnet on an interface also removes
-// the later ones, as Linux does without promote_secondaries.
-type fakeLinks struct {
-	mu      sync.Mutex
-	addrs   []Addr // in insertion order
-	ifaces  map[string]bool
-	cascade bool
-	failAdd map[string]error // by interface
-	failDel error
-	failDmp error
-	calls   []string
-}
-
-func newFakeLinks(ifaces ...string) *fakeLinks {
-	f := &fakeLinks{ifaces: map[string]bool{}, failAdd: map[string]error{}}
-	for _, i := range ifaces {
-		f.ifaces[i] = true
-	}
-	return f
-}
-
-func (f *fakeLinks) find(ifname string, p netip.Prefix) int {
-	return slices.IndexFunc(f.addrs, func(a Addr) bool { return a.Interface == ifname && a.Prefix == p })
-}
-
-func (f *fakeLinks) AddAddr(ifname string, p netip.Prefix) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls = append(f.calls, "add "+p.String()+" "+ifname)
-	if err := f.failAdd[ifname]; err != nil {
-		return err
-	}
-	if !f.ifaces[ifname] {
-		return fmt.Errorf("link %s: Link not found", ifname)
-	}
-	if f.find(ifname, p) < 0 {
-		f.addrs = append(f.addrs, Addr{Interface: ifname, Prefix: p, Marked: true})
-	}
-	return nil
-}
-
-func (f *fakeLinks) DelAddr(ifname string, p netip.Prefix) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls = append(f.calls, "del "+p.String()+" "+ifname)
-	if f.failDel != nil {
-		return f.failDel
-	}
-	i := f.find(ifname, p)
-	if i < 0 {
-		return nil
-	}
-	primary := p.Addr().Is4() && slices.IndexFunc(f.addrs, func(a Addr) bool {
-		return a.Interface == ifname && a.Prefix.Masked() == p.Masked()
-	}) == i
-	f.addrs = slices.Delete(f.addrs, i, i+1)
-	if f.cascade && primary {
-		f.addrs = slices.DeleteFunc(f.addrs, func(a Addr) bool {
-			return a.Interface == ifname && a.Prefix.Masked() == p.Masked()
-		})
-	}
-	return nil
-}
-
-func (f *fakeLinks) Addrs() ([]Addr, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.failDmp != nil {
-		return nil, f.failDmp
-	}
-	return slices.Clone(f.addrs), nil
-}
-
-func (f *fakeLinks) setFailAdd(ifname string, err error) {
+func (f *FakeLinks) setFailAdd(ifname string, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.failAdd[ifname] = err
 }
 
 // put adds an address behind the Manager's back.
-func (f *fakeLinks) put(ifname, prefix string, marked bool) {
+func (f *FakeLinks) put(ifname, prefix string, marked bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.addrs = append(f.addrs, Addr{Interface: ifname, Prefix: netip.MustParsePrefix(prefix), Marked: marked})
 }
 
 // drop removes an address behind the Manager's back.
-func (f *fakeLinks) drop(ifname, prefix string) {
+func (f *FakeLinks) drop(ifname, prefix string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.addrs = slices.DeleteFunc(f.addrs, func(a Addr) bool {
@@ -111,7 +37,7 @@ func (f *fakeLinks) drop(ifname, prefix string) {
 }
 
 // list returns "prefix ifname[*]" sorted; * = marked.
-func (f *fakeLinks) list() []string {
+func (f *FakeLinks) list() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []string
@@ -126,7 +52,7 @@ func (f *fakeLinks) list() []string {
 	return out
 }
 
-func (f *fakeLinks) callsCount(prefix string) int {
+func (f *FakeLinks) callsCount(prefix string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := 0
@@ -138,32 +64,8 @@ func (f *fakeLinks) callsCount(prefix string) int {
 	return n
 }
 
-type announcement struct {
-	at     time.Time
-	ifname string
-	addr   netip.Addr
-}
-
-type fakeAnnouncer struct {
-	mu   sync.Mutex
-	sent []announcement
-	fail map[netip.Addr]error
-}
-
-func newFakeAnnouncer() *fakeAnnouncer { return &fakeAnnouncer{fail: map[netip.Addr]error{}} }
-
-func (f *fakeAnnouncer) Announce(ifname string, addr netip.Addr) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := f.fail[addr]; err != nil {
-		return err
-	}
-	f.sent = append(f.sent, announcement{time.Now(), ifname, addr})
-	return nil
-}
-
 // times returns when addr was announced, relative to t0.
-func (f *fakeAnnouncer) times(addr string, t0 time.Time) []time.Duration {
+func (f *FakeAnnouncer) times(addr string, t0 time.Time) []time.Duration {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []time.Duration
@@ -175,7 +77,7 @@ func (f *fakeAnnouncer) times(addr string, t0 time.Time) []time.Duration {
 	return out
 }
 
-func (f *fakeAnnouncer) count(addr string) int { return len(f.times(addr, time.Time{})) }
+func (f *FakeAnnouncer) count(addr string) int { return len(f.times(addr, time.Time{})) }
 
 func ms(ds ...int) []time.Duration {
 	out := make([]time.Duration, len(ds))
@@ -205,7 +107,7 @@ func equal[T comparable](t *testing.T, what string, got, want []T) {
 // The burst and refresh schedule, on synctest's fake clock.
 func TestBurstAndRefreshTiming(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		fl, fa := newFakeLinks("eth0"), newFakeAnnouncer()
+		fl, fa := NewFakeLinks("eth0"), NewFakeAnnouncer()
 		m := New(fl, fa, Options{}) // defaults: 5 at 100 ms, refresh 10 s
 		defer m.Close()
 		t0 := time.Now()
@@ -245,7 +147,7 @@ func TestBurstAndRefreshTiming(t *testing.T) {
 
 func TestBurstOptions(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		fl, fa := newFakeLinks("eth0"), newFakeAnnouncer()
+		fl, fa := NewFakeLinks("eth0"), NewFakeAnnouncer()
 		m := New(fl, fa, Options{BurstCount: 3, BurstInterval: -1, Refresh: -1})
 		defer m.Close()
 		t0 := time.Now()
@@ -256,8 +158,8 @@ func TestBurstOptions(t *testing.T) {
 		synctest.Wait()
 		equal(t, "back to back, no refresh", fa.times("10.0.0.100", t0), ms(0, 0, 0))
 
-		fa2 := newFakeAnnouncer()
-		m2 := New(newFakeLinks("eth0"), fa2, Options{BurstCount: -1, Refresh: time.Second})
+		fa2 := NewFakeAnnouncer()
+		m2 := New(NewFakeLinks("eth0"), fa2, Options{BurstCount: -1, Refresh: time.Second})
 		defer m2.Close()
 		if err := m2.Set([]fsm.VIP{v4}); err != nil {
 			t.Fatal(err)
@@ -272,7 +174,7 @@ func TestBurstOptions(t *testing.T) {
 // middle of its burst.
 func TestReleaseStopsAnnouncements(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		fl, fa := newFakeLinks("eth0"), newFakeAnnouncer()
+		fl, fa := NewFakeLinks("eth0"), NewFakeAnnouncer()
 		m := New(fl, fa, Options{Refresh: time.Second})
 		defer m.Close()
 		t0 := time.Now()
@@ -311,7 +213,7 @@ func TestReleaseStopsAnnouncements(t *testing.T) {
 // addresses; a VIP already present is taken over without being re-added.
 func TestSetOnlyRemovesWhatIsRaftlbs(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		fl, fa := newFakeLinks("eth0", "lo"), newFakeAnnouncer()
+		fl, fa := NewFakeLinks("eth0", "lo"), NewFakeAnnouncer()
 		fl.put("eth0", "10.0.0.11/24", false)     // the host's own address
 		fl.put("lo", "10.0.0.100/32", false)      // the VIP on lo for direct routing
 		fl.put("eth0", "10.0.0.150/24", true)     // raftlb's, from an earlier run, no longer a VIP
@@ -337,14 +239,14 @@ func TestSetOnlyRemovesWhatIsRaftlbs(t *testing.T) {
 
 func TestRemoveUnowned(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		fl := newFakeLinks("eth0", "eth1", "lo")
+		fl := NewFakeLinks("eth0", "eth1", "lo")
 		fl.put("eth0", "10.0.0.11/24", false)  // host address: kept
 		fl.put("eth0", "10.0.0.100/32", false) // a VIP of the state, other prefix length: removed
 		fl.put("lo", "10.0.0.100/32", false)   // the same address on lo (DR real server): kept
 		fl.put("eth1", "10.0.1.100/24", false) // a VIP of the state: removed
 		fl.put("eth0", "10.9.9.9/24", true)    // marked, not in the state: removed
 		fl.put("eth0", "2001:db8::100/64", true)
-		m := New(fl, newFakeAnnouncer(), Options{})
+		m := New(fl, NewFakeAnnouncer(), Options{})
 		defer m.Close()
 		// This director holds v6 already: RemoveUnowned leaves it.
 		if err := m.Set([]fsm.VIP{v6}); err != nil {
@@ -365,7 +267,7 @@ func TestRemoveUnowned(t *testing.T) {
 // announces it with a new burst.
 func TestRefreshRepairsDrift(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		fl, fa := newFakeLinks("eth0"), newFakeAnnouncer()
+		fl, fa := NewFakeLinks("eth0"), NewFakeAnnouncer()
 		m := New(fl, fa, Options{BurstCount: 2, Refresh: 10 * time.Second})
 		defer m.Close()
 		t0 := time.Now()
@@ -388,7 +290,7 @@ func TestRefreshRepairsDrift(t *testing.T) {
 // promote_secondaries): Set puts a wanted secondary back.
 func TestSecondaryRemovedWithPrimary(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		fl, fa := newFakeLinks("eth0"), newFakeAnnouncer()
+		fl, fa := NewFakeLinks("eth0"), NewFakeAnnouncer()
 		fl.cascade = true
 		m := New(fl, fa, Options{})
 		defer m.Close()
@@ -405,7 +307,7 @@ func TestSecondaryRemovedWithPrimary(t *testing.T) {
 
 func TestErrorsNameInterfaceAndVIP(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		fl, fa := newFakeLinks("eth0", "eth1"), newFakeAnnouncer()
+		fl, fa := NewFakeLinks("eth0", "eth1"), NewFakeAnnouncer()
 		fl.setFailAdd("eth1", errors.New("operation not permitted"))
 		fa.fail[netip.MustParseAddr("2001:db8::100")] = errors.New("network is down")
 		m := New(fl, fa, Options{BurstCount: 2})
@@ -447,7 +349,7 @@ func TestErrorsNameInterfaceAndVIP(t *testing.T) {
 // refresh pass even when it is the only one.
 func TestRetryWhenNothingHeld(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		fl, fa := newFakeLinks(), newFakeAnnouncer()
+		fl, fa := NewFakeLinks(), NewFakeAnnouncer()
 		m := New(fl, fa, Options{Refresh: time.Second})
 		defer m.Close()
 		t0 := time.Now()
@@ -478,7 +380,7 @@ func (a *notAnnounceable) Announce(ifname string, addr netip.Addr) error {
 func TestNotAnnounceableIsSkipped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ann := &notAnnounceable{}
-		m := New(newFakeLinks("lo"), ann, Options{Refresh: time.Second})
+		m := New(NewFakeLinks("lo"), ann, Options{Refresh: time.Second})
 		defer m.Close()
 		if err := m.Set([]fsm.VIP{vipOf("10.0.0.100/32", "lo")}); err != nil {
 			t.Fatal(err)
@@ -495,9 +397,9 @@ func TestNotAnnounceableIsSkipped(t *testing.T) {
 // what it holds.
 func TestDumpFailure(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		fl := newFakeLinks("eth0")
+		fl := NewFakeLinks("eth0")
 		fl.failDmp = errors.New("dump failed")
-		m := New(fl, newFakeAnnouncer(), Options{})
+		m := New(fl, NewFakeAnnouncer(), Options{})
 		defer m.Close()
 		if err := m.Set([]fsm.VIP{v4}); err == nil || !strings.Contains(err.Error(), "dump failed") {
 			t.Fatalf("Set error %v", err)
@@ -514,7 +416,7 @@ func TestDumpFailure(t *testing.T) {
 
 func TestClose(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		fl, fa := newFakeLinks("eth0"), newFakeAnnouncer()
+		fl, fa := NewFakeLinks("eth0"), NewFakeAnnouncer()
 		m := New(fl, fa, Options{})
 		if err := m.Set([]fsm.VIP{v4}); err != nil {
 			t.Fatal(err)
@@ -559,7 +461,7 @@ func TestParsePrefix(t *testing.T) {
 
 // Concurrent use on the real clock, for the race detector.
 func TestConcurrentUse(t *testing.T) {
-	fl, fa := newFakeLinks("eth0"), newFakeAnnouncer()
+	fl, fa := NewFakeLinks("eth0"), NewFakeAnnouncer()
 	m := New(fl, fa, Options{BurstInterval: time.Millisecond, Refresh: 2 * time.Millisecond})
 	defer m.Close()
 	var wg sync.WaitGroup
