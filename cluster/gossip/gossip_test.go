@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -130,7 +131,12 @@ func obsFor(node string, n int, up bool) []Observation {
 // sameView reports how g's view of origin differs from want (nil if equal,
 // ignoring Seq).
 func sameView(g *Gossip, origin string, want []Observation) error {
-	got := g.Views()[origin]
+	g.mu.Lock()
+	var got map[string]Observation
+	if v := g.views[origin]; v != nil {
+		got = maps.Clone(v.obs)
+	}
+	g.mu.Unlock()
 	if len(got) != len(want) {
 		return fmt.Errorf("%s: view of %s has %d targets, want %d", g.Name(), origin, len(got), len(want))
 	}
@@ -138,6 +144,19 @@ func sameView(g *Gossip, origin string, want []Observation) error {
 		o, ok := got[w.Target]
 		if !ok || o.Up != w.Up || o.Latency != w.Latency || o.Err != w.Err || o.Seq == 0 {
 			return fmt.Errorf("%s: view of %s/%s = %+v, want %+v", g.Name(), origin, w.Target, o, w)
+		}
+	}
+	return nil
+}
+
+// allHold reports how the views of gs differ from want (origin → its
+// observations), nil if they all hold exactly those.
+func allHold(gs []*Gossip, want map[string][]Observation) error {
+	for _, g := range gs {
+		for origin, w := range want {
+			if err := sameView(g, origin, w); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -152,16 +171,7 @@ func TestConvergeAndChange(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	converged := func() error {
-		for _, g := range gs {
-			for origin, w := range want {
-				if err := sameView(g, origin, w); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
+	converged := func() error { return allHold(gs, want) }
 	eventually(t, 5*time.Second, "all views converge", converged)
 
 	// Up → Down on b for one target.
@@ -181,7 +191,7 @@ func TestConvergeAndChange(t *testing.T) {
 		}
 	}
 	st := gs[1].Stats()
-	if st.BroadcastsQueued != 51 || st.BroadcastsSent == 0 || st.BytesSent == 0 || st.BytesReceived == 0 {
+	if st.Published != 51 || st.StateChanges != 51 || st.BatchesSent == 0 || st.RecordsSent < 102 || st.BytesSent == 0 || st.BytesReceived == 0 {
 		t.Errorf("stats of b: %+v", st)
 	}
 }
@@ -245,12 +255,12 @@ func TestLeaveAndRejoin(t *testing.T) {
 		}
 		return nil
 	})
-	// Wait until the broadcast queues are drained, so c can only learn
-	// the changes by push/pull.
-	eventually(t, 5*time.Second, "queues drained", func() error {
+	// Wait until nothing is waiting to be sent, so c can only learn the
+	// changes when it joins again.
+	eventually(t, 5*time.Second, "nothing pending", func() error {
 		for _, g := range []*Gossip{a, b} {
-			if n := g.Stats().QueueDepth; n != 0 {
-				return fmt.Errorf("%s has %d queued", g.Name(), n)
+			if st := g.Stats(); st.Pending+st.InFlight != 0 {
+				return fmt.Errorf("%s has %d pending, %d batches in flight", g.Name(), st.Pending, st.InFlight)
 			}
 		}
 		return nil
