@@ -48,6 +48,7 @@ type badInputLog struct {
 	log   hclog.Logger
 	every time.Duration
 	count *atomic.Uint64
+	now   func() time.Time
 
 	mu       sync.Mutex
 	lastLine time.Time // when the last bad-input line was written
@@ -56,7 +57,7 @@ type badInputLog struct {
 }
 
 func newBadInputLog(l hclog.Logger, every time.Duration, count *atomic.Uint64) *badInputLog {
-	return &badInputLog{out: l.StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true}), log: l, every: every, count: count}
+	return &badInputLog{out: l.StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true}), log: l, every: every, count: count, now: time.Now}
 }
 
 func (l *badInputLog) Write(p []byte) (int, error) {
@@ -82,7 +83,7 @@ func (l *badInputLog) line(line []byte) {
 	if _, rest, ok := strings.Cut(msg, "memberlist: "); ok {
 		msg = rest
 	}
-	now := time.Now()
+	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.held++
