@@ -107,6 +107,9 @@ type Config struct {
 	Join          []string // host:port of existing members; New fails if none answers
 	Logger        hclog.Logger
 
+	// memberlist's own settings. Its gossip rounds (GossipInterval,
+	// GossipNodes, RetransmitMult) carry only its own messages (membership)
+	// and the bye; observations travel in this package's batches.
 	ProbeInterval    time.Duration
 	ProbeTimeout     time.Duration
 	GossipInterval   time.Duration
@@ -122,9 +125,11 @@ type Config struct {
 	// RefreshInterval is how often refreshes (latency or error text only)
 	// are sent and unacknowledged batches looked at. Default 100 ms.
 	RefreshInterval time.Duration
-	// AckTimeout is how long a batch may wait for its acknowledgement
-	// before its observations are queued again; it doubles (up to 32×)
-	// while a member does not answer. Default 250 ms.
+	// AckTimeout is the least time a batch waits for its acknowledgement
+	// before its observations are queued again: the timeout follows the
+	// measured time to an acknowledgement (srtt + 4 rttvar, as TCP's),
+	// at least AckTimeout, and doubles (up to 32 × AckTimeout) while a
+	// member does not answer. Default 250 ms.
 	AckTimeout time.Duration
 	// BadLogInterval: packets memberlist cannot decrypt or decode are
 	// logged at most once per BadLogInterval, with the count since the
