@@ -910,7 +910,7 @@ func (g *Gossip) setLiveLocked(n *memberlist.Node, joined bool) {
 		g.peers[n.Name] = p
 	}
 	p.node = cloneNode(n)
-	if joined || p.epoch != ep {
+	if joined || p.changes == nil || p.epoch != ep {
 		g.resetPeerLocked(p, ep)
 	}
 }

@@ -139,7 +139,7 @@ func TestMeasureBandwidth(t *testing.T) {
 		"batch payload = this package's batches and acks, state payload = push/pull full states, both before memberlist's compression and encryption "+
 		"(push/pull runs every 30 s per node, so how many fall in a window varies; the merges column counts them). "+
 		"Observations sent counts each observation once per member it was sent to (resends included); coalesced = observations that replaced an older one of the same target still waiting for a member; "+
-		"resent = batches not acknowledged within 250 ms, sent again. Nothing is ever dropped: a member is owed at most one observation per target. "+
+		"resent = batches not acknowledged within the ack timeout (at least 250 ms), their observations sent again. Nothing is ever dropped: a member is owed at most one observation per target. "+
 		"Converged = time from the last change until all three hold identical views.\n\n", batchBytes, targets, *measureWindow)
 	b.WriteString("| changes/s per node | wire sent B/s | wire recv B/s | batch payload sent B/s | state payload sent B/s | push/pull merges (all nodes) | observations sent (all nodes) | coalesced before sent | batches resent | converged after last change |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {

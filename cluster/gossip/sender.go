@@ -13,7 +13,7 @@ import (
 const (
 	// maxWindow bounds the batches in flight to one member (about 85 KB,
 	// well under a socket's receive buffer); a member starts with
-	// startWindow, doubled with every acknowledgement.
+	// startWindow, doubled by every acknowledgement message.
 	maxWindow   = 64
 	startWindow = 8
 	// maxBackoff bounds the ack timeout's doubling.
