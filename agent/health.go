@@ -155,14 +155,25 @@ func (h *healthCore) poke() {
 	}
 }
 
-// checkedTarget returns the probe target of real server r of service s,
-// or false when r's address does not parse.
-func checkedTarget(s fsm.Service, r fsm.RealServer) (health.Target, bool) {
-	a, err := netip.ParseAddr(r.Address)
-	if err != nil {
-		return health.Target{}, false
+// targetsOf returns a function giving the probe target and key of each
+// real server of checked service s, false when its address does not parse.
+// The spec part of a key (a hash of the JSON spec, Target.Key) is the same
+// for every real server of s, so it is computed once: with 10,000 real
+// servers the leader's every decision pass spent most of its time on
+// those hashes.
+func targetsOf(s fsm.Service) func(fsm.RealServer) (health.Target, health.Key, bool) {
+	var spec string
+	return func(r fsm.RealServer) (health.Target, health.Key, bool) {
+		a, err := netip.ParseAddr(r.Address)
+		if err != nil {
+			return health.Target{}, health.Key{}, false
+		}
+		t := health.Target{Addr: netip.AddrPortFrom(a, uint16(r.Port)), Spec: *s.Check}
+		if spec == "" {
+			spec = t.Key().Spec
+		}
+		return t, health.Key{Addr: t.CheckAddr(), Spec: spec}, true
 	}
-	return health.Target{Addr: netip.AddrPortFrom(a, uint16(r.Port)), Spec: *s.Check}, true
 }
 
 // isChecked reports whether service s is health checked.
@@ -176,12 +187,12 @@ func wantTargets(services []fsm.Service) (map[string]health.Key, []health.Target
 		if !isChecked(s) {
 			continue
 		}
+		target := targetsOf(s)
 		for _, r := range s.Reals {
-			t, ok := checkedTarget(s, r)
+			t, k, ok := target(r)
 			if !ok {
 				continue
 			}
-			k := t.Key()
 			name := health.TargetName(k)
 			if _, dup := keys[name]; !dup {
 				keys[name] = k
@@ -345,12 +356,13 @@ func checkedReals(services []fsm.Service) []health.Checked {
 			continue
 		}
 		hash := s.Check.Hash()
+		target := targetsOf(s)
 		for _, r := range s.Reals {
-			t, ok := checkedTarget(s, r)
+			_, k, ok := target(r)
 			if !ok {
 				continue
 			}
-			c := health.Checked{Service: s.Name, Real: r.Key(), Target: health.TargetName(t.Key()), Check: hash,
+			c := health.Checked{Service: s.Name, Real: r.Key(), Target: health.TargetName(k), Check: hash,
 				Policy: s.EffectivePolicy()}
 			if r.Health != nil {
 				c.Decided, c.Up = true, r.Health.Up
@@ -519,6 +531,7 @@ func (h *healthCore) report(service string) *api.HealthReport {
 		spec := *s.Check
 		sh := api.ServiceHealth{Name: s.Name, Type: s.Check.Type, Check: s.Check.Hash(), Policy: s.EffectivePolicy(),
 			Spec: &spec, QuorumLost: s.QuorumLost, Reals: []api.RealHealthReport{}}
+		target := targetsOf(s)
 		for _, r := range s.Reals {
 			rr := api.RealHealthReport{Key: r.Key(), State: r.State, Decision: "none", Views: []api.DirectorView{}}
 			if r.Health != nil {
@@ -527,8 +540,8 @@ func (h *healthCore) report(service string) *api.HealthReport {
 					rr.Decision = "up"
 				}
 			}
-			if t, ok := checkedTarget(s, r); ok {
-				rr.Target = health.TargetName(t.Key())
+			if _, k, ok := target(r); ok {
+				rr.Target = health.TargetName(k)
 			}
 			for _, origin := range origins {
 				o, ok := views[origin][rr.Target]

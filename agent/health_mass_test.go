@@ -321,7 +321,7 @@ func TestMeasureMassFailure(t *testing.T) {
 				}()
 			}
 			var s sample
-			waitMass(t, "views", 60*time.Second, func() error { return l.viewsHold(down, false) })
+			waitMass(t, "views", 60*time.Second, func() error { return l.viewsHold(down, true) })
 			s.views = time.Since(start)
 			waitMass(t, "committed", 60*time.Second, func() error {
 				if got := l.transitions() - before; got != k {
@@ -336,6 +336,7 @@ func TestMeasureMassFailure(t *testing.T) {
 			s.afterLast = s.dataplane - last.Sub(start)
 			results[variant] = append(results[variant], s)
 			t.Logf("round %d %s: %+v", round, variant, s)
+
 			// Back up, for the next round.
 			for d := range l.cores {
 				for i := range down {

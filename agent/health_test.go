@@ -684,3 +684,34 @@ func TestHealthPoliciesMirrorFSM(t *testing.T) {
 		t.Fatal("health and fsm disagree on the policy names")
 	}
 }
+
+// targetsOf computes a service's key hash once; its keys are Target.Key's,
+// also with a check port that replaces the real servers' ports.
+func TestTargetsOfMatchesTargetKey(t *testing.T) {
+	for _, port := range []int{0, 8080} {
+		spec, err := health.Normalize(health.Spec{Type: "tcp", Port: port})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := checkedService("web", "192.0.2.1", &spec, "", "10.0.1.1:80", "10.0.1.2:81", "[2001:db8::1]:82")
+		s := fsm.Service{ServiceSpec: c.Service}
+		for _, r := range c.Reals {
+			r.Port = max(r.Port, 80)
+			s.Reals = append(s.Reals, r)
+		}
+		s.Reals = append(s.Reals, fsm.RealServer{Address: "not an address"})
+		target := targetsOf(s)
+		for _, r := range s.Reals {
+			tg, k, ok := target(r)
+			if r.Address == "not an address" {
+				if ok {
+					t.Fatal("a bad address gave a target")
+				}
+				continue
+			}
+			if !ok || k != tg.Key() {
+				t.Fatalf("port %d, %s: key %v, Target.Key %v", port, r.Key(), k, tg.Key())
+			}
+		}
+	}
+}

@@ -215,6 +215,7 @@ type Gossip struct {
 	leaving  map[string]uint64 // members that said bye → epoch
 	departed map[string]departure
 	peers    map[string]*peer // other live members → what they still lack of our view
+	gone     map[string]*peer // members that died → the same, for their return
 	rates    struct{ sent, recv float64 }
 
 	deltaSent, deltaRecv, stateSent, stateRecv atomic.Uint64
@@ -242,7 +243,9 @@ type departure struct {
 }
 
 // stashRetention is how long the view of a dead member is kept for its
-// return as the same incarnation.
+// return as the same incarnation. What it lacked of ours is kept half as
+// long: a member that returns after that is sent every own observation, so
+// it is whole even if it dropped our view a little before we dropped its.
 const stashRetention = 10 * time.Minute
 
 // New validates cfg, starts memberlist on cfg.BindAddr and, if cfg.Join is
@@ -293,6 +296,7 @@ func New(cfg Config) (*Gossip, error) {
 		leaving:  map[string]uint64{},
 		departed: map[string]departure{},
 		peers:    map[string]*peer{},
+		gone:     map[string]*peer{},
 	}
 	// memberlist's own log lines go through badLog, which counts and
 	// rate-limits those about packets it could not decrypt or decode.
@@ -501,6 +505,9 @@ func (g *Gossip) Publish(obs []Observation) error {
 				g.coalesced.Add(1)
 			}
 		}
+		for _, p := range g.gone {
+			p.owe(o.Target, change)
+		}
 	}
 	g.mu.Unlock()
 	if wake {
@@ -604,6 +611,11 @@ func (g *Gossip) sampleRates() {
 				if d.view != nil && now.Sub(d.at) > stashRetention {
 					d.view = nil
 					g.departed[name] = d
+				}
+			}
+			for name, p := range g.gone {
+				if now.Sub(p.goneAt) > stashRetention/2 {
+					delete(g.gone, name) // it gets everything if it returns
 				}
 			}
 			g.mu.Unlock()
@@ -735,15 +747,18 @@ func (d *delegate) NotifyMsg(b []byte) {
 		// Acknowledge a batch we took; one found stale is not, so its
 		// sender sends it again (with backoff) and it is taken once
 		// memberlist has told us of the sender's new incarnation (or
-		// that it is alive after all).
-		p := g.peers[m.origin]
-		ack := m.kind == kindBatch && v != nil && p.oweAck(m.epoch, m.id)
-		if p != nil && m.kind == kindBatch {
+		// that it is alive after all). An unknown sender cannot be
+		// answered yet: it sends again too.
+		var to *memberlist.Node
+		if p := g.peers[m.origin]; p != nil && m.kind == kindBatch {
 			p.heard(g.cfg.AckTimeout)
+			if v != nil {
+				to = p.node
+			}
 		}
 		g.mu.Unlock()
-		if ack {
-			g.wakeSender()
+		if to != nil && !g.closed.Load() {
+			g.ack(to, m.epoch, m.id)
 		}
 		if changed > 0 {
 			g.applied.Add(changed)
@@ -905,12 +920,17 @@ func (g *Gossip) setLiveLocked(n *memberlist.Node, joined bool) {
 		delete(g.views, n.Name)
 	}
 	p := g.peers[n.Name]
+	returned := false
 	if p == nil {
-		p = &peer{}
+		if p = g.returnLocked(n.Name, ep); p != nil {
+			returned = true
+		} else {
+			p = &peer{}
+		}
 		g.peers[n.Name] = p
 	}
 	p.node = cloneNode(n)
-	if joined || p.changes == nil || p.epoch != ep {
+	if (joined && !returned) || p.changes == nil || p.epoch != ep {
 		g.resetPeerLocked(p, ep)
 	}
 }
@@ -930,6 +950,9 @@ func (e *events) NotifyLeave(n *memberlist.Node) {
 	if _, ok := g.live[n.Name]; ok {
 		g.numNodes.Add(-1)
 		delete(g.live, n.Name)
+	}
+	if st == StateDead {
+		g.departLocked(n.Name, time.Now())
 	}
 	delete(g.peers, n.Name)
 	ep := metaEpoch(n.Meta)

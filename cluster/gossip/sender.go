@@ -18,9 +18,6 @@ const (
 	startWindow = 8
 	// maxBackoff bounds the ack timeout's doubling.
 	maxBackoff = 32
-	// maxOwedAcks bounds the acknowledgements owed to one member between
-	// two sends; beyond it the member sends those batches again.
-	maxOwedAcks = 4096
 	// maxLate bounds the batches remembered after their timeout, so that a
 	// late acknowledgement still shows the member is answering.
 	maxLate = 1024
@@ -42,8 +39,8 @@ type peer struct {
 	timeout  time.Duration        // current ack timeout
 	srtt     time.Duration        // smoothed time to an acknowledgement (0: none yet)
 	rttvar   time.Duration        // and its mean deviation
-	acks     []uint64             // ids of its batches to acknowledge
-	ackTo    uint64               // the epoch of those batches
+	goneAt   time.Time            // when it died (in Gossip.gone)
+	lastAck  time.Time            // when it last acknowledged a batch
 }
 
 // inflight is one batch sent and not acknowledged yet.
@@ -69,20 +66,16 @@ func (p *peer) owe(target string, change bool) (replaced bool) {
 	return replaced
 }
 
-// oweAck records that batch id of the member's incarnation epoch is to be
-// acknowledged; it reports whether it was (false for an unknown member).
-func (p *peer) oweAck(epoch, id uint64) bool {
-	if p == nil {
-		return false
+// requeue makes p owe again what batch b carried.
+func (p *peer) requeue(b *inflight) {
+	for _, t := range b.changes {
+		p.owe(t, true)
 	}
-	if p.ackTo != epoch {
-		p.acks, p.ackTo = p.acks[:0], epoch
+	for _, t := range b.refresh {
+		if _, ok := p.changes[t]; !ok {
+			p.refresh[t] = struct{}{}
+		}
 	}
-	if len(p.acks) >= maxOwedAcks {
-		return false
-	}
-	p.acks = append(p.acks, id)
-	return true
 }
 
 // heard notes that the member sent us a batch: it is up, so batches of
@@ -134,7 +127,37 @@ func (g *Gossip) resetPeerLocked(p *peer, epoch uint64) {
 	p.inflight = map[uint64]*inflight{}
 	p.late = map[uint64]time.Time{}
 	p.window, p.timeout = startWindow, p.rto(g.cfg.AckTimeout)
-	p.acks, p.ackTo = nil, 0
+}
+
+// departLocked keeps what a member that died (not left) lacks, all its
+// batches in flight included, and goes on tracking it: if it comes back as
+// the same incarnation (it was wrongly declared dead, or a partition
+// healed), it is sent exactly that, not every own observation again.
+// g.mu must be held.
+func (g *Gossip) departLocked(name string, now time.Time) {
+	p := g.peers[name]
+	if p == nil {
+		return
+	}
+	delete(g.peers, name)
+	for _, b := range p.inflight {
+		p.requeue(b)
+	}
+	p.inflight, p.late = map[uint64]*inflight{}, map[uint64]time.Time{}
+	p.goneAt = now
+	g.gone[name] = p
+}
+
+// returnLocked takes back the peer of a member that died and comes back as
+// incarnation epoch, if it was that one; nil otherwise. g.mu must be held.
+func (g *Gossip) returnLocked(name string, epoch uint64) *peer {
+	p := g.gone[name]
+	delete(g.gone, name)
+	if p == nil || epoch == 0 || p.epoch != epoch {
+		return nil
+	}
+	p.window, p.timeout = startWindow, p.rto(g.cfg.AckTimeout)
+	return p
 }
 
 // restartedLocked is told that origin runs as incarnation epoch, newer than
@@ -169,6 +192,7 @@ func (g *Gossip) acked(m message) {
 			}
 		}
 		if n+late > 0 {
+			p.lastAck = now
 			p.timeout = p.rto(g.cfg.AckTimeout)
 			p.window = min(maxWindow, 2*p.window)
 		}
@@ -189,9 +213,9 @@ func (g *Gossip) wakeSender() {
 	}
 }
 
-// flushLoop sends when woken (an up/down change, an ack owed or received,
-// a membership change) and every RefreshInterval, at most once per
-// BatchDelay.
+// flushLoop sends when woken (an up/down change, an acknowledgement that
+// opens the window, a membership change) and every RefreshInterval, at
+// most once per BatchDelay.
 func (g *Gossip) flushLoop() {
 	defer g.wg.Done()
 	tick := time.NewTicker(g.cfg.RefreshInterval)
@@ -221,19 +245,13 @@ func (g *Gossip) flushLoop() {
 type packet struct {
 	to    *memberlist.Node
 	msg   []byte
-	batch int // observations in it; 0 for an ack
+	batch int // observations in it
 }
 
-// flush sends every member the acknowledgements and batches it is owed.
+// flush sends every member the batches it is owed.
 func (g *Gossip) flush(now time.Time) {
 	var out []packet
 	g.mu.Lock()
-	for _, p := range g.peers { // acknowledgements first: senders wait for them
-		for _, a := range encodeAcks(g.name, g.epoch, p.ackTo, p.acks, batchBytes) {
-			out = append(out, packet{to: p.node, msg: a})
-		}
-		p.acks = p.acks[:0]
-	}
 	for _, p := range g.peers {
 		out = g.batchesLocked(p, now, out)
 	}
@@ -244,13 +262,21 @@ func (g *Gossip) flush(now time.Time) {
 			continue
 		}
 		g.deltaSent.Add(uint64(len(pk.msg)))
-		if pk.batch > 0 {
-			g.batchesSent.Add(1)
-			g.recordsSent.Add(uint64(pk.batch))
-		} else {
-			g.acksSent.Add(1)
-		}
+		g.batchesSent.Add(1)
+		g.recordsSent.Add(uint64(pk.batch))
 	}
+}
+
+// ack acknowledges batch id of origin's incarnation epoch to it at once
+// (from memberlist's packet handler: a UDP send does not block).
+func (g *Gossip) ack(to *memberlist.Node, epoch, id uint64) {
+	msg := encodeAcks(g.name, g.epoch, epoch, []uint64{id}, batchBytes)[0]
+	if err := g.ml.SendBestEffort(to, msg); err != nil {
+		g.sendErrors.Add(1)
+		return
+	}
+	g.deltaSent.Add(uint64(len(msg)))
+	g.acksSent.Add(1)
 }
 
 // batchesLocked appends to out the batches p is owed now (up/down changes
@@ -293,9 +319,10 @@ func fill(w *batchWriter, own map[string]Observation, set map[string]struct{}, s
 }
 
 // expireLocked queues again the observations of p's batches that were not
-// acknowledged within its timeout; then p may have one batch in flight,
-// and the timeout doubles, until it acknowledges again (a late
-// acknowledgement of a batch that timed out counts). g.mu must be held.
+// acknowledged within its timeout. If p acknowledged something within the
+// timeout, its window halves; if not, it may have one batch in flight and
+// the timeout doubles, until it acknowledges again (a late acknowledgement
+// of a batch that timed out counts). g.mu must be held.
 func (g *Gossip) expireLocked(p *peer, now time.Time) {
 	for id, at := range p.late {
 		if now.Sub(at) > maxBackoff*g.cfg.AckTimeout {
@@ -307,23 +334,23 @@ func (g *Gossip) expireLocked(p *peer, now time.Time) {
 		if now.Sub(b.at) < p.timeout {
 			continue
 		}
-		for _, t := range b.changes {
-			p.owe(t, true)
-		}
-		for _, t := range b.refresh {
-			if _, ok := p.changes[t]; !ok {
-				p.refresh[t] = struct{}{}
-			}
-		}
+		p.requeue(b)
 		delete(p.inflight, id)
 		if len(p.late) < maxLate {
 			p.late[id] = b.at
 		}
 		n++
 	}
-	if n > 0 {
-		g.batchesResent.Add(n)
-		p.window = 1
-		p.timeout = min(2*p.timeout, maxBackoff*g.cfg.AckTimeout)
+	if n == 0 {
+		return
 	}
+	g.batchesResent.Add(n)
+	if now.Sub(p.lastAck) < p.timeout {
+		// It answers, only slower than the timeout (a loaded machine) or
+		// it lost a packet: send less, at the same pace.
+		p.window = max(1, p.window/2)
+		return
+	}
+	p.window = 1
+	p.timeout = min(2*p.timeout, maxBackoff*g.cfg.AckTimeout)
 }

@@ -66,7 +66,8 @@ func TestChangesBeforeRefreshes(t *testing.T) {
 // bookkeeping directly.
 func bare(name string) *Gossip {
 	g := &Gossip{name: name, epoch: 1, cfg: Config{AckTimeout: time.Second}, views: map[string]*view{},
-		live: map[string]uint64{}, leaving: map[string]uint64{}, departed: map[string]departure{}, peers: map[string]*peer{}}
+		live: map[string]uint64{}, leaving: map[string]uint64{}, departed: map[string]departure{}, peers: map[string]*peer{},
+		gone: map[string]*peer{}}
 	g.views[name] = &view{epoch: 1, obs: map[string]Observation{}}
 	return g
 }
