@@ -356,7 +356,7 @@ func TestMeasureMassFailure(t *testing.T) {
 		"One service, majority policy, %d real servers; each round %d of them fail and then recover. The probes are the test: each director reports the %d down "+
 		"(what its prober does fall × interval after the failure), all at once or spread over one check interval (1 s) in random order. "+
 		"Times from the first report until every director holds every director's view of the %d down, until the leader has committed all %d transitions, "+
-		"and until every director's desired dataplane table (dataplane.FromFSM) lacks all %d. %d rounds per variant. "+
+		"and until every director's desired dataplane table (dataplane.FromFSM) lacks all %d (polled every 20 ms; the views are compared once no director has anything left to send or unacknowledged). %d rounds per variant. "+
 		"Target: the dataplane within fall × interval + 1 s of the failure, that is within 1 s of the reports (plus the spread).\n\n", n, k, k, k, k, k, *massRounds)
 	b.WriteString("| reports | views converged p50 / max | committed p50 / max | out of every dataplane p50 / max | the same after the last report p50 / max |\n|---|---|---|---|---|\n")
 	for _, v := range variants {
