@@ -14,19 +14,25 @@
 // first, as many observations per UDP packet as fit, each target's latest
 // observation only (a newer one replaces an older one still waiting, so the
 // sets are bounded by the number of targets and nothing is ever dropped),
-// sent directly to every live member, which acknowledges each batch. A
-// batch not acknowledged in time is queued again (with exponential backoff
-// and a window of one batch until the member answers again). An up/down
-// change is sent at once (after BatchDelay, so that changes arriving together
-// share packets); refreshes at least every RefreshInterval. A member that
-// joins or comes back (a new epoch) is owed every own observation again. A
-// periodic full-state push/pull remains as a backstop.
+// sent directly to every live member, which acknowledges each batch at
+// once. A batch not acknowledged in time (a timeout that follows the
+// measured round trip) is queued again; a member that answers but slowly
+// gets half as many batches in flight, one that does not answer one at a
+// time with exponential backoff. An up/down change is sent at once (after
+// BatchDelay, so that changes arriving together share packets); refreshes
+// at least every RefreshInterval. A member that joins or comes back as a
+// new incarnation (epoch) is owed every own observation again; one that was
+// declared dead and comes back as the same incarnation is owed what it
+// lacked, and what changed meanwhile. A periodic full-state push/pull
+// remains as a backstop.
 //
 // Per (origin, target) the newer (epoch, Seq) wins, where epoch identifies
 // an incarnation of the origin: observations of a newer incarnation replace
 // the old view at once, even before memberlist reports the restart. A
-// director's view is kept while it is suspect and dropped when it dies or
-// leaves.
+// director's view is kept while it is suspect and dropped (from Views) when
+// it dies or leaves; the view of one that died is kept aside and restored
+// if it comes back as the same incarnation (it does not know it was dropped
+// and would not send it again).
 //
 // Gossip is always encrypted (AES-GCM, Config.Key); a node with another key
 // cannot join. Packets and streams memberlist cannot decrypt or decode are
