@@ -3,30 +3,55 @@
 // views of a real server.
 //
 // Each director publishes its own observations (Publish, changed results
-// only); every director reads everyone's (Views). Changes travel as small
-// encrypted memberlist broadcasts, one per (origin, target), a newer one
-// replacing an older one still queued; a periodic full-state push/pull lets a
-// director that missed broadcasts, or just (re)joined, converge. Per
-// (origin, target) the newer (epoch, Seq) wins, where epoch identifies an
-// incarnation of the origin. A director's view is kept while it is suspect
-// and dropped when it dies or leaves.
+// only); every director reads everyone's (Views). This package does not use
+// memberlist's broadcast queue for them: that queue sends a few messages per
+// gossip round and each several times, so under churn (a rack of real
+// servers failing at once) changes waited many seconds, and the rest for the
+// next push/pull. Instead each director keeps, per other live member, the
+// set of its own targets that member has not acknowledged yet, split into
+// up/down changes (and first views) and refreshes (latency or error text
+// only). A sender goroutine drains those sets in batches: up/down changes
+// first, as many observations per UDP packet as fit, each target's latest
+// observation only (a newer one replaces an older one still waiting, so the
+// sets are bounded by the number of targets and nothing is ever dropped),
+// sent directly to every live member, which acknowledges each batch at
+// once. A batch not acknowledged in time (a timeout that follows the
+// measured round trip) is queued again; a member that answers but slowly
+// gets half as many batches in flight, one that does not answer one at a
+// time with exponential backoff. An up/down change is sent at once (after
+// BatchDelay, so that changes arriving together share packets); refreshes
+// at least every RefreshInterval. A member that joins or comes back as a
+// new incarnation (epoch) is owed every own observation again; one that was
+// declared dead and comes back as the same incarnation is owed what it
+// lacked, and what changed meanwhile. A periodic full-state push/pull
+// remains as a backstop.
+//
+// Per (origin, target) the newer (epoch, Seq) wins, where epoch identifies
+// an incarnation of the origin: observations of a newer incarnation replace
+// the old view at once, even before memberlist reports the restart. A
+// director's view is kept while it is suspect and dropped (from Views) when
+// it dies or leaves; the view of one that died is kept aside and restored
+// if it comes back as the same incarnation (it does not know it was dropped
+// and would not send it again).
 //
 // Gossip is always encrypted (AES-GCM, Config.Key); a node with another key
-// cannot join.
+// cannot join. Packets and streams memberlist cannot decrypt or decode are
+// counted (Stats.BadPackets) and logged at most once per BadLogInterval.
 //
 // Threading: every exported method of Gossip is safe for concurrent use,
 // including concurrently with Shutdown. memberlist calls the delegate
 // callbacks (messages, push/pull state, membership events) concurrently on
 // its own goroutines; they only take the Gossip's mutex for short, bounded
 // work and never block on the network or on the caller. The lock order is
-// Gossip.mu, then the broadcast queue's own lock; no callback that runs under
-// the queue's lock takes Gossip.mu.
+// memberlist's node lock, then Gossip.mu, then the broadcast queue's own
+// lock; nothing calls into memberlist while holding Gossip.mu.
 package gossip
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"os"
 	"slices"
@@ -88,6 +113,9 @@ type Config struct {
 	Join          []string // host:port of existing members; New fails if none answers
 	Logger        hclog.Logger
 
+	// memberlist's own settings. Its gossip rounds (GossipInterval,
+	// GossipNodes, RetransmitMult) carry only its own messages (membership)
+	// and the bye; observations travel in this package's batches.
 	ProbeInterval    time.Duration
 	ProbeTimeout     time.Duration
 	GossipInterval   time.Duration
@@ -97,10 +125,22 @@ type Config struct {
 	RetransmitMult   int
 	TCPTimeout       time.Duration
 
-	// MaxQueued bounds the broadcast queue; older broadcasts beyond it are
-	// dropped (counted in Stats) and peers learn them by push/pull.
-	// Default 16384.
-	MaxQueued int
+	// BatchDelay is how long an up/down change may wait so that changes
+	// published together share packets. Default 10 ms.
+	BatchDelay time.Duration
+	// RefreshInterval is how often refreshes (latency or error text only)
+	// are sent and unacknowledged batches looked at. Default 100 ms.
+	RefreshInterval time.Duration
+	// AckTimeout is the least time a batch waits for its acknowledgement
+	// before its observations are queued again: the timeout follows the
+	// measured time to an acknowledgement (srtt + 4 rttvar, as TCP's),
+	// at least AckTimeout, and doubles (up to 32 × AckTimeout) while a
+	// member does not answer. Default 250 ms.
+	AckTimeout time.Duration
+	// BadLogInterval: packets memberlist cannot decrypt or decode are
+	// logged at most once per BadLogInterval, with the count since the
+	// last line. Default 10 s.
+	BadLogInterval time.Duration
 	// DepartedRetention is how long Members keeps listing a dead or left
 	// member. Default 1 minute.
 	DepartedRetention time.Duration
@@ -117,59 +157,79 @@ type Config struct {
 // Stats are counters of one Gossip since New.
 type Stats struct {
 	// Wire bytes: everything memberlist sent and received (probes,
-	// broadcasts, push/pull), after encryption.
+	// batches, acks, push/pull), after encryption.
 	BytesSent, BytesReceived uint64
 	// Exponentially smoothed rates of the above, bytes per second,
 	// sampled every second.
 	SentPerSec, ReceivedPerSec float64
 	// Payload bytes of this package's own messages, before memberlist
-	// framing, compression and encryption: deltas (and byes) sent as
-	// broadcasts or directly (PublishNow), counted once per transmission,
+	// framing, compression and encryption: batches, acks and byes (every
+	// transmission counted; received: also deltas of older directors),
 	// and full states exchanged by push/pull.
 	DeltaBytesSent, DeltaBytesReceived uint64
 	StateBytesSent, StateBytesReceived uint64
 
-	BroadcastsQueued     uint64 // deltas handed to the queue
-	BroadcastsSuperseded uint64 // replaced in the queue by a newer delta of the same target
-	BroadcastsDropped    uint64 // pruned because the queue was over MaxQueued
-	BroadcastsSent       uint64 // delta transmissions (one per peer per send)
-	DirectSent           uint64 // deltas sent directly by PublishNow (one per peer)
-	QueueDepth           int
+	Published    uint64 // observations published
+	StateChanges uint64 // of which up/down changes or first views (sent before refreshes)
+	// Coalesced counts observations that replaced an older one of the
+	// same target still waiting for a member (once per member).
+	Coalesced      uint64
+	BatchesSent    uint64 // batches sent, one per member per packet, resends included
+	RecordsSent    uint64 // observations in those batches
+	BatchesAcked   uint64 // batches a member acknowledged
+	BatchesResent  uint64 // batches not acknowledged in time, their observations queued again
+	AcksSent       uint64 // acknowledgement messages sent
+	SendErrors     uint64 // packets the transport refused
+	Pending        int    // (member, target) observations waiting to be sent
+	PendingChanges int    // of which up/down changes
+	InFlight       int    // batches sent and not yet acknowledged
 
-	DeltasApplied  uint64 // received deltas that changed a view
-	StatesMerged   uint64 // received full states
-	BadMessages    uint64 // dropped: garbage, wrong version, oversize
+	BatchesReceived uint64 // batches (and deltas of older directors) received
+	DeltasApplied   uint64 // received observations that changed a view
+	StatesMerged    uint64 // received full states
+	BadMessages     uint64 // this package's messages dropped: garbage, wrong version, oversize
+	// BadPackets counts packets and streams memberlist rejected: not
+	// decryptable with this cluster's key or not decodable (garbage, a
+	// port scan, a node of another cluster).
+	BadPackets     uint64
 	StaleDiscarded uint64 // observations from departed members or older than known
 }
 
 // Gossip is one director's gossip endpoint. Create it with New.
 type Gossip struct {
-	name   string
-	epoch  uint64
-	log    hclog.Logger
-	ml     *memberlist.Memberlist
-	tr     *countingTransport
-	queue  *memberlist.TransmitLimitedQueue
-	cfg    Config
-	stopCh chan struct{}
-	wg     sync.WaitGroup
-	closed atomic.Bool
-	shut   sync.Once
+	name    string
+	epoch   uint64
+	log     hclog.Logger
+	badLog  *badInputLog
+	ml      *memberlist.Memberlist
+	tr      *countingTransport
+	queue   *memberlist.TransmitLimitedQueue // byes only
+	cfg     Config
+	stopCh  chan struct{}
+	flushCh chan struct{}
+	wg      sync.WaitGroup
+	closed  atomic.Bool
+	shut    sync.Once
 
 	numNodes atomic.Int64 // alive+suspect members incl. self, for the queue
 
 	mu       sync.Mutex
 	seq      uint64
+	batchID  uint64
 	views    map[string]*view  // origin → view; includes self
 	live     map[string]uint64 // alive or suspect members → epoch from their meta
 	leaving  map[string]uint64 // members that said bye → epoch
 	departed map[string]departure
+	peers    map[string]*peer // other live members → what they still lack of our view
+	gone     map[string]*peer // members that died → the same, for their return
 	rates    struct{ sent, recv float64 }
 
 	deltaSent, deltaRecv, stateSent, stateRecv atomic.Uint64
-	queued, superseded, dropped, sentBcasts    atomic.Uint64
-	directSent                                 atomic.Uint64
-	applied, merged, bad, stale                atomic.Uint64
+	published, stateChanges, coalesced         atomic.Uint64
+	batchesSent, recordsSent, batchesAcked     atomic.Uint64
+	batchesResent, acksSent, sendErrors        atomic.Uint64
+	received, applied, merged, bad, stale      atomic.Uint64
+	badPackets                                 atomic.Uint64
 }
 
 type view struct {
@@ -182,7 +242,17 @@ type departure struct {
 	state State
 	addr  string
 	at    time.Time
+	// view is the member's view when it died, hidden, restored if it
+	// comes back as the same incarnation (it was wrongly declared dead:
+	// it does not know we dropped its view and will not send it again).
+	view *view
 }
+
+// stashRetention is how long the view of a dead member is kept for its
+// return as the same incarnation. What it lacked of ours is kept half as
+// long: a member that returns after that is sent every own observation, so
+// it is whole even if it dropped our view a little before we dropped its.
+const stashRetention = 10 * time.Minute
 
 // New validates cfg, starts memberlist on cfg.BindAddr and, if cfg.Join is
 // set, joins those members; it fails if none of them could be contacted (a
@@ -206,16 +276,19 @@ func New(cfg Config) (*Gossip, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: BindAddr: %v", ErrConfig, err)
 	}
-	if cfg.MaxQueued <= 0 {
-		cfg.MaxQueued = 16384
-	}
-	if cfg.DepartedRetention <= 0 {
-		cfg.DepartedRetention = time.Minute
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&cfg.DepartedRetention, time.Minute}, {&cfg.BatchDelay, 10 * time.Millisecond},
+		{&cfg.RefreshInterval, 100 * time.Millisecond}, {&cfg.AckTimeout, 250 * time.Millisecond},
+		{&cfg.BadLogInterval, 10 * time.Second}} {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "gossip", Level: hclog.Info, Output: os.Stderr})
 	}
-	std := cfg.Logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
 
 	g := &Gossip{
 		name:     cfg.NodeID,
@@ -223,11 +296,18 @@ func New(cfg Config) (*Gossip, error) {
 		log:      cfg.Logger,
 		cfg:      cfg,
 		stopCh:   make(chan struct{}),
+		flushCh:  make(chan struct{}, 1),
 		views:    map[string]*view{},
 		live:     map[string]uint64{},
 		leaving:  map[string]uint64{},
 		departed: map[string]departure{},
+		peers:    map[string]*peer{},
+		gone:     map[string]*peer{},
 	}
+	// memberlist's own log lines go through badLog, which counts and
+	// rate-limits those about packets it could not decrypt or decode.
+	g.badLog = newBadInputLog(cfg.Logger, cfg.BadLogInterval, &g.badPackets)
+	std := log.New(g.badLog, "", 0)
 	g.views[g.name] = &view{epoch: g.epoch, obs: map[string]Observation{}}
 	g.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes:       func() int { return int(g.numNodes.Load()) },
@@ -294,8 +374,9 @@ func New(cfg Config) (*Gossip, error) {
 		return nil, fmt.Errorf("gossip: start memberlist: %w", err)
 	}
 	g.ml = ml
-	g.wg.Add(1)
+	g.wg.Add(2)
 	go g.sampleRates()
+	go g.flushLoop()
 	if len(cfg.Join) > 0 {
 		if _, err := g.Join(cfg.Join); err != nil {
 			g.Shutdown()
@@ -370,7 +451,7 @@ func (g *Gossip) Leave(timeout time.Duration) error {
 		return ErrShutdown
 	}
 	// The bye rides in the same gossip packets as memberlist's own leave
-	// message; a fresh broadcast is sent before older queued deltas.
+	// message.
 	g.queue.QueueBroadcast(&broadcast{name: byeName(g.name), msg: encodeBye(g.name, g.epoch)})
 	return g.ml.Leave(timeout)
 }
@@ -388,57 +469,21 @@ func (g *Gossip) Shutdown() error {
 	return err
 }
 
-// Publish records the local node's changed observations and broadcasts
-// them. It assigns each observation's Seq (any caller value is ignored),
-// truncates Err to MaxErrLen and rejects an empty or over-long Target or one
-// containing NUL; the
-// valid observations of the batch are published either way.
+// Publish records the local node's changed observations and sends them to
+// every other live member: an up/down change (or a target's first
+// observation) at once, after at most Config.BatchDelay, before any
+// refresh; a refresh (the same up/down, another latency or error text)
+// within Config.RefreshInterval. It assigns each observation's Seq (any
+// caller value is ignored), truncates Err to MaxErrLen and rejects an empty
+// or over-long Target or one containing NUL; the valid observations of the
+// batch are published either way.
 func (g *Gossip) Publish(obs []Observation) error {
-	_, err := g.publish(obs, false)
-	return err
-}
-
-// MaxDirect bounds the observations of one PublishNow sent directly; the
-// rest travel by broadcast only.
-const MaxDirect = 64
-
-// PublishNow is Publish, and also sends each observation (up to MaxDirect)
-// at once, best effort over UDP, to every other live member, instead of
-// letting it wait for the next gossip round (up to GossipInterval). The
-// broadcasts still follow and cover a lost packet. For changes that
-// someone is waiting for (a real server going down).
-func (g *Gossip) PublishNow(obs []Observation) error {
-	msgs, err := g.publish(obs, true)
-	if len(msgs) == 0 || g.closed.Load() {
-		return err
-	}
-	var n, bytes uint64
-	for _, m := range g.ml.Members() {
-		if m.Name == g.name {
-			continue
-		}
-		for _, b := range msgs {
-			if g.ml.SendBestEffort(m, b) == nil {
-				n++
-				bytes += uint64(len(b))
-			}
-		}
-	}
-	g.directSent.Add(n)
-	g.deltaSent.Add(bytes)
-	return err
-}
-
-// publish records obs and queues their broadcasts; with direct it returns
-// the encoded deltas (at most MaxDirect) for a direct send.
-func (g *Gossip) publish(obs []Observation, direct bool) ([][]byte, error) {
 	if g.closed.Load() {
-		return nil, ErrShutdown
+		return ErrShutdown
 	}
 	var bad error
-	var msgs [][]byte
+	wake := false
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	own := g.views[g.name]
 	for _, o := range obs {
 		if o.Target == "" || len(o.Target) > MaxTargetLen || strings.ContainsRune(o.Target, 0) {
@@ -451,27 +496,30 @@ func (g *Gossip) publish(obs []Observation, direct bool) ([][]byte, error) {
 		if o.Latency < 0 {
 			o.Latency = 0
 		}
+		prev, had := own.obs[o.Target]
+		change := !had || prev.Up != o.Up
 		g.seq++
 		o.Seq = g.seq
 		own.obs[o.Target] = o
-		// Queue under g.mu so that two concurrent Publishes of one target
-		// reach the queue in Seq order (a newer delta replaces an older).
-		b := &broadcast{name: o.Target, msg: encodeDelta(g.name, g.epoch, o)}
-		if direct && len(msgs) < MaxDirect {
-			msgs = append(msgs, b.msg)
+		g.published.Add(1)
+		if change {
+			g.stateChanges.Add(1)
+			wake = true
 		}
-		before := g.queue.NumQueued()
-		g.queue.QueueBroadcast(b)
-		g.queued.Add(1)
-		if g.queue.NumQueued() <= before {
-			g.superseded.Add(1)
+		for _, p := range g.peers {
+			if p.owe(o.Target, change) {
+				g.coalesced.Add(1)
+			}
+		}
+		for _, p := range g.gone {
+			p.owe(o.Target, change)
 		}
 	}
-	if n := g.queue.NumQueued(); n > g.cfg.MaxQueued {
-		g.queue.Prune(g.cfg.MaxQueued)
-		g.dropped.Add(uint64(n - g.queue.NumQueued()))
+	g.mu.Unlock()
+	if wake {
+		g.wakeSender()
 	}
-	return msgs, bad
+	return bad
 }
 
 // Views returns a copy of every member's observations, keyed by node name
@@ -533,28 +581,22 @@ func (g *Gossip) Members() []Member {
 // Stats returns the counters.
 func (g *Gossip) Stats() Stats {
 	g.mu.Lock()
-	sentRate, recvRate := g.rates.sent, g.rates.recv
-	g.mu.Unlock()
-	return Stats{
-		BytesSent:            g.tr.sent.Load(),
-		BytesReceived:        g.tr.recv.Load(),
-		SentPerSec:           sentRate,
-		ReceivedPerSec:       recvRate,
-		DeltaBytesSent:       g.deltaSent.Load(),
-		DeltaBytesReceived:   g.deltaRecv.Load(),
-		StateBytesSent:       g.stateSent.Load(),
-		StateBytesReceived:   g.stateRecv.Load(),
-		BroadcastsQueued:     g.queued.Load(),
-		BroadcastsSuperseded: g.superseded.Load(),
-		BroadcastsDropped:    g.dropped.Load(),
-		BroadcastsSent:       g.sentBcasts.Load(),
-		DirectSent:           g.directSent.Load(),
-		QueueDepth:           g.queue.NumQueued(),
-		DeltasApplied:        g.applied.Load(),
-		StatesMerged:         g.merged.Load(),
-		BadMessages:          g.bad.Load(),
-		StaleDiscarded:       g.stale.Load(),
+	st := Stats{SentPerSec: g.rates.sent, ReceivedPerSec: g.rates.recv}
+	for _, p := range g.peers {
+		st.PendingChanges += len(p.changes)
+		st.Pending += len(p.changes) + len(p.refresh)
+		st.InFlight += len(p.inflight)
 	}
+	g.mu.Unlock()
+	st.BytesSent, st.BytesReceived = g.tr.sent.Load(), g.tr.recv.Load()
+	st.DeltaBytesSent, st.DeltaBytesReceived = g.deltaSent.Load(), g.deltaRecv.Load()
+	st.StateBytesSent, st.StateBytesReceived = g.stateSent.Load(), g.stateRecv.Load()
+	st.Published, st.StateChanges, st.Coalesced = g.published.Load(), g.stateChanges.Load(), g.coalesced.Load()
+	st.BatchesSent, st.RecordsSent, st.BatchesAcked = g.batchesSent.Load(), g.recordsSent.Load(), g.batchesAcked.Load()
+	st.BatchesResent, st.AcksSent, st.SendErrors = g.batchesResent.Load(), g.acksSent.Load(), g.sendErrors.Load()
+	st.BatchesReceived, st.DeltasApplied, st.StatesMerged = g.received.Load(), g.applied.Load(), g.merged.Load()
+	st.BadMessages, st.BadPackets, st.StaleDiscarded = g.bad.Load(), g.badPackets.Load(), g.stale.Load()
+	return st
 }
 
 // sampleRates updates the smoothed byte rates once a second.
@@ -569,6 +611,20 @@ func (g *Gossip) sampleRates() {
 		case <-g.stopCh:
 			return
 		case now := <-t.C:
+			g.badLog.tick(now)
+			g.mu.Lock()
+			for name, d := range g.departed {
+				if d.view != nil && now.Sub(d.at) > stashRetention {
+					d.view = nil
+					g.departed[name] = d
+				}
+			}
+			for name, p := range g.gone {
+				if now.Sub(p.goneAt) > stashRetention/2 {
+					delete(g.gone, name) // it gets everything if it returns
+				}
+			}
+			g.mu.Unlock()
 			s, r := g.tr.sent.Load(), g.tr.recv.Load()
 			dt := now.Sub(last).Seconds()
 			if dt <= 0 {
@@ -583,39 +639,54 @@ func (g *Gossip) sampleRates() {
 	}
 }
 
-// accept applies one observation from origin at epoch; g.mu must be held.
-// It reports whether the view changed.
-func (g *Gossip) acceptLocked(origin string, epoch uint64, o Observation) bool {
+// viewLocked returns origin's view to apply observations of incarnation
+// epoch to, or nil if they are stale: an older incarnation than the live
+// one or the departed one, or ourselves (we are the authority on our own
+// view). Observations of a newer incarnation than the view's replace it at
+// once, even before memberlist reports the new incarnation's meta; this
+// node then owes that member all its own observations again. g.mu must be
+// held.
+func (g *Gossip) viewLocked(origin string, epoch uint64) *view {
 	if origin == g.name {
-		return false // we are the authority on our own view
+		return nil
 	}
-	if cur, ok := g.live[origin]; ok && cur != 0 {
-		if epoch != cur {
-			g.stale.Add(1)
-			return false
+	if cur, ok := g.live[origin]; ok {
+		if cur != 0 && epoch < cur {
+			return nil
 		}
 	} else if d, ok := g.departed[origin]; ok && epoch <= d.epoch {
-		g.stale.Add(1)
-		return false
+		return nil
 	}
 	v := g.views[origin]
-	if v == nil || v.epoch < epoch || (g.live[origin] == epoch && v.epoch != epoch) {
+	switch {
+	case v != nil && v.epoch > epoch:
+		return nil
+	case v == nil || v.epoch < epoch:
+		if v != nil {
+			g.restartedLocked(origin, epoch)
+		}
 		v = &view{epoch: epoch, obs: map[string]Observation{}}
 		g.views[origin] = v
-	} else if v.epoch > epoch {
-		g.stale.Add(1)
-		return false
 	}
-	if old, ok := v.obs[o.Target]; ok && old.Seq >= o.Seq {
-		return false
-	}
-	v.obs[o.Target] = o
-	return true
+	return v
 }
 
-// broadcast is one queued delta; its name (the target) makes a newer delta
-// of the same target replace it in the queue. The bye has the name "",
-// which no target can have.
+// applyLocked applies obs to v, each unless v has it at the same or a newer
+// Seq, and returns how many changed v. g.mu must be held.
+func applyLocked(v *view, obs []Observation) uint64 {
+	var n uint64
+	for _, o := range obs {
+		if old, ok := v.obs[o.Target]; ok && old.Seq >= o.Seq {
+			continue
+		}
+		v.obs[o.Target] = o
+		n++
+	}
+	return n
+}
+
+// broadcast is one queued bye (memberlist's queue carries nothing else of
+// this package); its name makes a second bye of the same origin replace it.
 type broadcast struct {
 	name string
 	msg  []byte
@@ -658,42 +729,73 @@ func metaEpoch(meta []byte) uint64 {
 func (d *delegate) NotifyMsg(b []byte) {
 	g := (*Gossip)(d)
 	g.deltaRecv.Add(uint64(len(b)))
-	origin, epoch, o, bye, err := decodeMsg(b)
+	m, err := decodeMsg(b)
 	if err != nil {
 		g.bad.Add(1)
 		g.log.Debug("dropping bad gossip message", "len", len(b), "error", err)
 		return
 	}
-	if bye {
-		if origin == g.name {
-			return
-		}
-		first := false
+	switch m.kind {
+	case kindBye:
+		g.bye(m, b)
+	case kindAck:
+		g.acked(m)
+	default:
+		g.received.Add(1)
 		g.mu.Lock()
-		if cur, ok := g.live[origin]; ok && (cur == epoch || cur == 0) {
-			_, seen := g.leaving[origin]
-			first = !seen
-			g.leaving[origin] = epoch
-		} else if dep, ok := g.departed[origin]; ok && dep.epoch == epoch && dep.state != StateLeft {
-			dep.state = StateLeft // the bye came after the dead message
-			g.departed[origin] = dep
-			first = true
+		var changed uint64
+		v := g.viewLocked(m.origin, m.epoch)
+		if v != nil {
+			changed = applyLocked(v, m.obs)
+		} else {
+			g.stale.Add(uint64(len(m.obs)))
 		}
-		if first {
-			// Relay it once: the leaver shuts down as soon as
-			// memberlist's own leave message is out, so it may have
-			// reached only some peers.
-			g.queue.QueueBroadcast(&broadcast{name: byeName(origin), msg: b})
+		// Acknowledge a batch we took; one found stale is not, so its
+		// sender sends it again (with backoff) and it is taken once
+		// memberlist has told us of the sender's new incarnation (or
+		// that it is alive after all). An unknown sender cannot be
+		// answered yet: it sends again too.
+		var to *memberlist.Node
+		if p := g.peers[m.origin]; p != nil && m.kind == kindBatch {
+			p.heard(g.cfg.AckTimeout)
+			if v != nil {
+				to = p.node
+			}
 		}
 		g.mu.Unlock()
+		if to != nil && !g.closed.Load() {
+			g.ack(to, m.epoch, m.id)
+		}
+		if changed > 0 {
+			g.applied.Add(changed)
+			g.changed()
+		}
+	}
+}
+
+// bye handles origin's announcement that it leaves (raw is the message, to
+// relay).
+func (g *Gossip) bye(m message, raw []byte) {
+	if m.origin == g.name {
 		return
 	}
 	g.mu.Lock()
-	changed := g.acceptLocked(origin, epoch, o)
-	g.mu.Unlock()
-	if changed {
-		g.applied.Add(1)
-		g.changed()
+	defer g.mu.Unlock()
+	first := false
+	if cur, ok := g.live[m.origin]; ok && (cur == m.epoch || cur == 0) {
+		_, seen := g.leaving[m.origin]
+		first = !seen
+		g.leaving[m.origin] = m.epoch
+	} else if dep, ok := g.departed[m.origin]; ok && dep.epoch == m.epoch && dep.state != StateLeft {
+		dep.state = StateLeft // the bye came after the dead message
+		g.departed[m.origin] = dep
+		first = true
+	}
+	if first {
+		// Relay it once: the leaver shuts down as soon as memberlist's
+		// own leave message is out, so it may have reached only some
+		// peers.
+		g.queue.QueueBroadcast(&broadcast{name: byeName(m.origin), msg: raw})
 	}
 }
 
@@ -704,7 +806,6 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 	for _, m := range msgs {
 		n += uint64(len(m))
 	}
-	g.sentBcasts.Add(uint64(len(msgs)))
 	g.deltaSent.Add(n)
 	return msgs
 }
@@ -752,15 +853,15 @@ func (d *delegate) MergeRemoteState(b []byte, join bool) {
 		// origins we know to be alive (memberlist merges the member list
 		// before calling us), so a peer that has not yet noticed a death
 		// cannot resurrect, or plant, the view of a node that is gone.
-		if _, ok := g.live[s.origin]; !ok {
+		var v *view
+		if _, ok := g.live[s.origin]; ok {
+			v = g.viewLocked(s.origin, s.epoch)
+		}
+		if v == nil {
 			g.stale.Add(uint64(len(s.obs)))
 			continue
 		}
-		for _, o := range s.obs {
-			if g.acceptLocked(s.origin, s.epoch, o) {
-				applied++
-			}
-		}
+		applied += applyLocked(v, s.obs)
 	}
 	g.mu.Unlock()
 	g.applied.Add(applied)
@@ -778,32 +879,65 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 	g := (*Gossip)(e)
 	defer g.changed()
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	if _, ok := g.live[n.Name]; !ok {
 		g.numNodes.Add(1)
 	}
-	g.setLiveLocked(n)
+	g.setLiveLocked(n, true)
+	g.mu.Unlock()
+	g.wakeSender()
 }
 
 func (e *events) NotifyUpdate(n *memberlist.Node) {
 	g := (*Gossip)(e)
 	defer g.changed()
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	if _, ok := g.live[n.Name]; ok {
-		g.setLiveLocked(n)
+	_, ok := g.live[n.Name]
+	if ok {
+		g.setLiveLocked(n, false)
+	}
+	g.mu.Unlock()
+	if ok {
+		g.wakeSender()
 	}
 }
 
-func (g *Gossip) setLiveLocked(n *memberlist.Node) {
+// setLiveLocked records n as live with the epoch of its meta. A member
+// that joins, or whose epoch changed (it restarted), is owed every own
+// observation again, and the view of an incarnation other than the new one
+// goes. g.mu must be held.
+func (g *Gossip) setLiveLocked(n *memberlist.Node, joined bool) {
 	ep := metaEpoch(n.Meta)
+	prev, known := g.live[n.Name]
 	g.live[n.Name] = ep
+	if d, ok := g.departed[n.Name]; ok && d.view != nil && d.view.epoch == ep && g.views[n.Name] == nil {
+		g.views[n.Name] = d.view // back from a wrong death
+	}
 	delete(g.departed, n.Name)
 	if l, ok := g.leaving[n.Name]; ok && l != ep {
 		delete(g.leaving, n.Name)
 	}
-	if v := g.views[n.Name]; v != nil && ep != 0 && v.epoch != ep && n.Name != g.name {
-		delete(g.views, n.Name) // a previous incarnation's view
+	if n.Name == g.name {
+		return
+	}
+	restarted := known && ep != 0 && prev != ep
+	if v := g.views[n.Name]; v != nil && ep != 0 && v.epoch != ep && (restarted || v.epoch < ep) {
+		// A previous incarnation's view. (A view newer than the meta
+		// is the new incarnation, seen first through its messages.)
+		delete(g.views, n.Name)
+	}
+	p := g.peers[n.Name]
+	returned := false
+	if p == nil {
+		if p = g.returnLocked(n.Name, ep); p != nil {
+			returned = true
+		} else {
+			p = &peer{}
+		}
+		g.peers[n.Name] = p
+	}
+	p.node = cloneNode(n)
+	if (joined && !returned) || p.changes == nil || p.epoch != ep {
+		g.resetPeerLocked(p, ep)
 	}
 }
 
@@ -823,12 +957,20 @@ func (e *events) NotifyLeave(n *memberlist.Node) {
 		g.numNodes.Add(-1)
 		delete(g.live, n.Name)
 	}
+	if st == StateDead {
+		g.departLocked(n.Name, time.Now())
+	}
+	delete(g.peers, n.Name)
 	ep := metaEpoch(n.Meta)
-	if v := g.views[n.Name]; v != nil && v.epoch > ep {
+	v := g.views[n.Name]
+	if v != nil && v.epoch > ep {
 		ep = v.epoch
 	}
 	if n.Name != g.name {
 		delete(g.views, n.Name)
 	}
-	g.departed[n.Name] = departure{epoch: ep, state: st, addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), at: time.Now()}
+	if n.Name == g.name || st == StateLeft {
+		v = nil // kept only for a return from a wrong death
+	}
+	g.departed[n.Name] = departure{epoch: ep, state: st, addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), at: time.Now(), view: v}
 }

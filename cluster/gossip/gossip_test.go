@@ -4,8 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"math/rand/v2"
+	"net"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,7 +135,12 @@ func obsFor(node string, n int, up bool) []Observation {
 // sameView reports how g's view of origin differs from want (nil if equal,
 // ignoring Seq).
 func sameView(g *Gossip, origin string, want []Observation) error {
-	got := g.Views()[origin]
+	g.mu.Lock()
+	var got map[string]Observation
+	if v := g.views[origin]; v != nil {
+		got = maps.Clone(v.obs)
+	}
+	g.mu.Unlock()
 	if len(got) != len(want) {
 		return fmt.Errorf("%s: view of %s has %d targets, want %d", g.Name(), origin, len(got), len(want))
 	}
@@ -138,6 +148,19 @@ func sameView(g *Gossip, origin string, want []Observation) error {
 		o, ok := got[w.Target]
 		if !ok || o.Up != w.Up || o.Latency != w.Latency || o.Err != w.Err || o.Seq == 0 {
 			return fmt.Errorf("%s: view of %s/%s = %+v, want %+v", g.Name(), origin, w.Target, o, w)
+		}
+	}
+	return nil
+}
+
+// allHold reports how the views of gs differ from want (origin → its
+// observations), nil if they all hold exactly those.
+func allHold(gs []*Gossip, want map[string][]Observation) error {
+	for _, g := range gs {
+		for origin, w := range want {
+			if err := sameView(g, origin, w); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -152,16 +175,7 @@ func TestConvergeAndChange(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	converged := func() error {
-		for _, g := range gs {
-			for origin, w := range want {
-				if err := sameView(g, origin, w); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
+	converged := func() error { return allHold(gs, want) }
 	eventually(t, 5*time.Second, "all views converge", converged)
 
 	// Up → Down on b for one target.
@@ -181,7 +195,7 @@ func TestConvergeAndChange(t *testing.T) {
 		}
 	}
 	st := gs[1].Stats()
-	if st.BroadcastsQueued != 51 || st.BroadcastsSent == 0 || st.BytesSent == 0 || st.BytesReceived == 0 {
+	if st.Published != 51 || st.StateChanges != 51 || st.BatchesSent == 0 || st.RecordsSent < 102 || st.BytesSent == 0 || st.BytesReceived == 0 {
 		t.Errorf("stats of b: %+v", st)
 	}
 }
@@ -245,12 +259,12 @@ func TestLeaveAndRejoin(t *testing.T) {
 		}
 		return nil
 	})
-	// Wait until the broadcast queues are drained, so c can only learn
-	// the changes by push/pull.
-	eventually(t, 5*time.Second, "queues drained", func() error {
+	// Wait until nothing is waiting to be sent, so c can only learn the
+	// changes when it joins again.
+	eventually(t, 5*time.Second, "nothing pending", func() error {
 		for _, g := range []*Gossip{a, b} {
-			if n := g.Stats().QueueDepth; n != 0 {
-				return fmt.Errorf("%s has %d queued", g.Name(), n)
+			if st := g.Stats(); st.Pending+st.InFlight != 0 {
+				return fmt.Errorf("%s has %d pending, %d batches in flight", g.Name(), st.Pending, st.InFlight)
 			}
 		}
 		return nil
@@ -418,4 +432,272 @@ func hasMember(ms []Member, name string, st State) bool {
 		}
 	}
 	return false
+}
+
+// TestNewIncarnationReplacesViewAtOnce drives the delegate directly: a
+// restarted member's observations (a newer epoch) replace its old view as
+// soon as they arrive, before memberlist reports the new meta, and this
+// node owes the new incarnation its own view again; late observations of
+// the old incarnation are dropped and not acknowledged; the view of a
+// member wrongly declared dead comes back with it.
+func TestNewIncarnationReplacesViewAtOnce(t *testing.T) {
+	markDone(t)
+	cfg := quiet(t, "a")
+	cfg.AckTimeout = time.Hour // nothing answers the fake members: no batch times out
+	g := start(t, cfg)
+	d, ev := (*delegate)(g), (*events)(g)
+	meta := func(epoch uint64) []byte { return (&delegate{epoch: epoch}).NodeMeta(64) }
+	node := func(name string, epoch uint64) *memberlistNode {
+		return &memberlistNode{Name: name, Addr: []byte{127, 0, 0, 1}, Port: 9, Meta: meta(epoch)}
+	}
+	targets := func(name string) string {
+		var ts []string
+		for t := range g.Views()[name] {
+			ts = append(ts, t)
+		}
+		slices.Sort(ts)
+		return strings.Join(ts, ",")
+	}
+	g.Publish(obsFor("a", 3, true))
+
+	ev.NotifyJoin(node("x", 10).mk())
+	d.NotifyMsg(encodeBatch("x", 10, 1, Observation{Target: "t1", Seq: 1}, Observation{Target: "t2", Seq: 2}))
+	if got := targets("x"); got != "t1,t2" {
+		t.Fatalf("view of x = %s", got)
+	}
+	if st := g.Stats(); st.AcksSent != 1 {
+		t.Fatalf("x's batch: %d acks sent, want 1", st.AcksSent)
+	}
+
+	// x restarts as epoch 11: its first batch replaces the view at once.
+	d.NotifyMsg(encodeBatch("x", 11, 1, Observation{Target: "n1", Seq: 1}))
+	if got := targets("x"); got != "n1" {
+		t.Fatalf("after the new incarnation's batch, view of x = %s", got)
+	}
+	g.mu.Lock()
+	p := g.peers["x"]
+	pe, pc := p.epoch, len(p.changes)
+	g.mu.Unlock()
+	if pe != 11 || pc != 3 {
+		t.Fatalf("peer x: epoch %d, %d owed; want 11 and a's 3 targets again", pe, pc)
+	}
+	// A late batch of the dead incarnation: dropped, not acknowledged.
+	acks := g.Stats().AcksSent
+	d.NotifyMsg(encodeBatch("x", 10, 2, Observation{Target: "t3", Seq: 3}))
+	if got, st := targets("x"), g.Stats(); got != "n1" || st.AcksSent != acks {
+		t.Fatalf("late batch of the old incarnation: view %s, acks %d → %d", got, acks, st.AcksSent)
+	}
+	// memberlist's update with the new meta keeps the new view; a later
+	// restart (epoch 12) seen first through memberlist drops it.
+	ev.NotifyUpdate(node("x", 11).mk())
+	if got := targets("x"); got != "n1" {
+		t.Fatalf("after the meta update, view of x = %s", got)
+	}
+	ev.NotifyUpdate(node("x", 12).mk())
+	if _, ok := g.Views()["x"]; ok {
+		t.Fatal("epoch 11's view kept after x restarted as 12")
+	}
+
+	// y is wrongly declared dead and comes back as the same incarnation:
+	// it does not know its view was dropped, so it is kept aside and
+	// restored; as a new incarnation it is not.
+	// What y lacks of ours is kept too, and what we publish meanwhile is
+	// added: it is sent that, not everything again.
+	ev.NotifyJoin(node("y", 5).mk())
+	d.NotifyMsg(encodeBatch("y", 5, 1, Observation{Target: "y1", Seq: 1}))
+	owedTo := func(name string) []string { // owed or in flight
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		p := g.peers[name]
+		out := slices.Collect(maps.Keys(p.changes))
+		out = append(out, slices.Collect(maps.Keys(p.refresh))...)
+		for _, b := range p.inflight {
+			out = append(out, b.changes...)
+			out = append(out, b.refresh...)
+		}
+		slices.Sort(out)
+		return out
+	}
+	var ids []uint64
+	eventually(t, 2*time.Second, "a's view sent to y", func() error {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		p := g.peers["y"]
+		if len(p.changes) > 0 || len(p.inflight) == 0 {
+			return fmt.Errorf("%d owed, %d in flight", len(p.changes), len(p.inflight))
+		}
+		ids = slices.Collect(maps.Keys(p.inflight))
+		return nil
+	})
+	d.NotifyMsg(encodeAcks("y", 5, g.epoch, ids, batchBytes)[0])
+	if o := owedTo("y"); len(o) != 0 {
+		t.Fatalf("after y acknowledged everything, it is owed %v", o)
+	}
+	ev.NotifyLeave(node("y", 5).mk())
+	if _, ok := g.Views()["y"]; ok {
+		t.Fatal("a dead member's view is visible")
+	}
+	g.Publish([]Observation{{Target: "while-y-was-dead", Up: false}})
+	ev.NotifyJoin(node("y", 5).mk())
+	if got := targets("y"); got != "y1" {
+		t.Fatalf("view of y back from a wrong death = %q", got)
+	}
+	if o := owedTo("y"); !slices.Equal(o, []string{"while-y-was-dead"}) {
+		t.Fatalf("y back from a wrong death is owed %v, want only what changed meanwhile", o)
+	}
+	ev.NotifyLeave(node("y", 5).mk())
+	ev.NotifyJoin(node("y", 6).mk())
+	if got := targets("y"); got != "" {
+		t.Fatalf("a new incarnation inherited %q", got)
+	}
+}
+
+// TestGarbageCountedAndRateLimited sends 2000 garbage UDP packets and 2000
+// TCP connections with garbage to a gossip endpoint: each is counted in
+// Stats.BadPackets, the log has a line or two, not thousands, and the
+// endpoint still works.
+func TestGarbageCountedAndRateLimited(t *testing.T) {
+	markDone(t)
+	var logged lineCounter
+	cfg := quiet(t, "a")
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "a", Level: hclog.Debug, Output: &logged})
+	a := start(t, cfg)
+	rng := rand.New(rand.NewPCG(3, 4))
+	garbage := func(i int) []byte {
+		b := make([]byte, 1+rng.IntN(200))
+		for j := range b {
+			b[j] = byte(rng.Uint32())
+		}
+		switch i % 4 {
+		case 1:
+			b[0] = 244 // memberlist's label header, then garbage
+		case 2:
+			b[0] = 1 // memberlist's encryption version 1, garbage after
+		}
+		if b[0] == 10 && len(b) < 6 {
+			b[0] = 0 // an "encrypted" stream cut short is closed silently: not this test
+		}
+		return b
+	}
+	const n, chunk = 2000, 100
+	udp, err := net.Dial("udp", a.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	sent := 0
+	for sent < n {
+		for range chunk {
+			if _, err := udp.Write(garbage(sent)); err != nil {
+				t.Fatal(err)
+			}
+			sent++
+		}
+		// Let each chunk be read before the next, so that no packet is
+		// lost to a full socket buffer.
+		eventually(t, 10*time.Second, "garbage UDP counted", func() error {
+			if got := a.Stats().BadPackets; got < uint64(sent) {
+				return fmt.Errorf("%d of %d counted", got, sent)
+			}
+			return nil
+		})
+	}
+	for i := range n {
+		c, err := net.Dial("tcp", a.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := garbage(i)
+		if b[0] == 10 {
+			b[0] = 0
+		}
+		c.Write(b)
+		c.Close()
+		if i%chunk == chunk-1 {
+			eventually(t, 10*time.Second, "garbage TCP counted", func() error {
+				if got := a.Stats().BadPackets; got < uint64(n+i+1) {
+					return fmt.Errorf("%d of %d counted", got, n+i+1)
+				}
+				return nil
+			})
+		}
+	}
+	if got := a.Stats().BadPackets; got != 2*n {
+		t.Errorf("BadPackets = %d, want %d", got, 2*n)
+	}
+	if l := logged.lines(); len(l) == 0 || len(l) > 3 {
+		t.Errorf("%d log lines for %d bad packets, want 1 to 3:\n%s", len(l), 2*n, strings.Join(l, "\n"))
+	} else if !strings.Contains(l[0], "cannot be decrypted or decoded") {
+		t.Errorf("first line %q", l[0])
+	}
+	// Still a working endpoint.
+	b := start(t, quiet(t, "b", a.Addr()))
+	b.Publish([]Observation{{Target: "t1", Err: "refused"}})
+	eventually(t, 5*time.Second, "a has b's observation", func() error {
+		if a.Views()["b"]["t1"].Err != "refused" {
+			return errString("not yet")
+		}
+		return nil
+	})
+}
+
+// lineCounter collects log lines, ignoring memberlist's debug and info
+// lines about ordinary work.
+type lineCounter struct {
+	mu sync.Mutex
+	l  []string
+}
+
+func (c *lineCounter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		if !strings.Contains(line, "[DEBUG]") && !strings.Contains(line, "[INFO]") {
+			c.l = append(c.l, line)
+		}
+	}
+	return len(p), nil
+}
+
+func (c *lineCounter) lines() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.l)
+}
+
+// The rate limiter: one line for the first bad input, then at most one per
+// interval with the count since the last; other lines pass unchanged;
+// memberlist's echo of a failed reply is neither written nor counted.
+func TestBadInputLog(t *testing.T) {
+	var out lineCounter
+	var count atomic.Uint64
+	l := newBadInputLog(hclog.New(&hclog.LoggerOptions{Output: &out, Level: hclog.Debug}), 10*time.Second, &count)
+	now := time.Unix(1000, 0)
+	l.now = func() time.Time { return now }
+	fmt.Fprintln(l, "[ERR] memberlist: Decrypt packet failed: no installed keys could decrypt the message from=127.0.0.1:5")
+	for range 999 {
+		now = now.Add(time.Millisecond)
+		fmt.Fprintln(l, "[ERR] memberlist: failed to receive: encryption is configured but remote state is not encrypted from=127.0.0.1:6")
+		fmt.Fprintln(l, "[ERR] memberlist: Failed to send error: write: broken pipe from=127.0.0.1:6")
+	}
+	fmt.Fprintln(l, "[WARN] memberlist: Refuting a suspect message (from: b)")
+	got := out.lines()
+	if count.Load() != 1000 || len(got) != 2 || !strings.Contains(got[0], "Decrypt packet failed") || !strings.Contains(got[1], "Refuting") {
+		t.Fatalf("count %d, lines:\n%s", count.Load(), strings.Join(got, "\n"))
+	}
+	l.tick(now.Add(5 * time.Second)) // within the interval: nothing
+	if len(out.lines()) != 2 {
+		t.Fatalf("a line within the interval: %v", out.lines())
+	}
+	l.tick(now.Add(10 * time.Second))
+	got = out.lines()
+	if len(got) != 3 || !strings.Contains(got[2], "count=999") || !strings.Contains(got[2], "not encrypted") {
+		t.Fatalf("summary: %v", got)
+	}
+	l.tick(now.Add(30 * time.Second)) // nothing held: nothing written
+	now = now.Add(time.Minute)
+	fmt.Fprintln(l, "[ERR] memberlist: Decrypt packet failed: again")
+	if got := out.lines(); len(got) != 4 || !strings.Contains(got[3], "again") {
+		t.Fatalf("after a quiet minute: %v", got)
+	}
 }

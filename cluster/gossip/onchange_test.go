@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -55,24 +56,29 @@ type errString string
 
 func (e errString) Error() string { return string(e) }
 
-// PublishNow reaches the other members without waiting for a gossip round.
-func TestPublishNowIsDirect(t *testing.T) {
+// quiet is a Config without memberlist's gossip rounds, probes or
+// push/pull (an hour each): only this package's batches carry observations.
+func quiet(t *testing.T, name string, join ...string) Config {
+	c := fastConfig(t, name, join...)
+	c.GossipInterval, c.PushPullInterval, c.ProbeInterval = time.Hour, time.Hour, time.Hour
+	return c
+}
+
+// An up/down change reaches the other members at once, without a gossip
+// round; a refresh within RefreshInterval.
+func TestChangesAreSentDirectly(t *testing.T) {
 	markDone(t)
-	slow := func(name string, join ...string) Config {
-		c := fastConfig(t, name, join...)
-		// No gossip rounds, no probes (broadcasts also ride on probes).
-		c.GossipInterval, c.PushPullInterval, c.ProbeInterval = time.Hour, time.Hour, time.Hour
-		return c
-	}
-	a := start(t, slow("a"))
-	b := start(t, slow("b", a.Addr()))
+	a := start(t, quiet(t, "a"))
+	cb := quiet(t, "b", a.Addr())
+	cb.RefreshInterval = time.Hour // a refresh waits for an up/down change
+	b := start(t, cb)
 	eventually(t, 5*time.Second, "two members", func() error {
 		if alive(a) != "a,b" || alive(b) != "a,b" {
 			return errString("not yet")
 		}
 		return nil
 	})
-	if err := b.PublishNow([]Observation{{Target: "t1", Err: "refused"}}); err != nil {
+	if err := b.Publish([]Observation{{Target: "t1", Err: "refused"}}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 2*time.Second, "a has b's observation", func() error {
@@ -81,15 +87,28 @@ func TestPublishNowIsDirect(t *testing.T) {
 		}
 		return nil
 	})
-	if st := b.Stats(); st.DirectSent != 1 || st.DeltaBytesSent == 0 {
-		t.Fatalf("stats %+v", st)
+	eventually(t, 2*time.Second, "b's batch acknowledged", func() error {
+		if st := b.Stats(); st.BatchesAcked != 1 || st.InFlight != 0 || st.StateChanges != 1 {
+			return fmt.Errorf("stats %+v", st)
+		}
+		return nil
+	})
+	// A refresh waits for the next pass: RefreshInterval (an hour here) or
+	// the next up/down change, which carries it along.
+	if err := b.Publish([]Observation{{Target: "t1", Err: "timeout"}}); err != nil {
+		t.Fatal(err)
 	}
-	// A plain Publish waits for a gossip round (an hour here).
+	if st := b.Stats(); st.PendingChanges != 0 || st.Pending != 1 {
+		t.Fatalf("after a refresh: %+v", st)
+	}
 	if err := b.Publish([]Observation{{Target: "t2", Up: true}}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
-	if _, ok := a.Views()["b"]["t2"]; ok {
-		t.Fatal("a plain Publish arrived without a gossip round")
-	}
+	eventually(t, 2*time.Second, "the change and the refresh", func() error {
+		v := a.Views()["b"]
+		if v["t1"].Err != "timeout" || !v["t2"].Up {
+			return fmt.Errorf("a sees %+v", v)
+		}
+		return nil
+	})
 }

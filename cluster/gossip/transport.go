@@ -20,6 +20,10 @@ type countingTransport struct {
 	streamCh chan net.Conn
 	done     chan struct{}
 	once     sync.Once
+
+	// lose, when set (tests), loses every outgoing UDP packet, as a
+	// network would.
+	lose atomic.Bool
 }
 
 var _ memberlist.NodeAwareTransport = (*countingTransport)(nil)
@@ -75,12 +79,14 @@ func (t *countingTransport) FinalAdvertiseAddr(ip string, port int) (net.IP, int
 }
 
 func (t *countingTransport) WriteTo(b []byte, addr string) (time.Time, error) {
-	t.sent.Add(uint64(len(b)))
-	return t.inner.WriteTo(b, addr)
+	return t.WriteToAddress(b, memberlist.Address{Addr: addr})
 }
 
 func (t *countingTransport) WriteToAddress(b []byte, addr memberlist.Address) (time.Time, error) {
 	t.sent.Add(uint64(len(b)))
+	if t.lose.Load() {
+		return time.Now(), nil
+	}
 	return t.inner.WriteToAddress(b, addr)
 }
 

@@ -7,29 +7,47 @@ import (
 	"time"
 )
 
-// Wire format, version 1. Every message starts with a version byte and a
-// kind byte; all integers are unsigned varints (encoding/binary.Uvarint) and
-// strings are a uvarint length followed by that many bytes.
+// Wire format. Every message starts with a version byte and a kind byte;
+// all integers are unsigned varints (encoding/binary.Uvarint) and strings
+// are a uvarint length followed by that many bytes. Each kind has exactly
+// one version; a message of a known kind with another version is rejected.
 //
-//	delta  (kind 1, one changed observation, sent as a memberlist broadcast):
+// Version 1 (kinds 1-3; also understood by directors older than version 2):
+//
+//	delta  (kind 1, one changed observation; sent by directors before
+//	        version 2, still accepted):
 //	    version=1 kind=1 origin:string epoch:uvarint record
 //	state  (kind 2, full state, exchanged by memberlist push/pull over TCP):
 //	    version=1 kind=2 n:uvarint n × { origin:string epoch:uvarint m:uvarint m × record }
 //	bye    (kind 3, sent by Leave so peers can tell "left" from "dead"):
 //	    version=1 kind=3 origin:string epoch:uvarint
+//
+// Version 2 (kinds 4-5; a director before version 2 drops them as bad and
+// learns the changes by push/pull, so upgrade every director):
+//
+//	batch  (kind 4, many changed observations of one origin, sent directly
+//	        to each live member over UDP, at most one packet):
+//	    version=2 kind=4 origin:string epoch:uvarint id:uvarint n:uvarint n × record   (n ≥ 1, targets distinct)
+//	ack    (kind 5, the receiver of batches acknowledges them to their origin):
+//	    version=2 kind=5 origin:string epoch:uvarint to:uvarint n:uvarint n × id:uvarint   (n ≥ 1; to = the epoch of the batches' origin)
+//
 //	record:
 //	    target:string seq:uvarint flags:byte latency_ns:uvarint err:string
 //	    flags bit 0 = up; other bits are reserved, ignored on receipt
 //
 // epoch identifies one incarnation of an origin (its start time in Unix
-// nanoseconds); (epoch, seq) orders an origin's observations. A message with
-// another version, an unknown kind, trailing bytes, a string over its limit
-// or a total size over its limit is rejected whole.
+// nanoseconds); (epoch, seq) orders an origin's observations; a batch id is
+// unique per (origin, epoch, receiver). A message with an unknown version or
+// kind, trailing bytes, a string over its limit, a count the message cannot
+// hold or a total size over its limit is rejected whole.
 const (
-	wireVersion byte = 1
-	kindDelta   byte = 1
-	kindState   byte = 2
-	kindBye     byte = 3
+	wireVersion  byte = 1 // kinds 1-3
+	wireVersion2 byte = 2 // kinds 4-5
+	kindDelta    byte = 1
+	kindState    byte = 2
+	kindBye      byte = 3
+	kindBatch    byte = 4
+	kindAck      byte = 5
 
 	flagUp byte = 1 << 0
 
@@ -42,6 +60,14 @@ const (
 	// maxDeltaSize bounds one delta message (it must fit a UDP packet with
 	// memberlist's framing and encryption overhead).
 	maxDeltaSize = 1 + 1 + 10 + MaxOriginLen + 10 + (10 + MaxTargetLen + 10 + 1 + 10 + 10 + MaxErrLen) + 4
+	// maxPacketMsg bounds a batch or an ack on receipt: what one UDP
+	// datagram can carry. Senders keep them to batchBytes.
+	maxPacketMsg = 65507
+	// batchBytes is the most a sender puts in one batch or ack: memberlist's
+	// 1400-byte UDP budget (one Ethernet frame) less its framing (message
+	// type, CRC, AES-GCM version, nonce and tag: at most 51 bytes) and a
+	// margin.
+	batchBytes = 1400 - 64
 	// maxStateSize bounds a full-state message; memberlist itself refuses
 	// push/pull state over 20 MiB.
 	maxStateSize = 16 << 20
@@ -81,14 +107,6 @@ func appendRecord(b []byte, o Observation) []byte {
 	return appendString(b, o.Err)
 }
 
-func encodeDelta(origin string, epoch uint64, o Observation) []byte {
-	b := make([]byte, 0, 24+len(origin)+len(o.Target)+len(o.Err))
-	b = append(b, wireVersion, kindDelta)
-	b = appendString(b, origin)
-	b = binary.AppendUvarint(b, epoch)
-	return appendRecord(b, o)
-}
-
 func encodeState(states []originState) []byte {
 	n := 16
 	for _, s := range states {
@@ -109,6 +127,73 @@ func encodeState(states []originState) []byte {
 		}
 	}
 	return b
+}
+
+// batchWriter packs records of one origin into a batch message of at
+// most limit bytes.
+type batchWriter struct {
+	head  []byte // version, kind, origin, epoch, id
+	recs  []byte
+	n     int
+	limit int
+}
+
+func newBatch(origin string, epoch, id uint64, limit int) *batchWriter {
+	h := make([]byte, 0, 32+len(origin))
+	h = append(h, wireVersion2, kindBatch)
+	h = appendString(h, origin)
+	h = binary.AppendUvarint(h, epoch)
+	h = binary.AppendUvarint(h, id)
+	return &batchWriter{head: h, recs: make([]byte, 0, limit), limit: limit}
+}
+
+// add appends o unless that would take the message over its limit; the
+// first record is always taken.
+func (w *batchWriter) add(o Observation) bool {
+	mark := len(w.recs)
+	w.recs = appendRecord(w.recs, o)
+	if w.n > 0 && w.size() > w.limit {
+		w.recs = w.recs[:mark]
+		return false
+	}
+	w.n++
+	return true
+}
+
+func (w *batchWriter) size() int {
+	return len(w.head) + uvarintLen(uint64(w.n+1)) + len(w.recs)
+}
+
+func (w *batchWriter) bytes() []byte {
+	b := make([]byte, 0, w.size())
+	b = append(b, w.head...)
+	b = binary.AppendUvarint(b, uint64(w.n))
+	return append(b, w.recs...)
+}
+
+func uvarintLen(v uint64) int {
+	var buf [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(buf[:], v)
+}
+
+// encodeAcks encodes acknowledgements of ids (batches of the origin at
+// epoch to) in as many acks of at most limit bytes as they need.
+func encodeAcks(origin string, epoch, to uint64, ids []uint64, limit int) [][]byte {
+	var out [][]byte
+	for len(ids) > 0 {
+		b := append(make([]byte, 0, limit), wireVersion2, kindAck)
+		b = appendString(b, origin)
+		b = binary.AppendUvarint(b, epoch)
+		b = binary.AppendUvarint(b, to)
+		n := min(len(ids), (limit-len(b)-binary.MaxVarintLen64)/binary.MaxVarintLen64)
+		b = binary.AppendUvarint(b, uint64(n))
+		for _, id := range ids[:n] {
+			b = binary.AppendUvarint(b, id)
+		}
+		out = append(out, b)
+		ids = ids[n:]
+	}
+	return out
 }
 
 // decoder reads the wire format; the first error sticks.
@@ -185,18 +270,40 @@ func (d *decoder) record() Observation {
 	return o
 }
 
+// kindVersion is the one version of each kind.
+var kindVersion = map[byte]byte{kindDelta: wireVersion, kindState: wireVersion, kindBye: wireVersion,
+	kindBatch: wireVersion2, kindAck: wireVersion2}
+
 func (d *decoder) header(kind byte, max int) {
 	if len(d.b) > max {
 		d.fail("message of %d bytes over limit %d", len(d.b), max)
 		return
 	}
-	if v := d.byte1("version"); d.err == nil && v != wireVersion {
+	v := d.byte1("version")
+	k := d.byte1("kind")
+	switch {
+	case d.err != nil:
+	case v != wireVersion && v != wireVersion2:
 		d.fail("unsupported version %d", v)
-		return
-	}
-	if k := d.byte1("kind"); d.err == nil && k != kind {
+	case k != kind:
 		d.fail("unexpected kind %d (want %d)", k, kind)
+	case v != kindVersion[k]:
+		d.fail("kind %d in version %d (it is version %d)", k, v, kindVersion[k])
 	}
+}
+
+// count reads a count of items of at least min bytes each, at least 1 if
+// nonEmpty, that the rest of the message can hold.
+func (d *decoder) count(what string, min int, nonEmpty bool) uint64 {
+	n := d.uvarint(what)
+	switch {
+	case d.err != nil:
+	case nonEmpty && n == 0:
+		d.fail("%s is 0", what)
+	case n > uint64(len(d.b)/min):
+		d.fail("%s %d exceeds message", what, n)
+	}
+	return n
 }
 
 func (d *decoder) origin() (string, uint64) {
@@ -220,33 +327,73 @@ func encodeBye(origin string, epoch uint64) []byte {
 	return binary.AppendUvarint(b, epoch)
 }
 
-// decodeMsg decodes a broadcast: a delta (bye false) or a bye (bye true,
-// o zero). It never panics.
-func decodeMsg(b []byte) (origin string, epoch uint64, o Observation, bye bool, err error) {
+// message is one decoded packet message: a delta or a batch (obs), a bye,
+// or an ack (to, acks).
+type message struct {
+	kind   byte
+	origin string
+	epoch  uint64
+	obs    []Observation // delta: one; batch: at least one, distinct targets
+	id     uint64        // batch
+	to     uint64        // ack: the epoch of the acknowledged batches' origin
+	acks   []uint64      // ack: batch ids, at least one
+}
+
+// decodeMsg decodes a delta, bye, batch or ack. It never panics and
+// allocates in proportion to the input size.
+func decodeMsg(b []byte) (message, error) {
 	d := decoder{b: b}
-	if len(b) >= 2 && b[1] == kindBye {
+	var m message
+	if len(b) >= 2 {
+		m.kind = b[1]
+	}
+	switch m.kind {
+	case kindBye:
 		d.header(kindBye, maxDeltaSize)
-		origin, epoch = d.origin()
-		bye = true
-	} else {
+		m.origin, m.epoch = d.origin()
+	case kindBatch:
+		d.header(kindBatch, maxPacketMsg)
+		m.origin, m.epoch = d.origin()
+		m.id = d.uvarint("batch id")
+		n := d.count("record count", minRecordSize, true)
+		if d.err != nil {
+			break
+		}
+		m.obs = make([]Observation, 0, n)
+		seen := make(map[string]struct{}, n)
+		for range n {
+			o := d.record()
+			if _, dup := seen[o.Target]; dup && d.err == nil {
+				d.fail("target %.40q twice in one batch", o.Target)
+			}
+			if d.err != nil {
+				break
+			}
+			seen[o.Target] = struct{}{}
+			m.obs = append(m.obs, o)
+		}
+	case kindAck:
+		d.header(kindAck, maxPacketMsg)
+		m.origin, m.epoch = d.origin()
+		m.to = d.uvarint("acknowledged epoch")
+		n := d.count("ack count", 1, true)
+		if d.err != nil {
+			break
+		}
+		m.acks = make([]uint64, 0, n)
+		for range n {
+			m.acks = append(m.acks, d.uvarint("batch id"))
+		}
+	default:
 		d.header(kindDelta, maxDeltaSize)
-		origin, epoch = d.origin()
-		o = d.record()
+		m.origin, m.epoch = d.origin()
+		m.obs = []Observation{d.record()}
 	}
 	d.end()
 	if d.err != nil {
-		return "", 0, Observation{}, false, d.err
+		return message{}, d.err
 	}
-	return origin, epoch, o, bye, nil
-}
-
-// decodeDelta decodes a kind-1 message. It never panics.
-func decodeDelta(b []byte) (origin string, epoch uint64, o Observation, err error) {
-	origin, epoch, o, bye, err := decodeMsg(b)
-	if err == nil && bye {
-		return "", 0, Observation{}, fmt.Errorf("%w: unexpected kind %d (want %d)", errBadMessage, kindBye, kindDelta)
-	}
-	return origin, epoch, o, err
+	return m, nil
 }
 
 // decodeState decodes a kind-2 message. It never panics and allocates in
@@ -254,10 +401,7 @@ func decodeDelta(b []byte) (origin string, epoch uint64, o Observation, err erro
 func decodeState(b []byte) ([]originState, error) {
 	d := decoder{b: b}
 	d.header(kindState, maxStateSize)
-	n := d.uvarint("origin count")
-	if d.err == nil && n > uint64(len(d.b)/3) {
-		d.fail("origin count %d exceeds message", n)
-	}
+	n := d.count("origin count", 3, false)
 	if d.err != nil {
 		return nil, d.err
 	}
@@ -265,10 +409,7 @@ func decodeState(b []byte) ([]originState, error) {
 	for range n {
 		var s originState
 		s.origin, s.epoch = d.origin()
-		m := d.uvarint("record count")
-		if d.err == nil && m > uint64(len(d.b)/minRecordSize) {
-			d.fail("record count %d exceeds message", m)
-		}
+		m := d.count("record count", minRecordSize, false)
 		if d.err != nil {
 			return nil, d.err
 		}
