@@ -218,6 +218,7 @@ type Gossip struct {
 	batchID  uint64
 	views    map[string]*view  // origin → view; includes self
 	live     map[string]uint64 // alive or suspect members → epoch from their meta
+	addrs    map[string]string // live members → their gossip host:port (copied in memberlist's callbacks)
 	leaving  map[string]uint64 // members that said bye → epoch
 	departed map[string]departure
 	peers    map[string]*peer // other live members → what they still lack of our view
@@ -299,6 +300,7 @@ func New(cfg Config) (*Gossip, error) {
 		flushCh:  make(chan struct{}, 1),
 		views:    map[string]*view{},
 		live:     map[string]uint64{},
+		addrs:    map[string]string{},
 		leaving:  map[string]uint64{},
 		departed: map[string]departure{},
 		peers:    map[string]*peer{},
@@ -541,40 +543,27 @@ func (g *Gossip) Views() map[string]map[string]Observation {
 // Members lists the live members (including this node) and the members
 // that died or left within Config.DepartedRetention, sorted by name.
 //
-// memberlist (v0.5.x and v0.7.x) does not expose suspicion through its
-// public API (Node.State is not maintained; the real state is private), so
-// a suspect member is reported as alive. "left" versus "dead" comes from
-// the bye message that Leave sends.
+// It reads this package's own table, kept from memberlist's join, update
+// and leave callbacks: the nodes memberlist's Members returns are its live
+// structures, written under its lock by its packet handler, so reading
+// them is a data race. memberlist (v0.5.x and v0.7.x) does not tell
+// suspicion through its public API either, so a suspect member is reported
+// as alive. "left" versus "dead" comes from the bye message that Leave
+// sends.
 func (g *Gossip) Members() []Member {
-	var out []Member
-	seen := map[string]bool{}
-	if !g.closed.Load() {
-		for _, n := range g.ml.Members() {
-			st := StateAlive
-			if n.State == memberlist.StateSuspect {
-				st = StateSuspect
-			}
-			seen[n.Name] = true
-			out = append(out, Member{Name: n.Name, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), State: st})
-		}
-	}
 	g.mu.Lock()
+	out := make([]Member, 0, len(g.live)+len(g.departed))
+	for name := range g.live {
+		out = append(out, Member{Name: name, Addr: g.addrs[name], State: StateAlive})
+	}
 	now := time.Now()
 	for name, d := range g.departed {
-		if !seen[name] && now.Sub(d.at) < g.cfg.DepartedRetention {
+		if _, live := g.live[name]; !live && now.Sub(d.at) < g.cfg.DepartedRetention {
 			out = append(out, Member{Name: name, Addr: d.addr, State: d.state})
 		}
 	}
 	g.mu.Unlock()
-	slices.SortFunc(out, func(a, b Member) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -909,6 +898,7 @@ func (g *Gossip) setLiveLocked(n *memberlist.Node, joined bool) {
 	ep := metaEpoch(n.Meta)
 	prev, known := g.live[n.Name]
 	g.live[n.Name] = ep
+	g.addrs[n.Name] = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 	if d, ok := g.departed[n.Name]; ok && d.view != nil && d.view.epoch == ep && g.views[n.Name] == nil {
 		g.views[n.Name] = d.view // back from a wrong death
 	}
@@ -956,6 +946,7 @@ func (e *events) NotifyLeave(n *memberlist.Node) {
 	if _, ok := g.live[n.Name]; ok {
 		g.numNodes.Add(-1)
 		delete(g.live, n.Name)
+		delete(g.addrs, n.Name)
 	}
 	if st == StateDead {
 		g.departLocked(n.Name, time.Now())
