@@ -629,17 +629,29 @@ type agentHealth struct {
 }
 
 // gossipKey is the configured key, or the one derived from the token, or
-// (a -dev director without a token, alone) a random one.
-func (a *Agent) gossipKey() ([]byte, error) {
+// (a -dev director without a token, alone) a random one; extra are the
+// keys derived from the token file's other tokens, accepted too while a
+// rotation is in progress (docs/operations.md, "Security").
+func (a *Agent) gossipKey() (key []byte, extra [][]byte, err error) {
 	switch {
 	case len(a.cfg.GossipKey) > 0:
-		return a.cfg.GossipKey, nil
+		return a.cfg.GossipKey, nil, nil
 	case a.cfg.Token != "":
-		return DeriveGossipKey(a.cfg.Token)
+		if key, err = DeriveGossipKey(a.cfg.Token); err != nil {
+			return nil, nil, err
+		}
+		for _, t := range a.cfg.ExtraTokens {
+			k, err := DeriveGossipKey(t)
+			if err != nil {
+				return nil, nil, err
+			}
+			extra = append(extra, k)
+		}
+		return key, extra, nil
 	}
 	k := make([]byte, 32)
-	_, err := rand.Read(k)
-	return k, err
+	_, err = rand.Read(k)
+	return k, nil, err
 }
 
 // gossipAddrs returns where to bind gossip, what to advertise, and whether
@@ -675,7 +687,7 @@ func (a *Agent) gossipAddrs() (bind, advertise string, explicit bool, err error)
 
 // startHealth starts gossip, the prober (unless a witness) and the loops.
 func (a *Agent) startHealth(ctx context.Context) error {
-	key, err := a.gossipKey()
+	key, extraKeys, err := a.gossipKey()
 	if err != nil {
 		return fmt.Errorf("gossip key: %w", err)
 	}
@@ -686,7 +698,7 @@ func (a *Agent) startHealth(ctx context.Context) error {
 	apply := func(c fsm.Command) error { return a.applyInternal(c, 5*time.Second) }
 	log := a.log.With("part", "health")
 	core := newHealthCore(a.cfg.NodeID, log, a.fsm, a.node.IsLeader, a.node.LeaderChanges(), apply, a.cfg.HealthBatch)
-	gcfg := gossip.Config{NodeID: a.cfg.NodeID, BindAddr: bind, AdvertiseAddr: advertise, Key: key,
+	gcfg := gossip.Config{NodeID: a.cfg.NodeID, BindAddr: bind, AdvertiseAddr: advertise, Key: key, ExtraKeys: extraKeys,
 		Logger:         hclog.New(&hclog.LoggerOptions{Name: "gossip", Level: hclog.LevelFromString(envOr(GossipLogLevelEnv, "error")), Output: shutdownNoise{os.Stderr}}),
 		GossipInterval: gossipInterval, RetransmitMult: gossipRetransmitMult, TCPTimeout: gossipTCPTimeout,
 		OnChange: core.poke}

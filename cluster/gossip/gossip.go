@@ -110,6 +110,7 @@ type Config struct {
 	BindAddr      string   // host:port for UDP and TCP; port 0 picks one
 	AdvertiseAddr string   // host:port others reach us at; empty = BindAddr
 	Key           []byte   // AES key of 16, 24 or 32 bytes; required
+	ExtraKeys     [][]byte // also accepted on what is received (a key rotation in progress)
 	Join          []string // host:port of existing members; New fails if none answers
 	Logger        hclog.Logger
 
@@ -330,7 +331,12 @@ func New(cfg Config) (*Gossip, error) {
 		}
 		mc.AdvertiseAddr, mc.AdvertisePort = h, p
 	}
-	mc.SecretKey = slices.Clone(cfg.Key)
+	// The keyring encrypts with Key and decrypts with any of its keys.
+	ring, err := memberlist.NewKeyring(cfg.ExtraKeys, slices.Clone(cfg.Key))
+	if err != nil {
+		return nil, fmt.Errorf("%w: ExtraKeys: %v", ErrConfig, err)
+	}
+	mc.Keyring = ring
 	mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	mc.Delegate = (*delegate)(g)
 	mc.Events = (*events)(g)

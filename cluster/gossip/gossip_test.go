@@ -701,3 +701,40 @@ func TestBadInputLog(t *testing.T) {
 		t.Fatalf("after a quiet minute: %v", got)
 	}
 }
+
+// TestKeyRotation: a member that encrypts with a new key and still reads
+// the old one, and a member that encrypts with the old key and already
+// reads the new one (the middle of a rotation, docs/operations.md) see
+// each other and exchange views.
+func TestKeyRotation(t *testing.T) {
+	markDone(t)
+	oldKey, newKey := []byte("0123456789abcdef"), []byte("fedcba9876543210")
+	ca := fastConfig(t, "a")
+	ca.Key, ca.ExtraKeys = oldKey, [][]byte{newKey}
+	a := start(t, ca)
+	cb := fastConfig(t, "b", a.Addr())
+	cb.Key, cb.ExtraKeys = newKey, [][]byte{oldKey}
+	b := start(t, cb)
+	if err := b.Publish([]Observation{{Target: "tcp/10.0.0.1:80", Up: true}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "both members and b's view at a", func() error {
+		if alive(a) != "a,b" || alive(b) != "a,b" {
+			return fmt.Errorf("a sees %q, b sees %q", alive(a), alive(b))
+		}
+		if _, ok := a.Views()["b"]["tcp/10.0.0.1:80"]; !ok {
+			return fmt.Errorf("a has no view from b")
+		}
+		return nil
+	})
+	// A member with only the new key cannot join one with only the old.
+	co := fastConfig(t, "o")
+	co.Key = oldKey
+	o := start(t, co)
+	cn := fastConfig(t, "n")
+	cn.Key = newKey
+	n := start(t, cn)
+	if _, err := n.Join([]string{o.Addr()}); err == nil {
+		t.Fatal("joined with a key the other cannot read")
+	}
+}
