@@ -26,10 +26,7 @@ type leaseView struct {
 // renew period, and keeps the start time of the newest that committed. It
 // does not wait for the lease loop: a loop busy in the kernel (adding
 // addresses, announcing, under CPU starvation) must not starve its own
-// lease. Found by TestSigtermHandsOverOnACommittedRelease under the full
-// suite: the loop spent 32 ms in one VIP Set, no confirmation was started
-// meanwhile, the 50 ms (fast) lease lapsed, and the handover could not
-// vouch for its release.
+// lease (docs/fencing.md, "Bounds").
 type confirmer struct {
 	mu     sync.Mutex
 	latest time.Time     // newest committed confirmation not yet taken

@@ -54,8 +54,7 @@ func (a *Agent) startVIPs(ctx context.Context) error {
 	// fence is told the VIPs of the state: the fence kept guarding the
 	// earlier run's VIPs, but the state may not be replayed yet, and
 	// declaring its (maybe empty) VIP list first would unguard an address
-	// still configured here (found by the nemesis benchmark: one ARP
-	// reply from a restarting director).
+	// still configured here (docs/fencing.md, "What holds today").
 	if err := a.vips.RemoveUnowned(a.fsm.VIPs()); err != nil {
 		// Keep the earlier run's fence declaration: it guards whatever
 		// could not be removed until the lease loop declares the state's.

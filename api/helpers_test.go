@@ -38,7 +38,7 @@ func startNode(t *testing.T, id string) (*fsm.FSM, *cluster.Node) {
 		t.Fatal(err)
 	}
 	f := fsm.New(nil)
-	n, err := cluster.New(cluster.Config{NodeID: id, DataDir: t.TempDir(), BindAddr: "127.0.0.1:0", Profile: profile}, f)
+	n, err := cluster.New(cluster.InmemConfig(id, t.TempDir(), profile), f)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -29,7 +30,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 )
 
@@ -139,9 +139,9 @@ type Node struct {
 	id       string
 	addr     string
 	raft     *raft.Raft
-	trans    *raft.NetworkTransport
+	trans    raft.Transport // TCP (voteTransport) unless Config.Transport
 	stream   *streamLayer
-	store    *raftboltdb.BoltStore
+	store    Store // raft.db unless Config.Store
 	logger   hclog.Logger
 	existing bool
 	dataDir  string
@@ -202,20 +202,24 @@ func New(cfg Config, fsm raft.FSM) (n *Node, err error) {
 
 	dbPath := filepath.Join(cfg.DataDir, "raft.db")
 	t0 := time.Now()
-	if err := checkBolt(dbPath); err != nil {
-		if errors.Is(err, bbolt.ErrTimeout) {
-			return nil, fmt.Errorf("cluster: open %s: file is locked (is another node using Config.DataDir?): %w", dbPath, err)
+	var store Store = cfg.Store
+	if store == nil {
+		if err := checkBolt(dbPath); err != nil {
+			if errors.Is(err, bbolt.ErrTimeout) {
+				return nil, fmt.Errorf("cluster: open %s: file is locked (is another node using Config.DataDir?): %w", dbPath, err)
+			}
+			return nil, dataDirErr("the raft store %s is damaged: %v", dbPath, err)
 		}
-		return nil, dataDirErr("the raft store %s is damaged: %v", dbPath, err)
-	}
-	store, err := openStore(dbPath)
-	if err != nil {
-		if errors.Is(err, bbolt.ErrTimeout) {
-			return nil, fmt.Errorf("cluster: open %s: file is locked (is another node using Config.DataDir?): %w", dbPath, err)
+		bolt, err := openStore(dbPath)
+		if err != nil {
+			if errors.Is(err, bbolt.ErrTimeout) {
+				return nil, fmt.Errorf("cluster: open %s: file is locked (is another node using Config.DataDir?): %w", dbPath, err)
+			}
+			return nil, dataDirErr("cannot open the raft store %s: %v", dbPath, err)
 		}
-		return nil, dataDirErr("cannot open the raft store %s: %v", dbPath, err)
+		closers = append(closers, bolt.Close)
+		store = bolt
 	}
-	closers = append(closers, store.Close)
 	first, last, err := readLogs(store)
 	if err != nil {
 		return nil, dataDirErr("the raft store %s is damaged: %v", dbPath, err)
@@ -265,29 +269,35 @@ func New(cfg Config, fsm raft.FSM) (n *Node, err error) {
 		identity = &Identity{NodeID: cfg.NodeID}
 	}
 
-	ln, err := net.Listen("tcp", cfg.BindAddr)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: listen on Config.BindAddr %q: %w", cfg.BindAddr, err)
-	}
-	closers = append(closers, ln.Close)
-
-	advertise := cfg.AdvertiseAddr
-	if advertise == "" {
-		advertise = ln.Addr().String()
-		if err := checkAdvertise(advertise); err != nil {
-			return nil, fmt.Errorf("cluster: Config.AdvertiseAddr is required when Config.BindAddr %q binds all interfaces: %w", cfg.BindAddr, err)
+	var trans raft.Transport
+	var stream *streamLayer
+	var advertise string
+	if cfg.Transport != nil {
+		trans, advertise = cfg.Transport, string(cfg.Transport.LocalAddr())
+	} else {
+		ln, err := net.Listen("tcp", cfg.BindAddr)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: listen on Config.BindAddr %q: %w", cfg.BindAddr, err)
 		}
+		closers = append(closers, ln.Close)
+		advertise = cfg.AdvertiseAddr
+		if advertise == "" {
+			advertise = ln.Addr().String()
+			if err := checkAdvertise(advertise); err != nil {
+				return nil, fmt.Errorf("cluster: Config.AdvertiseAddr is required when Config.BindAddr %q binds all interfaces: %w", cfg.BindAddr, err)
+			}
+		}
+		stream = newStreamLayer(ln, advertiseAddr(advertise), cfg.TLS, cfg.dial)
+		nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream:          stream,
+			MaxPool:         transportMaxPool,
+			MaxRPCsInFlight: transportMaxInFlight,
+			Timeout:         transportTimeout,
+			Logger:          logger.Named("transport"),
+		})
+		closers = append(closers, nt.Close)
+		trans = voteTransport{nt}
 	}
-
-	stream := newStreamLayer(ln, advertiseAddr(advertise), cfg.TLS, cfg.dial)
-	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:          stream,
-		MaxPool:         transportMaxPool,
-		MaxRPCsInFlight: transportMaxInFlight,
-		Timeout:         transportTimeout,
-		Logger:          logger.Named("transport"),
-	})
-	closers = append(closers, trans.Close)
 
 	n = &Node{
 		id:         cfg.NodeID,
@@ -331,11 +341,11 @@ func New(cfg Config, fsm raft.FSM) (n *Node, err error) {
 	rc.NotifyCh = n.notifyCh
 	rc.Logger = logger
 
-	if err := recoverFromPeersJSON(cfg.DataDir, rc, fsm, logs, store, snaps, voteTransport{trans}, logger); err != nil {
+	if err := recoverFromPeersJSON(cfg.DataDir, rc, fsm, logs, store, snaps, trans, logger); err != nil {
 		return nil, err
 	}
 
-	r, err := raft.NewRaft(rc, fsm, logs, store, snaps, voteTransport{trans})
+	r, err := raft.NewRaft(rc, fsm, logs, store, snaps, trans)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
@@ -779,7 +789,9 @@ func (n *Node) shutdown(ctx context.Context) error {
 	// an RPC (a dial, or a read from a peer that does not answer) would
 	// only notice at the transport's I/O deadline: close the connections
 	// under them.
-	n.stream.shutdown()
+	if n.stream != nil {
+		n.stream.shutdown()
+	}
 	n.step("waiting for raft's goroutines to stop")
 	if err := f.Error(); err != nil {
 		errs = append(errs, fmt.Errorf("cluster: raft shutdown: %w", err))
@@ -790,11 +802,15 @@ func (n *Node) shutdown(ctx context.Context) error {
 	<-n.notifyDone
 	<-n.promptDone
 	n.step("closing the transport and raft.db")
-	if err := n.trans.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("cluster: close transport: %w", err))
+	if c, ok := n.trans.(raft.WithClose); ok {
+		if err := c.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("cluster: close transport: %w", err))
+		}
 	}
-	if err := n.store.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("cluster: close raft.db: %w", err))
+	if c, ok := n.store.(io.Closer); ok {
+		if err := c.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("cluster: close raft.db: %w", err))
+		}
 	}
 	n.step("done")
 	return errors.Join(errs...)

@@ -3,6 +3,8 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -474,5 +476,37 @@ func TestMapErr(t *testing.T) {
 	}
 	if mapErr(nil) != nil {
 		t.Error("mapErr(nil) != nil")
+	}
+}
+
+// TestInmemCluster: nodes on raft's in-memory transport and store (what
+// the api tests use) form a cluster and replicate like TCP ones.
+func TestInmemCluster(t *testing.T) {
+	var nodes []*testNode
+	var trans []*raft.InmemTransport
+	for i := range 3 {
+		cfg := InmemConfig(fmt.Sprintf("m%d", i+1), t.TempDir(), profileFast)
+		cfg.Logger = testLogger(cfg.NodeID)
+		nodes = append(nodes, startNodeWith(t, cfg))
+		trans = append(trans, cfg.Transport.(*raft.InmemTransport))
+	}
+	var servers []Server
+	for i, a := range trans {
+		servers = append(servers, Server{ID: nodes[i].ID(), Address: nodes[i].Addr()})
+		for _, b := range trans {
+			if a != b {
+				a.Connect(b.LocalAddr(), b)
+			}
+		}
+	}
+	for _, n := range nodes {
+		if err := n.Bootstrap(servers); err != nil && !errors.Is(err, ErrAlreadyBootstrapped) {
+			t.Fatal(err)
+		}
+	}
+	waitLeader(t, nodes)
+	waitConverged(t, nodes, applyN(t, nodes, "m", 5))
+	if _, err := os.Stat(filepath.Join(nodes[0].cfg.DataDir, "raft.db")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("an in-memory node wrote raft.db: %v", err)
 	}
 }

@@ -8,10 +8,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 )
 
 // LogLevelEnv is the environment variable consulted for the log level of the
@@ -69,9 +71,25 @@ type Config struct {
 	// (default warn).
 	Logger hclog.Logger
 
+	// Transport, if set, carries raft's RPCs instead of TCP (BindAddr,
+	// AdvertiseAddr and TLS are then unused; the node's address is the
+	// transport's LocalAddr), and Store, if set, is the log and stable
+	// store instead of DataDir/raft.db: tests run an in-memory raft
+	// (raft.NewInmemTransport, raft.NewInmemStore) where TCP and bolt add
+	// nothing but time. Snapshots and the identity file stay in DataDir.
+	Transport raft.Transport
+	Store     Store
+
 	// dial, if set, makes the TCP connections to peers instead of a
 	// net.Dialer (tests route them through links they can cut).
 	dial func(ctx context.Context, address string) (net.Conn, error)
+}
+
+// Store is a raft log store and stable store in one, as raft-boltdb's
+// BoltStore and raft.InmemStore are.
+type Store interface {
+	raft.LogStore
+	raft.StableStore
 }
 
 // validate checks cfg and returns it with defaults applied.
@@ -85,11 +103,13 @@ func (cfg Config) validate() (Config, error) {
 	if cfg.DataDir == "" {
 		return cfg, fmt.Errorf("cluster: Config.DataDir is required")
 	}
-	if cfg.BindAddr == "" {
+	if cfg.BindAddr == "" && cfg.Transport == nil {
 		return cfg, fmt.Errorf("cluster: Config.BindAddr is required")
 	}
-	if _, _, err := splitHostPort(cfg.BindAddr, true); err != nil {
-		return cfg, fmt.Errorf("cluster: Config.BindAddr: %w", err)
+	if cfg.Transport == nil {
+		if _, _, err := splitHostPort(cfg.BindAddr, true); err != nil {
+			return cfg, fmt.Errorf("cluster: Config.BindAddr: %w", err)
+		}
 	}
 	if cfg.AdvertiseAddr != "" {
 		if err := checkAdvertise(cfg.AdvertiseAddr); err != nil {
@@ -151,3 +171,15 @@ func checkAdvertise(addr string) error {
 	}
 	return nil
 }
+
+// InmemConfig is a Config for a node that keeps its log in memory and
+// talks through raft's in-memory transport (a single node needs nothing
+// more; connect several with their transports' Connect). Its address is a
+// host:port under .invalid, unique in the process, that nothing resolves.
+func InmemConfig(id, dataDir string, p Profile) Config {
+	addr := fmt.Sprintf("%s-%d.inmem.invalid:7481", id, inmemSeq.Add(1))
+	_, tr := raft.NewInmemTransport(raft.ServerAddress(addr))
+	return Config{NodeID: id, DataDir: dataDir, Profile: p, Transport: tr, Store: raft.NewInmemStore()}
+}
+
+var inmemSeq atomic.Int64

@@ -533,7 +533,7 @@ func startServer(t *testing.T, cfg api.Config) (string, *fsm.FSM, *cluster.Node)
 		t.Fatal(err)
 	}
 	f := fsm.New(nil)
-	n, err := cluster.New(cluster.Config{NodeID: "n1", DataDir: t.TempDir(), BindAddr: "127.0.0.1:0", Profile: profile}, f)
+	n, err := cluster.New(cluster.InmemConfig("n1", t.TempDir(), profile), f)
 	if err != nil {
 		t.Fatal(err)
 	}
