@@ -256,7 +256,15 @@ func TestLeaseLoopWithFakes(t *testing.T) {
 	tc.dirs[ld].a = nil
 	next := tc.leader()
 	waitFor(t, "the next leader holds the VIP", only(next))
-	if st := tc.dirs[next].a.leaseStatus(); !st.ClaimedOnRelease {
-		t.Fatalf("the handover waited the claim delay: %+v", st)
+	// Skipping the claim delay needs the release committed in the term
+	// just before the new leader's; a busy machine can cost the transfer's
+	// election a term, and then waiting is right.
+	a := tc.dirs[next].a
+	rel, term := a.fsm.LastRelease(), a.node.Status().Term
+	switch st := a.leaseStatus(); {
+	case rel != nil && rel.Term+1 == term && !st.ClaimedOnRelease:
+		t.Fatalf("the release of term %d was committed, term %d waited the claim delay: %+v", rel.Term, term, st)
+	case rel == nil || rel.Term+1 != term:
+		t.Logf("the handover was not the next term (release %+v, term %d): the claim delay was due", rel, term)
 	}
 }
