@@ -34,6 +34,7 @@ import (
 	"github.com/raftlb/raftlb/dataplane/fence"
 	"github.com/raftlb/raftlb/dataplane/vip"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 	"github.com/raftlb/raftlb/trust"
 )
 
@@ -128,7 +129,7 @@ type Config struct {
 
 	// Backend, if set, is used instead of opening one (tests).
 	Backend     dataplane.Backend
-	BackendCaps *fsm.DataplaneCaps
+	BackendCaps *model.DataplaneCaps
 	// VIPFence, VIPLinks and VIPAnnouncer, if all set, are the kernel
 	// fence, the address side and the announcer the VIP lease works
 	// through, instead of nftables, netlink and packet sockets (tests run
@@ -158,7 +159,7 @@ type Agent struct {
 	scheme string
 
 	backend    dataplane.Backend
-	caps       *fsm.DataplaneCaps
+	caps       *model.DataplaneCaps
 	dpKind     string
 	reconciler *dataplane.Reconciler
 	vips       *vip.Manager
@@ -231,7 +232,7 @@ func (c *Config) Validate() error {
 		}
 		c.NodeID = h
 	}
-	if !fsm.ValidName(c.NodeID) {
+	if !model.ValidName(c.NodeID) {
 		return fmt.Errorf("-node-id: %q is not a valid id (1-63 of A-Z a-z 0-9 _ . -)", c.NodeID)
 	}
 	if c.DataDir == "" && !c.Dev {
@@ -295,7 +296,7 @@ func (c *Config) validateLeadership() error {
 		return fmt.Errorf("-track-interval: %v is negative", c.TrackInterval)
 	}
 	for _, n := range c.TrackInterfaces {
-		if err := fsm.CheckIfName("-track-interface", n); err != nil {
+		if err := model.CheckIfName("-track-interface", n); err != nil {
 			return err
 		}
 	}
@@ -676,8 +677,8 @@ func (a *Agent) discoverAndBootstrap(ctx context.Context) {
 }
 
 // wantNode is this director's metadata as it should be registered.
-func (a *Agent) wantNode() fsm.Node {
-	n := fsm.Node{ID: a.cfg.NodeID, RaftAddr: a.node.Addr(), APIAddr: a.cfg.APIAdvertise, APIScheme: a.scheme,
+func (a *Agent) wantNode() model.Node {
+	n := model.Node{ID: a.cfg.NodeID, RaftAddr: a.node.Addr(), APIAddr: a.cfg.APIAdvertise, APIScheme: a.scheme,
 		Dataplane: a.dpKind, Caps: a.caps,
 		Priority: a.cfg.Priority, NoPreempt: a.cfg.NoPreempt, Witness: a.cfg.Witness, Fault: a.currentFault(),
 		GossipAddr: a.gossipAdvertised(), LogChecksums: true}
@@ -724,7 +725,7 @@ func (a *Agent) registerLoop(ctx context.Context) {
 	}
 }
 
-func (a *Agent) register(ctx context.Context, n fsm.Node) error {
+func (a *Agent) register(ctx context.Context, n model.Node) error {
 	if a.node.IsLeader() {
 		return a.applyInternal(&fsm.RegisterNode{Node: n}, 5*time.Second)
 	}
@@ -749,7 +750,7 @@ func (a *Agent) startProfile() string {
 			return name
 		}
 	}
-	return fsm.DefaultProfile
+	return model.DefaultProfile
 }
 
 // profileLoop follows the replicated timing profile. Raft can lengthen its
@@ -836,7 +837,7 @@ func (a *Agent) leave(ctx context.Context) error {
 	}
 	for {
 		_, err := a.self.Remove(ctx, a.cfg.NodeID)
-		if err == nil || client.IsCode(err, fsm.CodeNotFound) {
+		if err == nil || client.IsCode(err, model.CodeNotFound) {
 			return nil
 		}
 		if !client.IsCode(err, api.CodeNoLeader) || !sleep(ctx, 100*time.Millisecond) {
@@ -922,7 +923,7 @@ func ParsePeers(s string) ([]cluster.Server, error) {
 	var out []cluster.Server
 	for _, item := range SplitList(s) {
 		id, addr, ok := strings.Cut(item, "=")
-		if !ok || !fsm.ValidName(id) {
+		if !ok || !model.ValidName(id) {
 			return nil, fmt.Errorf("-peers: %q is not id=host:port", item)
 		}
 		if _, p, err := net.SplitHostPort(addr); err != nil || p == "" {

@@ -17,6 +17,7 @@ import (
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/testaddr"
+	"github.com/raftlb/raftlb/model"
 )
 
 const testToken = "agent-test-token-4f1c9a7e2b8d6035c1e9f7a2"
@@ -190,10 +191,10 @@ func (tc *testCluster) converge(idx uint64) fsm.Dump {
 
 func addService(t *testing.T, c *client.Client, name string, port int) uint64 {
 	t.Helper()
-	spec := fsm.NewServiceSpec()
+	spec := model.NewServiceSpec()
 	spec.Name, spec.Protocol, spec.Address, spec.Port = name, "tcp", "192.0.2.10", port
 	res, err := c.CreateService(context.Background(), client.ServiceCreate{ServiceSpec: spec,
-		Reals: []fsm.RealServer{{Address: "10.0.1.1", Weight: 2}, {Address: "10.0.1.2", Weight: 1}}})
+		Reals: []model.RealServer{{Address: "10.0.1.1", Weight: 2}, {Address: "10.0.1.2", Weight: 1}}})
 	if err != nil {
 		t.Fatalf("create %s via %s: %v", name, c.Addr(), err)
 	}
@@ -340,7 +341,7 @@ func TestJoinReceivesSnapshotAndRemove(t *testing.T) {
 	if removedAt >= idx {
 		t.Fatalf("removed director had applied %d ≥ %d", removedAt, idx)
 	}
-	if _, err := tc.client(0).Remove(ctx, "nobody"); !client.IsCode(err, fsm.CodeNotFound) {
+	if _, err := tc.client(0).Remove(ctx, "nobody"); !client.IsCode(err, model.CodeNotFound) {
 		t.Fatalf("removing an unknown id: %v", err)
 	}
 }
@@ -418,7 +419,7 @@ func TestDevMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, _ := client.New(client.Options{Addr: a.APIURL()}) // no token needed in dev
-	if _, err := c.CreateVIP(ctx, fsm.VIP{Address: "192.0.2.1/24", Interface: "eth0"}); err != nil {
+	if _, err := c.CreateVIP(ctx, model.VIP{Address: "192.0.2.1/24", Interface: "eth0"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.Shutdown(ctx); err != nil {
@@ -460,7 +461,7 @@ func TestReplicatedProfileAppliesAtRestart(t *testing.T) {
 		t.Fatalf("started with %q, want lan", p)
 	}
 	c, _ := client.New(client.Options{Addr: a.APIURL(), Token: testToken})
-	st := fsm.DefaultSettings()
+	st := model.DefaultSettings()
 	st.TimingProfile = "fast"
 	if _, err := c.UpdateSettings(ctx, st, 0); err != nil {
 		t.Fatal(err)

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/dataplane"
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 )
 
 // Dataplane kinds (-dataplane).
@@ -19,12 +19,12 @@ const (
 )
 
 // opener opens one backend kind. Registered by backends.go.
-type opener func() (dataplane.Backend, *fsm.DataplaneCaps, error)
+type opener func() (dataplane.Backend, *model.DataplaneCaps, error)
 
 var openers = map[string]opener{}
 
 // openDataplane opens the configured backend. auto tries ipvs, then nft.
-func openDataplane(kind string) (dataplane.Backend, *fsm.DataplaneCaps, string, error) {
+func openDataplane(kind string) (dataplane.Backend, *model.DataplaneCaps, string, error) {
 	if kind == DataplaneAuto {
 		var errs []error
 		for _, k := range []string{DataplaneIPVS, DataplaneNFT} {

@@ -35,6 +35,7 @@ import (
 	"github.com/raftlb/raftlb/cluster/gossip"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
+	"github.com/raftlb/raftlb/model"
 )
 
 // Gossip defaults.
@@ -161,9 +162,9 @@ func (h *healthCore) poke() {
 // for every real server of s, so it is computed once: with 10,000 real
 // servers the leader's every decision pass spent most of its time on
 // those hashes.
-func targetsOf(s fsm.Service) func(fsm.RealServer) (health.Target, health.Key, bool) {
+func targetsOf(s model.Service) func(model.RealServer) (health.Target, health.Key, bool) {
 	var spec string
-	return func(r fsm.RealServer) (health.Target, health.Key, bool) {
+	return func(r model.RealServer) (health.Target, health.Key, bool) {
 		a, err := netip.ParseAddr(r.Address)
 		if err != nil {
 			return health.Target{}, health.Key{}, false
@@ -177,10 +178,10 @@ func targetsOf(s fsm.Service) func(fsm.RealServer) (health.Target, health.Key, b
 }
 
 // isChecked reports whether service s is health checked.
-func isChecked(s fsm.Service) bool { return s.Check != nil && s.Check.Type != health.TypeNone }
+func isChecked(s model.Service) bool { return s.Check != nil && s.Check.Type != model.CheckNone }
 
 // wantTargets returns the probes of every checked service, by target name.
-func wantTargets(services []fsm.Service) (map[string]health.Key, []health.Target) {
+func wantTargets(services []model.Service) (map[string]health.Key, []health.Target) {
 	keys := map[string]health.Key{}
 	var ts []health.Target
 	for _, s := range services {
@@ -329,8 +330,8 @@ func (h *healthCore) decideLoop(ctx context.Context) {
 
 // liveDirectors are the directors whose views count: alive (or suspect) in
 // gossip and registered as non-witness directors.
-func liveDirectors(members []gossip.Member, nodes []fsm.Node) []string {
-	reg := make(map[string]fsm.Node, len(nodes))
+func liveDirectors(members []gossip.Member, nodes []model.Node) []string {
+	reg := make(map[string]model.Node, len(nodes))
 	for _, n := range nodes {
 		reg[n.ID] = n
 	}
@@ -349,7 +350,7 @@ func liveDirectors(members []gossip.Member, nodes []fsm.Node) []string {
 
 // checkedReals lists every real server of every checked service with its
 // committed decision, for health.Decide.
-func checkedReals(services []fsm.Service) []health.Checked {
+func checkedReals(services []model.Service) []health.Checked {
 	var out []health.Checked
 	for _, s := range services {
 		if !isChecked(s) {
@@ -571,7 +572,7 @@ func (h *healthCore) report(service string) *api.HealthReport {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // directors lists the registered directors and the gossip members.
-func directors(members []gossip.Member, nodes []fsm.Node, live map[string]bool) []api.HealthDirector {
+func directors(members []gossip.Member, nodes []model.Node, live map[string]bool) []api.HealthDirector {
 	byID := map[string]*api.HealthDirector{}
 	for _, n := range nodes {
 		byID[n.ID] = &api.HealthDirector{ID: n.ID, Registered: true, Witness: n.Witness, Gossip: "unknown", GossipAddr: n.GossipAddr}

@@ -18,6 +18,7 @@ import (
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
 	"github.com/raftlb/raftlb/internal/benchrec"
+	"github.com/raftlb/raftlb/model"
 )
 
 var (
@@ -34,7 +35,7 @@ var (
 type massLab struct {
 	t       testing.TB
 	reals   []string // "addr:port", the service's real servers
-	spec    health.Spec
+	spec    model.Check
 	fsms    []*testFSM
 	cores   []*healthCore
 	gossips []*gossip.Gossip
@@ -46,7 +47,7 @@ type massLab struct {
 const massService = "web"
 
 func newMassLab(t testing.TB, n int) *massLab {
-	l := &massLab{t: t, spec: health.Spec{Type: "tcp", Interval: health.Duration(time.Second), Fall: 3, Rise: 2}}
+	l := &massLab{t: t, spec: model.Check{Type: "tcp", Interval: model.Duration(time.Second), Fall: 3, Rise: 2}}
 	for i := range n {
 		l.reals = append(l.reals, fmt.Sprintf("10.%d.%d.%d:80", 1+i/62500, i/250%250, i%250+1))
 	}
@@ -55,7 +56,7 @@ func newMassLab(t testing.TB, n int) *massLab {
 		l.fsms = append(l.fsms, &testFSM{f: fsm.New(nil)})
 	}
 	for i, id := range ids {
-		l.replicate(&fsm.RegisterNode{Node: fsm.Node{ID: id, RaftAddr: fmt.Sprintf("127.0.0.1:%d", 7501+i),
+		l.replicate(&fsm.RegisterNode{Node: model.Node{ID: id, RaftAddr: fmt.Sprintf("127.0.0.1:%d", 7501+i),
 			APIAddr: fmt.Sprintf("127.0.0.1:%d", 7481+i), APIScheme: "http", GossipAddr: "127.0.0.1:1"}})
 	}
 	spec := l.spec
@@ -100,7 +101,7 @@ func newMassLab(t testing.TB, n int) *massLab {
 	}
 	for _, r := range l.reals {
 		ap := netip.MustParseAddrPort(r)
-		s, _ := health.Normalize(l.spec)
+		s, _ := model.NormalizeCheck(l.spec)
 		k := health.Target{Addr: ap, Spec: s}.Key()
 		l.keys, l.names = append(l.keys, k), append(l.names, health.TargetName(k))
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
 	"github.com/raftlb/raftlb/internal/testaddr"
+	"github.com/raftlb/raftlb/model"
 )
 
 // ---- fakes ----
@@ -160,23 +161,23 @@ func (tf *testFSM) must(c fsm.Command) {
 	}
 }
 
-func checkedService(name, vip string, check *health.Spec, policy string, reals ...string) *fsm.CreateService {
-	s := fsm.NewServiceSpec()
+func checkedService(name, vip string, check *model.Check, policy string, reals ...string) *fsm.CreateService {
+	s := model.NewServiceSpec()
 	s.Name, s.Protocol, s.Address, s.Port, s.Scheduler = name, "tcp", vip, 80, "rr"
 	s.Check, s.HealthPolicy = check, policy
 	c := &fsm.CreateService{Service: s}
 	for _, r := range reals {
 		ap := netip.MustParseAddrPort(r)
-		rs := fsm.NewRealServer()
+		rs := model.NewRealServer()
 		rs.Address, rs.Port = ap.Addr().String(), int(ap.Port())
 		c.Reals = append(c.Reals, rs)
 	}
 	return c
 }
 
-func targetOf(t *testing.T, addr string, spec health.Spec) string {
+func targetOf(t *testing.T, addr string, spec model.Check) string {
 	t.Helper()
-	s, err := health.Normalize(spec)
+	s, err := model.NormalizeCheck(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +198,7 @@ func newCoreEnv(t *testing.T, self string) *coreEnv {
 	e.core = newHealthCore(self, quietLog(), e.tf.f, func() bool { e.mu.Lock(); defer e.mu.Unlock(); return e.leader }, nil, e.tf.apply, 0)
 	e.core.g, e.core.p = e.g, e.p
 	for _, d := range []string{"d1", "d2", "d3"} {
-		e.tf.must(&fsm.RegisterNode{Node: fsm.Node{ID: d, RaftAddr: "10.0.0.1:7481", APIAddr: "10.0.0.1:7480", APIScheme: "http",
+		e.tf.must(&fsm.RegisterNode{Node: model.Node{ID: d, RaftAddr: "10.0.0.1:7481", APIAddr: "10.0.0.1:7480", APIScheme: "http",
 			GossipAddr: "10.0.0." + d[1:] + ":7482"}})
 	}
 	return e
@@ -207,11 +208,11 @@ func newCoreEnv(t *testing.T, self string) *coreEnv {
 
 func TestHealthTargetsDedupedAndWithdrawn(t *testing.T) {
 	e := newCoreEnv(t, "d1")
-	tcp := &health.Spec{Type: "tcp", Interval: health.Duration(time.Second)}
+	tcp := &model.Check{Type: "tcp", Interval: model.Duration(time.Second)}
 	e.tf.must(checkedService("web", "192.0.2.1", tcp, "", "10.0.1.1:80", "10.0.1.2:80"))
 	e.tf.must(checkedService("web2", "192.0.2.2", tcp, "any", "10.0.1.1:80"))                     // shares 10.0.1.1:80
 	e.tf.must(checkedService("plain", "192.0.2.3", nil, "", "10.0.1.3:80"))                       // not checked
-	e.tf.must(checkedService("none", "192.0.2.4", &health.Spec{Type: "none"}, "", "10.0.1.4:80")) // type none
+	e.tf.must(checkedService("none", "192.0.2.4", &model.Check{Type: "none"}, "", "10.0.1.4:80")) // type none
 	e.core.syncTargets()
 	var got []string
 	for _, tg := range e.p.last() {
@@ -267,7 +268,7 @@ func TestHealthTargetsDedupedAndWithdrawn(t *testing.T) {
 
 func TestHealthDecisionCommitted(t *testing.T) {
 	e := newCoreEnv(t, "d1")
-	tcp := &health.Spec{Type: "tcp"}
+	tcp := &model.Check{Type: "tcp"}
 	e.tf.must(checkedService("web", "192.0.2.1", tcp, "", "10.0.1.1:80", "10.0.1.2:80"))
 	e.tf.must(checkedService("web2", "192.0.2.2", tcp, "all", "10.0.1.1:80"))
 	e.g.setMembers("d1", "d2", "d3")
@@ -318,7 +319,7 @@ func TestHealthDecisionCommitted(t *testing.T) {
 	if r, _, _ := e.tf.f.Real("web", "10.0.1.1:80"); r.Health == nil || r.Health.Up {
 		t.Fatalf("a tie changed the decision: %+v", r.Health)
 	}
-	e.tf.must(&fsm.RegisterNode{Node: fsm.Node{ID: "d2", RaftAddr: "10.0.0.2:7481", APIAddr: "10.0.0.2:7480", APIScheme: "http", Witness: true}})
+	e.tf.must(&fsm.RegisterNode{Node: model.Node{ID: "d2", RaftAddr: "10.0.0.2:7481", APIAddr: "10.0.0.2:7480", APIScheme: "http", Witness: true}})
 	e.core.pass()
 	r, _, _ = e.tf.f.Real("web", "10.0.1.1:80")
 	if r.Health == nil || !r.Health.Up || r.Health.Reason != "up: d1 of 1 sees it up" {
@@ -354,14 +355,14 @@ func TestHealthDecisionCommitted(t *testing.T) {
 // for the new check.
 func TestHealthStaleCheckHash(t *testing.T) {
 	e := newCoreEnv(t, "d1")
-	old := &health.Spec{Type: "tcp"}
+	old := &model.Check{Type: "tcp"}
 	e.tf.must(checkedService("web", "192.0.2.1", old, "", "10.0.1.1:80"))
 	e.g.setMembers("d1", "d2", "d3")
 	for _, d := range []string{"d1", "d2", "d3"} {
 		e.g.see(d, targetOf(t, "10.0.1.1:80", *old), false, "refused")
 	}
 	spec, _ := e.tf.f.ServiceSpec("web")
-	spec.Check = &health.Spec{Type: "http"}
+	spec.Check = &model.Check{Type: "http"}
 	e.tf.must(&fsm.UpdateService{Name: "web", Spec: spec})
 	e.core.pass()
 	if r, _, _ := e.tf.f.Real("web", "10.0.1.1:80"); r.Health != nil {
@@ -501,7 +502,7 @@ func waitHealth(t *testing.T, what string, d time.Duration, cond func() bool) {
 	})
 }
 
-func addCheckedService(t *testing.T, a *Agent, name string, spec health.Spec, reals ...string) {
+func addCheckedService(t *testing.T, a *Agent, name string, spec model.Check, reals ...string) {
 	t.Helper()
 	c := checkedService(name, "192.0.2.10", &spec, "", reals...)
 	b, err := fsm.Encode(c)
@@ -520,7 +521,7 @@ func addCheckedService(t *testing.T, a *Agent, name string, spec health.Spec, re
 	})
 }
 
-func decisionOf(a *Agent, svc, key string) *fsm.RealHealth {
+func decisionOf(a *Agent, svc, key string) *model.RealHealth {
 	r, _, _ := a.FSM().Real(svc, key)
 	return r.Health
 }
@@ -536,7 +537,7 @@ func TestHealthDevDirectorDecidesAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := newTCPServer(t)
-	spec := health.Spec{Type: "tcp", Interval: health.Duration(50 * time.Millisecond), Rise: 1, Fall: 2}
+	spec := model.Check{Type: "tcp", Interval: model.Duration(50 * time.Millisecond), Rise: 1, Fall: 2}
 	addCheckedService(t, a, "web", spec, srv.addr)
 	waitHealth(t, "dev's own view", 5*time.Second, func() bool {
 		rep := a.healthReport("web").(*api.HealthReport)
@@ -567,7 +568,7 @@ func TestHealthDevDirectorDecidesAlone(t *testing.T) {
 		rep.Decider.Transitions < 2 || rep.Gossip == nil || len(rep.Gossip.Members) != 1 {
 		t.Fatalf("GET /v1/health: %+v, %v", rep, err)
 	}
-	if _, err := c.Health(ctx, "nope", client.ReadOpts{}); !client.IsCode(err, fsm.CodeNotFound) {
+	if _, err := c.Health(ctx, "nope", client.ReadOpts{}); !client.IsCode(err, model.CodeNotFound) {
 		t.Fatalf("health of a missing service: %v", err)
 	}
 	st, err := c.Status(ctx)
@@ -608,7 +609,7 @@ func TestHealthThreeDirectors(t *testing.T) {
 		return true
 	})
 	srv := newTCPServer(t)
-	spec := health.Spec{Type: "tcp", Interval: health.Duration(50 * time.Millisecond), Rise: 1, Fall: 2}
+	spec := model.Check{Type: "tcp", Interval: model.Duration(50 * time.Millisecond), Rise: 1, Fall: 2}
 	addCheckedService(t, tc.dirs[ld].a, "web", spec, srv.addr)
 	views := func(i int) []api.DirectorView {
 		rep := tc.dirs[i].a.healthReport("web").(*api.HealthReport)
@@ -680,7 +681,7 @@ func TestHealthThreeDirectors(t *testing.T) {
 
 // health.Policy* mirror fsm.HealthPolicy* (fsm imports health).
 func TestHealthPoliciesMirrorFSM(t *testing.T) {
-	if health.PolicyMajority != fsm.HealthPolicyMajority || health.PolicyAny != fsm.HealthPolicyAny || health.PolicyAll != fsm.HealthPolicyAll {
+	if health.PolicyMajority != model.HealthPolicyMajority || health.PolicyAny != model.HealthPolicyAny || health.PolicyAll != model.HealthPolicyAll {
 		t.Fatal("health and fsm disagree on the policy names")
 	}
 }
@@ -689,17 +690,17 @@ func TestHealthPoliciesMirrorFSM(t *testing.T) {
 // also with a check port that replaces the real servers' ports.
 func TestTargetsOfMatchesTargetKey(t *testing.T) {
 	for _, port := range []int{0, 8080} {
-		spec, err := health.Normalize(health.Spec{Type: "tcp", Port: port})
+		spec, err := model.NormalizeCheck(model.Check{Type: "tcp", Port: port})
 		if err != nil {
 			t.Fatal(err)
 		}
 		c := checkedService("web", "192.0.2.1", &spec, "", "10.0.1.1:80", "10.0.1.2:81", "[2001:db8::1]:82")
-		s := fsm.Service{ServiceSpec: c.Service}
+		s := model.Service{ServiceSpec: c.Service}
 		for _, r := range c.Reals {
 			r.Port = max(r.Port, 80)
 			s.Reals = append(s.Reals, r)
 		}
-		s.Reals = append(s.Reals, fsm.RealServer{Address: "not an address"})
+		s.Reals = append(s.Reals, model.RealServer{Address: "not an address"})
 		target := targetsOf(s)
 		for _, r := range s.Reals {
 			tg, k, ok := target(r)

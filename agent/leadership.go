@@ -7,7 +7,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 )
 
 // Who should lead. Raft elects whichever voter times out first; the leader
@@ -84,7 +84,7 @@ func decideLeadership(self candidate, others []candidate, readySince map[string]
 }
 
 // candidateFromNode turns a registration into a candidate (Ready unset).
-func candidateFromNode(n fsm.Node) candidate {
+func candidateFromNode(n model.Node) candidate {
 	d, _ := time.ParseDuration(n.PreemptDelay)
 	return candidate{ID: n.ID, Priority: n.EffectivePriority(), PreemptDelay: d, NoPreempt: n.NoPreempt, Witness: n.Witness, Fault: n.Fault}
 }
@@ -241,7 +241,7 @@ func (c candidate) eligibleIgnoringReady() bool { c.Ready = true; return c.eligi
 
 // peerReady asks a director's API whether it follows this leader and is
 // caught up.
-func (a *Agent) peerReady(ctx context.Context, n fsm.Node, commit uint64) bool {
+func (a *Agent) peerReady(ctx context.Context, n model.Node, commit uint64) bool {
 	cl, err := a.self.WithAddr(n.APIScheme + "://" + n.APIAddr)
 	if err != nil {
 		return false

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 )
 
 func TestDecideLeadership(t *testing.T) {
@@ -133,7 +134,7 @@ func rm(t *testing.T, p string) {
 
 func TestSuccessorPreference(t *testing.T) {
 	tf := &testFSM{t: t, f: fsm.New(nil)}
-	for _, n := range []fsm.Node{
+	for _, n := range []model.Node{
 		{ID: "a", Priority: 100},
 		{ID: "b", Priority: 200},
 		{ID: "c", Priority: 200},

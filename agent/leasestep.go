@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/cluster"
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 )
 
 // The VIP lease as a pure state machine. leaseMachine.Step takes every
@@ -42,9 +42,9 @@ type leaseInput struct {
 	// Confirmed is the start time of the newest quorum confirmation
 	// committed since the last pass (zero: none new).
 	Confirmed   time.Time
-	LastRelease *fsm.LeaseRelease // the last planned release in the state
-	Fault       string            // a tracked check failing ("" = none)
-	VIPs        []fsm.VIP         // every VIP of the state
+	LastRelease *model.LeaseRelease // the last planned release in the state
+	Fault       string              // a tracked check failing ("" = none)
+	VIPs        []model.VIP         // every VIP of the state
 	// Request is a handover request taken this pass: release the VIPs
 	// (true) or take them back (false); nil: none.
 	Request *bool
@@ -71,7 +71,7 @@ func (k leaseActionKind) String() string {
 // leaseAction is one thing to do.
 type leaseAction struct {
 	Kind     leaseActionKind
-	VIPs     []fsm.VIP     // declare, set
+	VIPs     []model.VIP   // declare, set
 	Hold     bool          // set: holding (also with no VIPs in the state)
 	For      time.Duration // renew
 	View     leaseView     // publish
@@ -105,11 +105,11 @@ type leaseMachine struct {
 
 	// What the actions made true (Done):
 	holding bool
-	held    []fsm.VIP
-	fenced  []fsm.VIP // declared to the fence; nil = not yet
+	held    []model.VIP
+	fenced  []model.VIP // declared to the fence; nil = not yet
 }
 
-func newLeaseMachine(lt cluster.LeaseTiming, fenced []fsm.VIP) *leaseMachine {
+func newLeaseMachine(lt cluster.LeaseTiming, fenced []model.VIP) *leaseMachine {
 	m := &leaseMachine{lt: lt, fenced: fenced}
 	m.view.Duration, m.view.ClaimDelay = lt.Duration.String(), lt.ClaimDelay.String()
 	return m
@@ -172,7 +172,7 @@ func (m *leaseMachine) Failed(prev leaseStep, a leaseAction, err error, in lease
 // links set, the request answered, the wake-up.
 func (m *leaseMachine) finish(s leaseStep, d cluster.LeaseDecision, in leaseInput) leaseStep {
 	s.Decision = d
-	var want []fsm.VIP
+	var want []model.VIP
 	if d.Hold {
 		want = in.VIPs
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/dataplane/fence"
 	"github.com/raftlb/raftlb/dataplane/vip"
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 )
 
 // The lease machine, pass by pass, for every transition: gain, claim
@@ -21,7 +21,7 @@ import (
 
 var (
 	stepT0   = time.Unix(1_700_000_000, 0)
-	stepVIPs = []fsm.VIP{{Address: "192.0.2.10/24", Interface: "eth0", Group: fsm.DefaultVIPGroup}}
+	stepVIPs = []model.VIP{{Address: "192.0.2.10/24", Interface: "eth0", Group: model.DefaultVIPGroup}}
 	stepLT   = cluster.LeaseTimingFor(cluster.Profile{HeartbeatTimeout: 100 * time.Millisecond})
 )
 
@@ -91,7 +91,7 @@ func TestLeaseGainWaitsTheClaimDelay(t *testing.T) {
 
 func TestLeaseClaimsAtOnceOnACommittedRelease(t *testing.T) {
 	m := gained(t, 10)
-	s := pass(m, leaseInput{Now: at(13), Leader: true, Term: 2, Confirmed: at(12), LastRelease: &fsm.LeaseRelease{Node: "d1", Term: 1}})
+	s := pass(m, leaseInput{Now: at(13), Leader: true, Term: 2, Confirmed: at(12), LastRelease: &model.LeaseRelease{Node: "d1", Term: 1}})
 	expect(t, "release of term 1", s, true, "quorum-confirmed", "fence-renew", "publish", "set-vips")
 	if !s.Actions[1].View.ClaimedOnRelease {
 		t.Fatal("the view does not say the claim skipped the delay")
@@ -99,7 +99,7 @@ func TestLeaseClaimsAtOnceOnACommittedRelease(t *testing.T) {
 	// A release of an older term does not count.
 	m = gained(t, 10)
 	expect(t, "release of term 0", pass(m, leaseInput{Now: at(13), Leader: true, Term: 2, Confirmed: at(12),
-		LastRelease: &fsm.LeaseRelease{Node: "d1", Term: 0}}), false, "previous leader's lease", "publish")
+		LastRelease: &model.LeaseRelease{Node: "d1", Term: 0}}), false, "previous leader's lease", "publish")
 }
 
 // holding is a machine that holds the VIPs, confirmed at ms.
@@ -178,7 +178,7 @@ func TestLeaseTrackedFault(t *testing.T) {
 func TestLeaseFenceErrors(t *testing.T) {
 	// The VIPs change while holding: declared, renewed, set.
 	m, t0 := holding(t)
-	more := append(slices.Clone(stepVIPs), fsm.VIP{Address: "192.0.2.11/24", Interface: "eth0", Group: fsm.DefaultVIPGroup})
+	more := append(slices.Clone(stepVIPs), model.VIP{Address: "192.0.2.11/24", Interface: "eth0", Group: model.DefaultVIPGroup})
 	in := leaseInput{Now: t0.Add(time.Millisecond), Leader: true, Term: 2, VIPs: more}
 	s := m.Step(in)
 	expect(t, "a VIP added", s, true, "", "fence-declare", "fence-renew", "publish", "set-vips")
@@ -223,7 +223,7 @@ func TestLeaseLoopWithFakes(t *testing.T) {
 	}
 	tc.startAll()
 	ld := tc.leader()
-	if _, err := tc.client(ld).CreateVIP(context.Background(), fsm.VIP{Address: "192.0.2.10/24", Interface: "eth0"}); err != nil {
+	if _, err := tc.client(ld).CreateVIP(context.Background(), model.VIP{Address: "192.0.2.10/24", Interface: "eth0"}); err != nil {
 		t.Fatal(err)
 	}
 	holders := func() []int {

@@ -13,7 +13,7 @@ import (
 
 	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/api/client"
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 )
 
 // TestReadyUnderAWriteLoop: under steady writes every director stays
@@ -73,7 +73,7 @@ func TestReadyUnderAWriteLoop(t *testing.T) {
 			defer ww.Done()
 			c := tc.client(w % len(tc.dirs))
 			for i := range each {
-				r := fsm.NewRealServer()
+				r := model.NewRealServer()
 				r.Address, r.Weight = fmt.Sprintf("10.%d.%d.%d", 1+w, i/250, 1+i%250), 1
 				_, err := c.CreateReal(context.Background(), "web", r)
 				if client.IsCode(err, api.CodeLeadershipLost) || client.IsCode(err, api.CodeNoLeader) {

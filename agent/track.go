@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/health"
+	"github.com/raftlb/raftlb/model"
 	"github.com/vishvananda/netlink"
 )
 
@@ -144,8 +145,8 @@ func trackScriptChecker(cmdline string, timeout time.Duration) (health.Checker, 
 	if len(f) == 0 {
 		return nil, fmt.Errorf("empty command")
 	}
-	spec, err := health.Normalize(health.Spec{Type: health.TypeScript, Interval: health.Duration(timeout), Timeout: health.Duration(timeout),
-		Script: &health.ScriptSpec{Path: f[0], Args: f[1:]}})
+	spec, err := model.NormalizeCheck(model.Check{Type: model.CheckScript, Interval: model.Duration(timeout), Timeout: model.Duration(timeout),
+		Script: &model.ScriptCheck{Path: f[0], Args: f[1:]}})
 	if err != nil {
 		return nil, err
 	}

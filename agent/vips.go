@@ -8,7 +8,7 @@ import (
 
 	"github.com/raftlb/raftlb/dataplane/fence"
 	"github.com/raftlb/raftlb/dataplane/vip"
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 )
 
 // startVIPs runs the VIP manager under the lease (lease.go): the leader
@@ -73,9 +73,9 @@ func (a *Agent) vipStatus() any {
 		return nil
 	}
 	return struct {
-		Held  []fsm.VIP `json:"held"`
-		Lease leaseView `json:"lease"`
-		Stats vip.Stats `json:"stats"`
+		Held  []model.VIP `json:"held"`
+		Lease leaseView   `json:"lease"`
+		Stats vip.Stats   `json:"stats"`
 	}{a.vips.Owned(), a.leaseStatus(), a.vips.Stats()}
 }
 
@@ -123,7 +123,7 @@ func (a *Agent) mayAnnounce(ifname string, addr netip.Addr) bool {
 
 // fenceVIPs declares the VIPs the kernel fence guards, and their
 // interfaces.
-func (a *Agent) fenceVIPs(vips []fsm.VIP) error {
+func (a *Agent) fenceVIPs(vips []model.VIP) error {
 	addrs := make([]netip.Addr, 0, len(vips))
 	var ifaces []string
 	for _, v := range vips {

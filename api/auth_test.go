@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/raftlb/raftlb/api"
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 )
 
 func TestAuth(t *testing.T) {
@@ -127,7 +127,7 @@ func TestAuth(t *testing.T) {
 	// A write with the token commits and is visible without one on
 	// loopback.
 	w := checkWrite(t, call(t, "POST", servers["loopback"]+"/v1/vips", `{"address":"192.0.2.7/24","interface":"eth0"}`, bearer(testToken)...), http.StatusCreated)
-	var v fsm.VIP
+	var v model.VIP
 	checkRead(t, call(t, "GET", servers["loopback"]+"/v1/vips/192.0.2.7", ""), &v)
 	if v.ModifyIndex != w.Index {
 		t.Fatalf("VIP %+v", v)

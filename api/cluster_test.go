@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/raftlb/raftlb/api"
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 )
 
 func TestClusterEndpoints(t *testing.T) {
@@ -20,7 +20,7 @@ func TestClusterEndpoints(t *testing.T) {
 	// Register this director's API address: normalised (scheme default),
 	// indexed.
 	w := checkWrite(t, call(t, "POST", base+"/v1/cluster/nodes", fmt.Sprintf(`{"id":"n1","raft_addr":%q,"api_addr":%q}`, n.Addr(), apiAddr)), http.StatusOK)
-	wantNode := fsm.Node{ID: "n1", RaftAddr: n.Addr(), APIAddr: apiAddr, APIScheme: "http", ModifyIndex: w.Index}
+	wantNode := model.Node{ID: "n1", RaftAddr: n.Addr(), APIAddr: apiAddr, APIScheme: "http", ModifyIndex: w.Index}
 	if w.Node == nil || *w.Node != wantNode {
 		t.Fatalf("registered %+v, want %+v", w.Node, wantNode)
 	}
@@ -30,7 +30,7 @@ func TestClusterEndpoints(t *testing.T) {
 	if w2.Index <= w.Index || w2.Node == nil || *w2.Node != wantNode {
 		t.Fatalf("re-registered %+v (index %d)", w2.Node, w2.Index)
 	}
-	var nodes []fsm.Node
+	var nodes []model.Node
 	checkRead(t, call(t, "GET", base+"/v1/cluster/nodes", ""), &nodes)
 	if len(nodes) != 1 || nodes[0] != wantNode {
 		t.Fatalf("nodes %+v", nodes)
@@ -98,14 +98,14 @@ func TestConsistentReads(t *testing.T) {
 			path string
 			into any
 		}{
-			{"/v1/services", &[]fsm.Service{}},
-			{"/v1/services/web", &fsm.Service{}},
-			{"/v1/services/web/reals", &[]fsm.RealServer{}},
-			{"/v1/services/web/reals/10.0.0.1:80", &fsm.RealServer{}},
-			{"/v1/vips", &[]fsm.VIP{}},
-			{"/v1/vips/192.0.2.10", &fsm.VIP{}},
-			{"/v1/settings", &fsm.Settings{}},
-			{"/v1/cluster/nodes", &[]fsm.Node{}},
+			{"/v1/services", &[]model.Service{}},
+			{"/v1/services/web", &model.Service{}},
+			{"/v1/services/web/reals", &[]model.RealServer{}},
+			{"/v1/services/web/reals/10.0.0.1:80", &model.RealServer{}},
+			{"/v1/vips", &[]model.VIP{}},
+			{"/v1/vips/192.0.2.10", &model.VIP{}},
+			{"/v1/settings", &model.Settings{}},
+			{"/v1/cluster/nodes", &[]model.Node{}},
 			{"/v1/cluster/peers", &[]api.Peer{}},
 			{"/v1/status", &api.Status{}},
 		} {
@@ -115,7 +115,7 @@ func TestConsistentReads(t *testing.T) {
 			}
 		}
 	}
-	var s fsm.Service
+	var s model.Service
 	checkRead(t, call(t, "GET", base+"/v1/services/web?consistent=1", ""), &s)
 	if s.ModifyIndex != w.Index || len(s.Reals) != 1 {
 		t.Fatalf("consistent GET %+v", s)
@@ -125,5 +125,5 @@ func TestConsistentReads(t *testing.T) {
 		checkRead(t, call(t, "GET", base+"/v1/services/web"+q, ""), &s)
 	}
 	// Errors of a consistent read are the same as a local one's.
-	checkError(t, call(t, "GET", base+"/v1/services/nope?consistent=1", ""), http.StatusNotFound, fsm.CodeNotFound, "name")
+	checkError(t, call(t, "GET", base+"/v1/services/nope?consistent=1", ""), http.StatusNotFound, model.CodeNotFound, "name")
 }

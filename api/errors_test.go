@@ -9,6 +9,7 @@ import (
 	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 )
 
 // smallBody is Config.MaxBody of fixture.small.
@@ -67,7 +68,7 @@ func bad(name, method, path, body string, status int, code, field string) errCas
 }
 
 func invalid(name, method, path, body, field string) errCase {
-	return bad(name, method, path, body, http.StatusBadRequest, fsm.CodeInvalid, field)
+	return bad(name, method, path, body, http.StatusBadRequest, model.CodeInvalid, field)
 }
 
 // syntaxCases are the body errors every JSON write endpoint shares.
@@ -115,13 +116,13 @@ func errorCases(nodeAddr string) []errCase {
 	}
 	withReals := func(reals string) string { return svcWith(`"reals":[` + reals + `]`) }
 	conflict := func(name, method, path, body, field string) errCase {
-		return bad(name, method, path, body, http.StatusConflict, fsm.CodeConflict, field)
+		return bad(name, method, path, body, http.StatusConflict, model.CodeConflict, field)
 	}
 	notFound := func(name, method, path, body, field string) errCase {
-		return bad(name, method, path, body, http.StatusNotFound, fsm.CodeNotFound, field)
+		return bad(name, method, path, body, http.StatusNotFound, model.CodeNotFound, field)
 	}
 	casMismatch := func(name, method, path, body string) errCase {
-		return bad(name, method, path, body, http.StatusConflict, fsm.CodeCASMismatch, "cas")
+		return bad(name, method, path, body, http.StatusConflict, model.CodeCASMismatch, "cas")
 	}
 	method := func(m, path, allow string) errCase {
 		return errCase{name: m + " " + path, method: m, path: path, status: http.StatusMethodNotAllowed, code: api.CodeMethod, allow: allow}
@@ -194,7 +195,7 @@ func errorCases(nodeAddr string) []errCase {
 		invalid("service: scheduler upper case", "POST", "/v1/services", svcWith(`"scheduler":"WLC"`), "scheduler"),
 		invalid("service: forward unknown", "POST", "/v1/services", svcWith(`"forward":"masq"`), "forward"),
 		invalid("service: persistence negative", "POST", "/v1/services", svcWith(`"persistence":-1`), "persistence"),
-		invalid("service: persistence too long", "POST", "/v1/services", svcWith(fmt.Sprintf(`"persistence":%d`, fsm.MaxPersistence+1)), "persistence"),
+		invalid("service: persistence too long", "POST", "/v1/services", svcWith(fmt.Sprintf(`"persistence":%d`, model.MaxPersistence+1)), "persistence"),
 		invalid("service: persist_netmask too long", "POST", "/v1/services", svcWith(`"persistence":60,"persist_netmask":33`), "persist_netmask"),
 		invalid("service: persist_netmask without persistence", "POST", "/v1/services", svcWith(`"persist_netmask":24`), "persist_netmask"),
 		invalid("service: sched flag unknown", "POST", "/v1/services", svcWith(`"sched_flags":["bogus"]`), "sched_flags"),
@@ -340,7 +341,7 @@ func errorCases(nodeAddr string) []errCase {
 		invalid("settings: timing profile unknown", "PUT", "/v1/settings", `{"timing_profile":"wan"}`, "timing_profile"),
 		invalid("settings: timing profile as number", "PUT", "/v1/settings", `{"timing_profile":5}`, "timing_profile"),
 		invalid("settings: tcp timeout negative", "PUT", "/v1/settings", `{"ipvs_timeouts":{"tcp":-1}}`, "ipvs_timeouts.tcp"),
-		invalid("settings: tcpfin timeout too long", "PUT", "/v1/settings", fmt.Sprintf(`{"ipvs_timeouts":{"tcpfin":%d}}`, fsm.MaxTimeout+1), "ipvs_timeouts.tcpfin"),
+		invalid("settings: tcpfin timeout too long", "PUT", "/v1/settings", fmt.Sprintf(`{"ipvs_timeouts":{"tcpfin":%d}}`, model.MaxTimeout+1), "ipvs_timeouts.tcpfin"),
 		invalid("settings: udp timeout negative", "PUT", "/v1/settings", `{"ipvs_timeouts":{"udp":-5}}`, "ipvs_timeouts.udp"),
 		invalid("settings: timeout as string", "PUT", "/v1/settings", `{"ipvs_timeouts":{"tcp":"900"}}`, "ipvs_timeouts.tcp"),
 		invalid("settings: sync mode unknown", "PUT", "/v1/settings", `{"sync":{"mode":"all"}}`, "sync.mode"),

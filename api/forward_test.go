@@ -16,6 +16,7 @@ import (
 	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 )
 
 // seen is one request a stub leader received.
@@ -81,10 +82,10 @@ func follower(t *testing.T, leaderID, apiAddr string, cfg api.Config) (*fakeRaft
 		fr.leaderID, fr.leaderAddr = leaderID, "127.0.0.1:2"
 	}
 	if apiAddr != "" {
-		fr.applyLocal(t, &fsm.RegisterNode{Node: fsm.Node{ID: "L", RaftAddr: "127.0.0.1:2", APIAddr: apiAddr}})
+		fr.applyLocal(t, &fsm.RegisterNode{Node: model.Node{ID: "L", RaftAddr: "127.0.0.1:2", APIAddr: apiAddr}})
 	}
 	// Something to answer local reads with.
-	fr.applyLocal(t, &fsm.CreateService{Service: fsm.ServiceSpec{Name: "web", Protocol: "tcp", Address: "192.0.2.10", Port: 80, Family: "inet", Scheduler: "wlc", Forward: "nat"}})
+	fr.applyLocal(t, &fsm.CreateService{Service: model.ServiceSpec{Name: "web", Protocol: "tcp", Address: "192.0.2.10", Port: 80, Family: "inet", Scheduler: "wlc", Forward: "nat"}})
 	cfg.FSM, cfg.Raft = fr.fsm, fr
 	return fr, serve(t, cfg).URL
 }
@@ -138,7 +139,7 @@ func TestForwardToLeader(t *testing.T) {
 
 	// Local reads are answered here; consistent reads go to the leader.
 	n0 := len(leader.requests())
-	var s fsm.Service
+	var s model.Service
 	checkRead(t, call(t, "GET", base+"/v1/services/web", ""), &s)
 	if len(leader.requests()) != n0 {
 		t.Fatal("a local read was forwarded")
@@ -187,7 +188,7 @@ func TestForwardWaitsForLocalApply(t *testing.T) {
 	}()
 	waitUntil(t, 10*time.Second, "the forwarded request", func() bool { return len(leader.requests()) == 1 })
 	// The leader's entry reaches this director's FSM.
-	fr.applyLocal(t, &fsm.CreateVIP{VIP: fsm.VIP{Address: "192.0.2.1/24", Interface: "eth0", Group: "default"}})
+	fr.applyLocal(t, &fsm.CreateVIP{VIP: model.VIP{Address: "192.0.2.1/24", Interface: "eth0", Group: "default"}})
 	r := <-done
 	if r.err != nil || r.status != http.StatusCreated {
 		t.Fatalf("%d %v", r.status, r.err)
@@ -250,9 +251,9 @@ func TestForwardFailures(t *testing.T) {
 			status: 503, code: api.CodeLeadershipLost, msg: "may or may not"},
 		// Refused locally before any forwarding.
 		{name: "invalid body", apiAddr: hostOf(leader.srv.URL), leaderID: "L", method: "POST", path: "/v1/vips", body: `{"address":"nope","interface":"eth0"}`,
-			status: 400, code: fsm.CodeInvalid, field: "address"},
+			status: 400, code: model.CodeInvalid, field: "address"},
 		{name: "bad cas", apiAddr: hostOf(leader.srv.URL), leaderID: "L", method: "DELETE", path: "/v1/vips/192.0.2.1?cas=x",
-			status: 400, code: fsm.CodeInvalid, field: "cas"},
+			status: 400, code: model.CodeInvalid, field: "cas"},
 		{name: "no token", apiAddr: hostOf(leader.srv.URL), leaderID: "L", cfg: api.Config{Token: testToken, TokenForWrites: true},
 			method: "POST", path: "/v1/vips", body: body, status: 401, code: api.CodeUnauthorized},
 		{name: "no token for a consistent read", apiAddr: hostOf(leader.srv.URL), leaderID: "L", cfg: api.Config{Token: testToken, TokenForReads: true},
@@ -296,11 +297,11 @@ func TestLeaderSideFailures(t *testing.T) {
 			f.applyErr = fmt.Errorf("%w: %w", cluster.ErrNotLeader, errors.New("leadership lost while committing log"))
 		}, "POST", "/v1/vips", vip, 503, api.CodeLeadershipLost, ""},
 		{"not leader any more at apply", func(f *fakeRaft) { f.applyErr = cluster.ErrNotLeader }, "PUT", "/v1/settings", `{}`, 503, api.CodeLeadershipLost, ""},
-		{"raft shut down", func(f *fakeRaft) { f.applyErr = cluster.ErrShutdown }, "POST", "/v1/vips", vip, 500, fsm.CodeInternal, ""},
+		{"raft shut down", func(f *fakeRaft) { f.applyErr = cluster.ErrShutdown }, "POST", "/v1/vips", vip, 500, model.CodeInternal, ""},
 		{"barrier fails", func(f *fakeRaft) { f.barrierErr = errors.New("timed out enqueuing operation") }, "GET", "/v1/vips?consistent=1", "", 503, api.CodeNoLeader, ""},
-		{"peers fail", func(f *fakeRaft) { f.peersErr = errors.New("boom") }, "GET", "/v1/cluster/peers", "", 500, fsm.CodeInternal, ""},
-		{"peers fail in status", func(f *fakeRaft) { f.peersErr = errors.New("boom") }, "GET", "/v1/status", "", 500, fsm.CodeInternal, ""},
-		{"transfer to unknown", func(f *fakeRaft) {}, "POST", "/v1/cluster/transfer-leadership", `{"id":"zz"}`, 404, fsm.CodeNotFound, "id"},
+		{"peers fail", func(f *fakeRaft) { f.peersErr = errors.New("boom") }, "GET", "/v1/cluster/peers", "", 500, model.CodeInternal, ""},
+		{"peers fail in status", func(f *fakeRaft) { f.peersErr = errors.New("boom") }, "GET", "/v1/status", "", 500, model.CodeInternal, ""},
+		{"transfer to unknown", func(f *fakeRaft) {}, "POST", "/v1/cluster/transfer-leadership", `{"id":"zz"}`, 404, model.CodeNotFound, "id"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			fr := newFake("L")
@@ -321,9 +322,9 @@ func TestLeaderSideFailures(t *testing.T) {
 		code, field      string
 	}{
 		{"join loses leadership", "/v1/cluster/join", `{"id":"n2","address":"127.0.0.1:2","api_addr":"127.0.0.1:3"}`, cluster.ErrNotLeader, 503, api.CodeLeadershipLost, ""},
-		{"join conflicts", "/v1/cluster/join", `{"id":"n2","address":"127.0.0.1:2"}`, fmt.Errorf("%w: taken", cluster.ErrConflict), 409, fsm.CodeConflict, "id"},
-		{"remove fails", "/v1/cluster/remove", `{"id":"L"}`, errors.New("configuration changed since 7"), 500, fsm.CodeInternal, ""},
-		{"remove the last voter", "/v1/cluster/remove", `{"id":"n2"}`, nil, 409, fsm.CodeConflict, "id"},
+		{"join conflicts", "/v1/cluster/join", `{"id":"n2","address":"127.0.0.1:2"}`, fmt.Errorf("%w: taken", cluster.ErrConflict), 409, model.CodeConflict, "id"},
+		{"remove fails", "/v1/cluster/remove", `{"id":"L"}`, errors.New("configuration changed since 7"), 500, model.CodeInternal, ""},
+		{"remove the last voter", "/v1/cluster/remove", `{"id":"n2"}`, nil, 409, model.CodeConflict, "id"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			fr := newFake("L")
@@ -344,7 +345,7 @@ func TestLeaderSideFailures(t *testing.T) {
 		fr := newFake("L")
 		fr.leader = true
 		fr.others = []cluster.Peer{{ID: "n2", Address: "127.0.0.1:2", Suffrage: "voter"}}
-		fr.applyLocal(t, &fsm.RegisterNode{Node: fsm.Node{ID: "L", RaftAddr: "127.0.0.1:1", APIAddr: "127.0.0.1:2"}})
+		fr.applyLocal(t, &fsm.RegisterNode{Node: model.Node{ID: "L", RaftAddr: "127.0.0.1:1", APIAddr: "127.0.0.1:2"}})
 		base := serve(t, api.Config{FSM: fr.fsm, Raft: fr}).URL
 		w := checkWrite(t, call(t, "POST", base+"/v1/cluster/remove", `{"id":"L"}`), http.StatusOK)
 		if _, ok := fr.fsm.Node("L"); ok || w.Index != fr.fsm.Index() {
@@ -404,7 +405,7 @@ func TestForwardEndToEnd(t *testing.T) {
 	if s, ok := f.Service("web"); !ok || s.ModifyIndex != w.Index {
 		t.Fatalf("not committed on the leader: %+v", s)
 	}
-	var s fsm.Service
+	var s model.Service
 	checkRead(t, call(t, "GET", base+"/v1/services/web?consistent=1", "", bearer(testToken)...), &s)
 	if s.ModifyIndex != w.Index {
 		t.Fatalf("consistent read through the follower %+v", s)
@@ -417,9 +418,9 @@ func TestForwardEndToEnd(t *testing.T) {
 		http.StatusUnauthorized, api.CodeUnauthorized, "")
 	checkError(t, call(t, "GET", base+"/v1/services?consistent=1", ""), http.StatusUnauthorized, api.CodeUnauthorized, "")
 	checkError(t, call(t, "POST", base+"/v1/services", `{"name":"web","protocol":"tcp","address":"192.0.2.11","port":80}`, bearer(testToken)...),
-		http.StatusConflict, fsm.CodeConflict, "name")
+		http.StatusConflict, model.CodeConflict, "name")
 	checkError(t, call(t, "DELETE", base+"/v1/services/web?cas=1", "", bearer(testToken)...),
-		http.StatusConflict, fsm.CodeCASMismatch, "cas")
+		http.StatusConflict, model.CodeCASMismatch, "cas")
 	checkUnchanged(t, before, f, n)
 	if n := fr.applyCount(); n != 0 {
 		t.Errorf("the follower applied %d commands itself", n)

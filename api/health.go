@@ -5,8 +5,8 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/cluster/gossip"
-	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
+	"github.com/raftlb/raftlb/model"
 )
 
 // HealthReport is GET /v1/health: per real server of every checked service,
@@ -40,9 +40,9 @@ type HealthDirector struct {
 type ServiceHealth struct {
 	Name   string       `json:"name"`
 	Type   string       `json:"type"`   // the check type
-	Check  string       `json:"check"`  // health.Spec.Hash of its check
+	Check  string       `json:"check"`  // model.Check.Hash of its check
 	Policy string       `json:"policy"` // majority | any | all
-	Spec   *health.Spec `json:"spec"`   // the normalised check
+	Spec   *model.Check `json:"spec"`   // the normalised check
 	// QuorumLost: the service's healthy weight is below its quorum (the
 	// sorry server, if any, serves).
 	QuorumLost bool               `json:"quorum_lost,omitempty"`
@@ -114,11 +114,11 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) {
 		name := r.URL.Query().Get("service")
 		if name != "" {
 			if _, ok := s.cfg.FSM.ServiceSpec(name); !ok {
-				return nil, &Error{Code: fsm.CodeNotFound, Message: "no service " + name, Field: "service"}
+				return nil, &Error{Code: model.CodeNotFound, Message: "no service " + name, Field: "service"}
 			}
 		}
 		if s.cfg.Health == nil {
-			return nil, &Error{Code: fsm.CodeNotFound, Message: "health checking is not running on this director"}
+			return nil, &Error{Code: model.CodeNotFound, Message: "health checking is not running on this director"}
 		}
 		return s.cfg.Health(name), nil
 	})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 )
 
 // TestSlowBodyIsCutOff: a client that sends its body slowly (authorised
@@ -53,7 +54,7 @@ func TestRequestLimits(t *testing.T) {
 		return fmt.Sprintf(`{"name":"web","protocol":"tcp","address":"192.0.2.10","port":80,"reals":[%s]}`, strings.Join(rs, ","))
 	}
 	before := snapshotState(t, fr.fsm, nil)
-	e := checkError(t, call(t, "POST", base+"/v1/services", svc(4)), 400, fsm.CodeInvalid, "reals")
+	e := checkError(t, call(t, "POST", base+"/v1/services", svc(4)), 400, model.CodeInvalid, "reals")
 	if !strings.Contains(e.Message, "-api-max-reals") {
 		t.Errorf("message %q does not name the flag", e.Message)
 	}
@@ -79,7 +80,7 @@ func TestForwardWaitsForARestartedDirectorToCatchUp(t *testing.T) {
 	fr.mu.Unlock()
 	go func() {
 		time.Sleep(100 * time.Millisecond) // the replay, a moment later
-		fr.applyLocal(t, &fsm.RegisterNode{Node: fsm.Node{ID: "L", RaftAddr: "127.0.0.1:2", APIAddr: hostOf(leader.srv.URL)}})
+		fr.applyLocal(t, &fsm.RegisterNode{Node: model.Node{ID: "L", RaftAddr: "127.0.0.1:2", APIAddr: hostOf(leader.srv.URL)}})
 	}()
 	r := call(t, "POST", base+"/v1/vips", `{"address":"192.0.2.9/24","interface":"eth0"}`)
 	if r.status != http.StatusCreated || len(leader.requests()) != 1 {

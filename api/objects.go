@@ -7,19 +7,20 @@ import (
 	"net/netip"
 
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 )
 
 // Handlers for services, real servers, VIPs and settings.
 
 func notFound(field, format string, args ...any) *Error {
-	return &Error{Code: fsm.CodeNotFound, Field: field, Message: fmt.Sprintf(format, args...)}
+	return &Error{Code: model.CodeNotFound, Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
 // serviceBody is the body of POST /v1/services (with optional reals) and
 // PUT /v1/services/{name} (without). The indexes a GET returns are accepted
 // and ignored, so a read-modify-write round trip works.
 type serviceBody struct {
-	fsm.ServiceSpec
+	model.ServiceSpec
 	Reals       []json.RawMessage `json:"reals"`
 	CreateIndex uint64            `json:"create_index"`
 	ModifyIndex uint64            `json:"modify_index"`
@@ -40,20 +41,20 @@ func (s *Server) getService(w http.ResponseWriter, r *http.Request) {
 }
 
 // decodeReal decodes one real server over the defaults.
-func decodeReal(raw []byte) (fsm.RealServer, *Error) {
-	rs := fsm.NewRealServer()
+func decodeReal(raw []byte) (model.RealServer, *Error) {
+	rs := model.NewRealServer()
 	return rs, decodeStrict(raw, &rs)
 }
 
 func (s *Server) createService(w http.ResponseWriter, r *http.Request) {
 	s.write(w, r, http.StatusCreated, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
-		b := serviceBody{ServiceSpec: fsm.NewServiceSpec()}
+		b := serviceBody{ServiceSpec: model.NewServiceSpec()}
 		if e := decodeStrict(body, &b); e != nil {
 			return nil, e
 		}
-		spec, err := fsm.NormalizeService(b.ServiceSpec)
+		spec, err := model.NormalizeService(b.ServiceSpec)
 		if err != nil {
-			return nil, fsm.AsError(err)
+			return nil, model.AsError(err)
 		}
 		cmd := &fsm.CreateService{Service: spec}
 		if len(b.Reals) > s.cfg.MaxReals {
@@ -70,8 +71,8 @@ func (s *Server) createService(w http.ResponseWriter, r *http.Request) {
 				}
 				return nil, e
 			}
-			if _, err := fsm.NormalizeReal(spec, rs); err != nil {
-				e := fsm.AsError(err)
+			if _, err := model.NormalizeReal(spec, rs); err != nil {
+				e := model.AsError(err)
 				return nil, &Error{Code: e.Code, Field: fmt.Sprintf("reals[%d].%s", i, e.Field), Message: e.Message}
 			}
 			cmd.Reals = append(cmd.Reals, rs)
@@ -87,7 +88,7 @@ func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
 		if e != nil {
 			return nil, e
 		}
-		b := serviceBody{ServiceSpec: fsm.NewServiceSpec()}
+		b := serviceBody{ServiceSpec: model.NewServiceSpec()}
 		if e := decodeStrict(body, &b); e != nil {
 			return nil, e
 		}
@@ -100,9 +101,9 @@ func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
 		if b.Name != name {
 			return nil, badRequest("name", "a service cannot be renamed (%q → %q)", name, b.Name)
 		}
-		spec, err := fsm.NormalizeService(b.ServiceSpec)
+		spec, err := model.NormalizeService(b.ServiceSpec)
 		if err != nil {
-			return nil, fsm.AsError(err)
+			return nil, model.AsError(err)
 		}
 		return s.applyFn(&fsm.UpdateService{Name: name, Spec: spec, CAS: cas})
 	})
@@ -118,7 +119,7 @@ func (s *Server) deleteService(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (s *Server) withService(r *http.Request, fn func(fsm.Service) (any, *Error)) (any, *Error) {
+func (s *Server) withService(r *http.Request, fn func(model.Service) (any, *Error)) (any, *Error) {
 	name := r.PathValue("name")
 	svc, ok := s.cfg.FSM.Service(name)
 	if !ok {
@@ -129,7 +130,7 @@ func (s *Server) withService(r *http.Request, fn func(fsm.Service) (any, *Error)
 
 func (s *Server) listReals(w http.ResponseWriter, r *http.Request) {
 	s.read(w, r, func() (any, *Error) {
-		return s.withService(r, func(svc fsm.Service) (any, *Error) { return svc.Reals, nil })
+		return s.withService(r, func(svc model.Service) (any, *Error) { return svc.Reals, nil })
 	})
 }
 
@@ -164,10 +165,10 @@ func (s *Server) getReal(w http.ResponseWriter, r *http.Request) {
 // preValidateReal checks a real server against the local copy of its
 // service when this director has it; the leader checks again either way.
 // It reads only the spec: O(1) however many real servers the service has.
-func (s *Server) preValidateReal(service string, rs fsm.RealServer) *Error {
+func (s *Server) preValidateReal(service string, rs model.RealServer) *Error {
 	if spec, ok := s.cfg.FSM.ServiceSpec(service); ok {
-		if _, err := fsm.NormalizeReal(spec, rs); err != nil {
-			return fsm.AsError(err)
+		if _, err := model.NormalizeReal(spec, rs); err != nil {
+			return model.AsError(err)
 		}
 	}
 	return nil
@@ -257,13 +258,13 @@ func (s *Server) getVIP(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func decodeVIP(body []byte) (fsm.VIP, *Error) {
-	v := fsm.NewVIP()
+func decodeVIP(body []byte) (model.VIP, *Error) {
+	v := model.NewVIP()
 	if e := decodeStrict(body, &v); e != nil {
 		return v, e
 	}
-	nv, err := fsm.NormalizeVIP(v)
-	return nv, fsm.AsError(err)
+	nv, err := model.NormalizeVIP(v)
+	return nv, model.AsError(err)
 }
 
 func (s *Server) createVIP(w http.ResponseWriter, r *http.Request) {
@@ -319,13 +320,13 @@ func (s *Server) updateSettings(w http.ResponseWriter, r *http.Request) {
 		if e != nil {
 			return nil, e
 		}
-		st := fsm.DefaultSettings()
+		st := model.DefaultSettings()
 		if e := decodeStrict(body, &st); e != nil {
 			return nil, e
 		}
-		st, err := fsm.NormalizeSettings(st)
+		st, err := model.NormalizeSettings(st)
 		if err != nil {
-			return nil, fsm.AsError(err)
+			return nil, model.AsError(err)
 		}
 		return s.applyFn(&fsm.UpdateSettings{Settings: st, CAS: cas})
 	})

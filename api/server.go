@@ -22,6 +22,7 @@ import (
 
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 	"github.com/raftlb/raftlb/trust"
 )
 
@@ -198,7 +199,7 @@ func (s *Server) routes() {
 	s.handle("/v1/cluster/remove", methods{"POST": s.remove})
 	s.handle("/v1/cluster/transfer-leadership", methods{"POST": s.transfer})
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, &Error{Code: fsm.CodeNotFound, Message: "no such endpoint: " + r.URL.Path})
+		writeError(w, http.StatusNotFound, &Error{Code: model.CodeNotFound, Message: "no such endpoint: " + r.URL.Path})
 	})
 }
 
@@ -206,11 +207,11 @@ func (s *Server) routes() {
 
 func statusOf(e *Error) int {
 	switch e.Code {
-	case fsm.CodeInvalid:
+	case model.CodeInvalid:
 		return http.StatusBadRequest
-	case fsm.CodeNotFound:
+	case model.CodeNotFound:
 		return http.StatusNotFound
-	case fsm.CodeConflict, fsm.CodeCASMismatch:
+	case model.CodeConflict, model.CodeCASMismatch:
 		return http.StatusConflict
 	case CodeNoLeader, CodeLeadershipLost, CodeStopped:
 		return http.StatusServiceUnavailable
@@ -246,7 +247,7 @@ func noLeader(format string, args ...any) *Error {
 }
 
 func badRequest(field, format string, args ...any) *Error {
-	return &Error{Code: fsm.CodeInvalid, Field: field, Message: fmt.Sprintf(format, args...)}
+	return &Error{Code: model.CodeInvalid, Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
 // ---- auth ----
@@ -461,7 +462,7 @@ func (s *Server) writeOpts(w http.ResponseWriter, r *http.Request, okStatus int,
 func (s *Server) apply(cmd fsm.Command) (*WriteResponse, *Error) {
 	b, err := s.cfg.FSM.Encode(cmd)
 	if err != nil {
-		return nil, &Error{Code: fsm.CodeInternal, Message: err.Error()}
+		return nil, &Error{Code: model.CodeInternal, Message: err.Error()}
 	}
 	if len(b) > s.cfg.MaxEntry {
 		return nil, &Error{Code: CodeTooLarge, Message: fmt.Sprintf("the change is %d bytes as a raft log entry, more than the limit of %d (raftlb agent -api-max-entry): split it", len(b), s.cfg.MaxEntry)}
@@ -471,26 +472,26 @@ func (s *Server) apply(cmd fsm.Command) (*WriteResponse, *Error) {
 		if errors.Is(err, cluster.ErrNotLeader) {
 			return nil, &Error{Code: CodeLeadershipLost, Message: fmt.Sprintf("leadership changed while the write was in flight; it may or may not have been applied: read, then retry (%v)", err)}
 		}
-		return nil, &Error{Code: fsm.CodeInternal, Message: "raft apply: " + err.Error()}
+		return nil, &Error{Code: model.CodeInternal, Message: "raft apply: " + err.Error()}
 	}
 	res, ok := resp.(*fsm.Result)
 	if !ok {
-		return nil, &Error{Code: fsm.CodeInternal, Message: fmt.Sprintf("unexpected apply result %T", resp)}
+		return nil, &Error{Code: model.CodeInternal, Message: fmt.Sprintf("unexpected apply result %T", resp)}
 	}
 	if res.Err != nil {
 		return nil, res.Err
 	}
 	out := &WriteResponse{Index: idx}
 	switch o := res.Object.(type) {
-	case fsm.Service:
+	case model.Service:
 		out.Service = &o
-	case fsm.RealServer:
+	case model.RealServer:
 		out.Real = &o
-	case fsm.VIP:
+	case model.VIP:
 		out.VIP = &o
-	case fsm.Settings:
+	case model.Settings:
 		out.Settings = &o
-	case fsm.Node:
+	case model.Node:
 		out.Node = &o
 	}
 	return out, nil
@@ -544,7 +545,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte, wa
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, r.Method, node.APIScheme+"://"+node.APIAddr+r.URL.RequestURI(), bytes.NewReader(body))
 	if err != nil {
-		writeError(w, 0, &Error{Code: fsm.CodeInternal, Message: err.Error()})
+		writeError(w, 0, &Error{Code: model.CodeInternal, Message: err.Error()})
 		return
 	}
 	for _, h := range []string{"Authorization", "Content-Type"} {
@@ -674,7 +675,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) peers() ([]Peer, *Error) {
 	ps, err := s.cfg.Raft.Peers()
 	if err != nil {
-		return nil, &Error{Code: fsm.CodeInternal, Message: "raft configuration: " + err.Error()}
+		return nil, &Error{Code: model.CodeInternal, Message: "raft configuration: " + err.Error()}
 	}
 	out := make([]Peer, 0, len(ps))
 	for _, p := range ps {
@@ -735,13 +736,13 @@ func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) registerNode(w http.ResponseWriter, r *http.Request) {
 	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
-		var n fsm.Node
+		var n model.Node
 		if e := decodeStrict(body, &n); e != nil {
 			return nil, e
 		}
-		n, err := fsm.NormalizeNode(n)
+		n, err := model.NormalizeNode(n)
 		if err != nil {
-			return nil, fsm.AsError(err)
+			return nil, model.AsError(err)
 		}
 		return s.applyFn(&fsm.RegisterNode{Node: n})
 	})
@@ -766,11 +767,11 @@ func clusterErr(field, id string, err error) *Error {
 	case errors.Is(err, cluster.ErrNotLeader):
 		return &Error{Code: CodeLeadershipLost, Message: fmt.Sprintf("leadership changed mid-operation: check, then retry (%v)", err)}
 	case errors.Is(err, cluster.ErrUnknownPeer):
-		return &Error{Code: fsm.CodeNotFound, Field: field, Message: fmt.Sprintf("%q is not a member of the cluster", id)}
+		return &Error{Code: model.CodeNotFound, Field: field, Message: fmt.Sprintf("%q is not a member of the cluster", id)}
 	case errors.Is(err, cluster.ErrConflict):
-		return &Error{Code: fsm.CodeConflict, Field: field, Message: err.Error()}
+		return &Error{Code: model.CodeConflict, Field: field, Message: err.Error()}
 	}
-	return &Error{Code: fsm.CodeInternal, Message: err.Error()}
+	return &Error{Code: model.CodeInternal, Message: err.Error()}
 }
 
 func (s *Server) join(w http.ResponseWriter, r *http.Request) {
@@ -779,7 +780,7 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		if e := decodeStrict(body, &j); e != nil {
 			return nil, e
 		}
-		if !fsm.ValidName(j.ID) {
+		if !model.ValidName(j.ID) {
 			return nil, badRequest("id", "%q is not a valid node id", j.ID)
 		}
 		if e := checkRaftAddr("address", j.Address); e != nil {
@@ -787,9 +788,9 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		}
 		var reg *fsm.RegisterNode
 		if j.APIAddr != "" {
-			n, err := fsm.NormalizeNode(fsm.Node{ID: j.ID, RaftAddr: j.Address, APIAddr: j.APIAddr, APIScheme: j.APIScheme})
+			n, err := model.NormalizeNode(model.Node{ID: j.ID, RaftAddr: j.Address, APIAddr: j.APIAddr, APIScheme: j.APIScheme})
 			if err != nil {
-				return nil, fsm.AsError(err)
+				return nil, model.AsError(err)
 			}
 			reg = &fsm.RegisterNode{Node: n}
 		}
@@ -811,7 +812,7 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request) {
 		if e := decodeStrict(body, &q); e != nil {
 			return nil, e
 		}
-		if !fsm.ValidName(q.ID) {
+		if !model.ValidName(q.ID) {
 			return nil, badRequest("id", "%q is not a valid node id", q.ID)
 		}
 		return func() (*WriteResponse, *Error) {
@@ -828,7 +829,7 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request) {
 				return nil, clusterErr("id", q.ID, cluster.ErrUnknownPeer)
 			}
 			if voters <= 1 {
-				return nil, &Error{Code: fsm.CodeConflict, Field: "id", Message: fmt.Sprintf(
+				return nil, &Error{Code: model.CodeConflict, Field: "id", Message: fmt.Sprintf(
 					"%q is the cluster's last voter: a cluster cannot remove its last member (stop the director instead, or add another voter first)", q.ID)}
 			}
 			// Forget its API address first: once the leader removes itself it
@@ -854,7 +855,7 @@ func (s *Server) transfer(w http.ResponseWriter, r *http.Request) {
 				return nil, e
 			}
 		}
-		if q.ID != "" && !fsm.ValidName(q.ID) {
+		if q.ID != "" && !model.ValidName(q.ID) {
 			return nil, badRequest("id", "%q is not a valid node id", q.ID)
 		}
 		return func() (*WriteResponse, *Error) {

@@ -11,7 +11,7 @@ package api
 import (
 	"time"
 
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 )
 
 // Headers.
@@ -37,17 +37,17 @@ const (
 )
 
 // Error is the body of every error response.
-type Error = fsm.Error
+type Error = model.Error
 
 // WriteResponse is the body of every successful write. Exactly one object
 // field is set for creates and updates; none for deletes.
 type WriteResponse struct {
-	Index    uint64          `json:"index"`
-	Service  *fsm.Service    `json:"service,omitempty"`
-	Real     *fsm.RealServer `json:"real,omitempty"`
-	VIP      *fsm.VIP        `json:"vip,omitempty"`
-	Settings *fsm.Settings   `json:"settings,omitempty"`
-	Node     *fsm.Node       `json:"node,omitempty"`
+	Index    uint64            `json:"index"`
+	Service  *model.Service    `json:"service,omitempty"`
+	Real     *model.RealServer `json:"real,omitempty"`
+	VIP      *model.VIP        `json:"vip,omitempty"`
+	Settings *model.Settings   `json:"settings,omitempty"`
+	Node     *model.Node       `json:"node,omitempty"`
 }
 
 // Status is GET /v1/status.

@@ -10,12 +10,12 @@ import (
 	"testing"
 
 	"github.com/raftlb/raftlb/api"
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 )
 
-func getService(t *testing.T, base, name string) (fsm.Service, uint64) {
+func getService(t *testing.T, base, name string) (model.Service, uint64) {
 	t.Helper()
-	var s fsm.Service
+	var s model.Service
 	idx := checkRead(t, call(t, "GET", base+"/v1/services/"+name, ""), &s)
 	return s, idx
 }
@@ -38,10 +38,10 @@ func TestServiceLifecycle(t *testing.T) {
 	if got == nil {
 		t.Fatal("no service in the answer")
 	}
-	want := fsm.Service{
-		ServiceSpec: fsm.ServiceSpec{Name: "web6", Protocol: "tcp", Address: "2001:db8::1", Port: 443, Family: "inet6",
+	want := model.Service{
+		ServiceSpec: model.ServiceSpec{Name: "web6", Protocol: "tcp", Address: "2001:db8::1", Port: 443, Family: "inet6",
 			Scheduler: "wlc", Forward: "nat"},
-		Reals: []fsm.RealServer{
+		Reals: []model.RealServer{
 			{Address: "2001:db8::2", Port: 443, Weight: 1, State: "enabled"},
 			{Address: "2001:db8::3", Port: 443, Weight: 0, State: "drain"},
 			{Address: "2001:db8::4", Port: 8443, Weight: 1, Forward: "nat", State: "enabled"},
@@ -66,12 +66,12 @@ func TestServiceLifecycle(t *testing.T) {
 	if idx < w.Index {
 		t.Errorf("GET index %d below the write's %d", idx, w.Index)
 	}
-	var list []fsm.Service
+	var list []model.Service
 	checkRead(t, call(t, "GET", base+"/v1/services", ""), &list)
 	if len(list) != 1 || !reflect.DeepEqual(list[0], want) {
 		t.Fatalf("list %+v", list)
 	}
-	var reals []fsm.RealServer
+	var reals []model.RealServer
 	checkRead(t, call(t, "GET", base+"/v1/services/web6/reals", ""), &reals)
 	if !reflect.DeepEqual(reals, want.Reals) {
 		t.Fatalf("reals %+v", reals)
@@ -82,7 +82,7 @@ func TestServiceLifecycle(t *testing.T) {
 	raw := call(t, "GET", base+"/v1/services/web6", "")
 	before := snapshotState(t, f, n)
 	checkError(t, call(t, "PUT", base+"/v1/services/web6?cas="+strconv.FormatUint(s.ModifyIndex, 10), string(raw.body)),
-		http.StatusBadRequest, fsm.CodeInvalid, "reals")
+		http.StatusBadRequest, model.CodeInvalid, "reals")
 	checkUnchanged(t, before, f, n)
 
 	// GET → modify → PUT with the indexes and without reals, under CAS.
@@ -112,7 +112,7 @@ func TestServiceLifecycle(t *testing.T) {
 
 	// The same CAS again is stale.
 	before = snapshotState(t, f, n)
-	e := checkError(t, call(t, "PUT", u, mustJSON(t, m)), http.StatusConflict, fsm.CodeCASMismatch, "cas")
+	e := checkError(t, call(t, "PUT", u, mustJSON(t, m)), http.StatusConflict, model.CodeCASMismatch, "cas")
 	if !strings.Contains(e.Message, strconv.FormatUint(w2.Index, 10)) {
 		t.Errorf("cas_mismatch message %q does not give the current modify_index %d", e.Message, w2.Index)
 	}
@@ -140,14 +140,14 @@ func TestServiceLifecycle(t *testing.T) {
 	// DELETE: a stale CAS is refused, the current one deletes.
 	cur, _ := getService(t, base, "web6")
 	before = snapshotState(t, f, n)
-	checkError(t, call(t, "DELETE", base+"/v1/services/web6?cas="+strconv.FormatUint(cas, 10), ""), http.StatusConflict, fsm.CodeCASMismatch, "cas")
+	checkError(t, call(t, "DELETE", base+"/v1/services/web6?cas="+strconv.FormatUint(cas, 10), ""), http.StatusConflict, model.CodeCASMismatch, "cas")
 	checkUnchanged(t, before, f, n)
 	d := checkWrite(t, call(t, "DELETE", base+"/v1/services/web6?cas="+strconv.FormatUint(cur.ModifyIndex, 10), ""), http.StatusOK)
 	if d.Service != nil || d.Real != nil || d.Index <= cur.ModifyIndex {
 		t.Errorf("delete answered %+v", d)
 	}
-	checkError(t, call(t, "GET", base+"/v1/services/web6", ""), http.StatusNotFound, fsm.CodeNotFound, "name")
-	checkError(t, call(t, "GET", base+"/v1/services/web6/reals", ""), http.StatusNotFound, fsm.CodeNotFound, "service")
+	checkError(t, call(t, "GET", base+"/v1/services/web6", ""), http.StatusNotFound, model.CodeNotFound, "name")
+	checkError(t, call(t, "GET", base+"/v1/services/web6/reals", ""), http.StatusNotFound, model.CodeNotFound, "service")
 	// Deleting frees the name and the key.
 	checkWrite(t, call(t, "POST", base+"/v1/services", `{"name":"web6","protocol":"tcp","address":"2001:db8::1","port":443}`), http.StatusCreated)
 	checkWrite(t, call(t, "DELETE", base+"/v1/services/web6", ""), http.StatusOK)
@@ -171,11 +171,11 @@ func TestRealLifecycle(t *testing.T) {
 
 	// Create: port 0 becomes the service's, defaults filled in.
 	w := checkWrite(t, call(t, "POST", base+"/v1/services/web/reals", `{"address":"10.0.1.3"}`), http.StatusCreated)
-	want := fsm.RealServer{Address: "10.0.1.3", Port: 80, Weight: 1, State: "enabled", CreateIndex: w.Index, ModifyIndex: w.Index}
+	want := model.RealServer{Address: "10.0.1.3", Port: 80, Weight: 1, State: "enabled", CreateIndex: w.Index, ModifyIndex: w.Index}
 	if w.Service != nil || w.Real == nil || !reflect.DeepEqual(*w.Real, want) {
 		t.Fatalf("created %+v, want %+v", w, want)
 	}
-	var r fsm.RealServer
+	var r model.RealServer
 	checkRead(t, call(t, "GET", base+"/v1/services/web/reals/10.0.1.3:80", ""), &r)
 	if !reflect.DeepEqual(r, want) {
 		t.Fatalf("GET %+v, want %+v", r, want)
@@ -194,13 +194,13 @@ func TestRealLifecycle(t *testing.T) {
 		t.Fatalf("updated %+v, want %+v", w2.Real, want)
 	}
 	before := snapshotState(t, f, n)
-	checkError(t, call(t, "PUT", u, mustJSON(t, r)), http.StatusConflict, fsm.CodeCASMismatch, "cas")
+	checkError(t, call(t, "PUT", u, mustJSON(t, r)), http.StatusConflict, model.CodeCASMismatch, "cas")
 	checkUnchanged(t, before, f, n)
 
 	// PUT replaces: absent fields take their defaults; the address comes
 	// from the path when the body has none.
 	w3 := checkWrite(t, call(t, "PUT", base+"/v1/services/web/reals/10.0.1.3:80", `{"weight":7}`), http.StatusOK)
-	want = fsm.RealServer{Address: "10.0.1.3", Port: 80, Weight: 7, State: "enabled", CreateIndex: w.Index, ModifyIndex: w3.Index}
+	want = model.RealServer{Address: "10.0.1.3", Port: 80, Weight: 7, State: "enabled", CreateIndex: w.Index, ModifyIndex: w3.Index}
 	if w3.Real == nil || !reflect.DeepEqual(*w3.Real, want) {
 		t.Fatalf("PUT without address %+v, want %+v", w3.Real, want)
 	}
@@ -211,7 +211,7 @@ func TestRealLifecycle(t *testing.T) {
 		t.Fatalf("v6 real %+v", w4.Real)
 	}
 	for _, key := range []string{"[2001:db8::20]:8443", url.PathEscape("[2001:db8::20]:8443"), "[2001:DB8:0:0::20]:8443"} {
-		var got fsm.RealServer
+		var got model.RealServer
 		checkRead(t, call(t, "GET", base+"/v1/services/v6/reals/"+key, ""), &got)
 		if got != *w4.Real {
 			t.Errorf("GET %s: %+v, want %+v", key, got, *w4.Real)
@@ -225,13 +225,13 @@ func TestRealLifecycle(t *testing.T) {
 	// DELETE under CAS.
 	before = snapshotState(t, f, n)
 	checkError(t, call(t, "DELETE", base+"/v1/services/web/reals/10.0.1.3:80?cas="+strconv.FormatUint(w2.Index, 10), ""),
-		http.StatusConflict, fsm.CodeCASMismatch, "cas")
+		http.StatusConflict, model.CodeCASMismatch, "cas")
 	checkUnchanged(t, before, f, n)
 	d := checkWrite(t, call(t, "DELETE", base+"/v1/services/web/reals/10.0.1.3:80?cas="+strconv.FormatUint(w3.Index, 10), ""), http.StatusOK)
 	if d.Real != nil || d.Service != nil {
 		t.Errorf("delete answered %+v", d)
 	}
-	checkError(t, call(t, "GET", base+"/v1/services/web/reals/10.0.1.3:80", ""), http.StatusNotFound, fsm.CodeNotFound, "address")
+	checkError(t, call(t, "GET", base+"/v1/services/web/reals/10.0.1.3:80", ""), http.StatusNotFound, model.CodeNotFound, "address")
 	checkWrite(t, call(t, "DELETE", base+"/v1/services/v6/reals/%5B2001:db8::20%5D:8443", ""), http.StatusOK)
 	if s, _ := getService(t, base, "v6"); len(s.Reals) != 0 || s.Reals == nil {
 		t.Fatalf("reals left: %#v", s.Reals)
@@ -245,11 +245,11 @@ func TestVIPLifecycle(t *testing.T) {
 
 	// A bare address gets its full prefix length and the default group.
 	w := checkWrite(t, call(t, "POST", base+"/v1/vips", `{"address":"192.0.2.50","interface":"eth0"}`), http.StatusCreated)
-	want := fsm.VIP{Address: "192.0.2.50/32", Interface: "eth0", Group: "default", CreateIndex: w.Index, ModifyIndex: w.Index}
+	want := model.VIP{Address: "192.0.2.50/32", Interface: "eth0", Group: "default", CreateIndex: w.Index, ModifyIndex: w.Index}
 	if w.VIP == nil || *w.VIP != want || w.Service != nil {
 		t.Fatalf("created %+v, want %+v", w, want)
 	}
-	var v fsm.VIP
+	var v model.VIP
 	checkRead(t, call(t, "GET", base+"/v1/vips/192.0.2.50", ""), &v)
 	if v != want {
 		t.Fatalf("GET %+v", v)
@@ -258,7 +258,7 @@ func TestVIPLifecycle(t *testing.T) {
 	if w6.VIP == nil || w6.VIP.Address != "2001:db8::50/64" || w6.VIP.Group != "edge" {
 		t.Fatalf("v6 VIP %+v", w6.VIP)
 	}
-	var list []fsm.VIP
+	var list []model.VIP
 	checkRead(t, call(t, "GET", base+"/v1/vips", ""), &list)
 	if len(list) != 2 {
 		t.Fatalf("list %+v", list)
@@ -269,12 +269,12 @@ func TestVIPLifecycle(t *testing.T) {
 	v.Address, v.Interface, v.Group = "192.0.2.50/24", "eth1", "g2"
 	u := base + "/v1/vips/192.0.2.50?cas=" + strconv.FormatUint(v.ModifyIndex, 10)
 	w2 := checkWrite(t, call(t, "PUT", u, mustJSON(t, v)), http.StatusOK)
-	want = fsm.VIP{Address: "192.0.2.50/24", Interface: "eth1", Group: "g2", CreateIndex: w.Index, ModifyIndex: w2.Index}
+	want = model.VIP{Address: "192.0.2.50/24", Interface: "eth1", Group: "g2", CreateIndex: w.Index, ModifyIndex: w2.Index}
 	if w2.VIP == nil || *w2.VIP != want {
 		t.Fatalf("updated %+v, want %+v", w2.VIP, want)
 	}
 	before := snapshotState(t, f, n)
-	checkError(t, call(t, "PUT", u, mustJSON(t, v)), http.StatusConflict, fsm.CodeCASMismatch, "cas")
+	checkError(t, call(t, "PUT", u, mustJSON(t, v)), http.StatusConflict, model.CodeCASMismatch, "cas")
 	checkUnchanged(t, before, f, n)
 	checkRead(t, call(t, "GET", base+"/v1/vips/192.0.2.50", ""), &v)
 	if v != want {
@@ -302,9 +302,9 @@ func TestSettingsLifecycle(t *testing.T) {
 	f, n := startNode(t, "n1")
 	base := serve(t, api.Config{FSM: f, Raft: n}).URL
 
-	var s fsm.Settings
+	var s model.Settings
 	checkRead(t, call(t, "GET", base+"/v1/settings", ""), &s)
-	if !reflect.DeepEqual(s, fsm.DefaultSettings()) {
+	if !reflect.DeepEqual(s, model.DefaultSettings()) {
 		t.Fatalf("initial settings %+v", s)
 	}
 
@@ -312,7 +312,7 @@ func TestSettingsLifecycle(t *testing.T) {
 	// multicast group is canonicalised.
 	w := checkWrite(t, call(t, "PUT", base+"/v1/settings",
 		`{"timing_profile":"fast","ipvs_timeouts":{"tcp":900},"sync":{"enabled":true,"interface":"eth1","mcast_group":"FF02:0::0:12"}}`), http.StatusOK)
-	want := fsm.DefaultSettings()
+	want := model.DefaultSettings()
 	want.TimingProfile, want.Timeouts.TCP = "fast", 900
 	want.Sync.Enabled, want.Sync.Interface, want.Sync.McastGroup = true, "eth1", "ff02::12"
 	want.ModifyIndex = w.Index
@@ -333,12 +333,12 @@ func TestSettingsLifecycle(t *testing.T) {
 		t.Fatalf("updated %+v, want %+v", w2.Settings, want)
 	}
 	before := snapshotState(t, f, n)
-	checkError(t, call(t, "PUT", u, mustJSON(t, s)), http.StatusConflict, fsm.CodeCASMismatch, "cas")
+	checkError(t, call(t, "PUT", u, mustJSON(t, s)), http.StatusConflict, model.CodeCASMismatch, "cas")
 	checkUnchanged(t, before, f, n)
 
 	// An empty object resets everything to the defaults.
 	w3 := checkWrite(t, call(t, "PUT", base+"/v1/settings", `{}`), http.StatusOK)
-	want = fsm.DefaultSettings()
+	want = model.DefaultSettings()
 	want.ModifyIndex = w3.Index
 	if w3.Settings == nil || !reflect.DeepEqual(*w3.Settings, want) {
 		t.Fatalf("reset %+v, want %+v", w3.Settings, want)

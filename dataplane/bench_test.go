@@ -7,19 +7,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/benchrec"
+	"github.com/raftlb/raftlb/model"
 )
 
 // fsmServices builds nSvc services of nDst real servers each, as the FSM
 // returns them.
-func fsmServices(nSvc, nDst int) []fsm.Service {
-	out := make([]fsm.Service, 0, nSvc)
+func fsmServices(nSvc, nDst int) []model.Service {
+	out := make([]model.Service, 0, nSvc)
 	for i := range nSvc {
-		s := fsm.Service{ServiceSpec: fsm.ServiceSpec{Name: fmt.Sprintf("s%d", i), Protocol: "tcp",
+		s := model.Service{ServiceSpec: model.ServiceSpec{Name: fmt.Sprintf("s%d", i), Protocol: "tcp",
 			Address: fmt.Sprintf("192.0.%d.%d", i/250, i%250+1), Port: 80, Family: "inet", Scheduler: "wrr", Forward: "nat"}}
 		for j := range nDst {
-			s.Reals = append(s.Reals, fsm.RealServer{Address: fmt.Sprintf("10.%d.%d.%d", i, j/250, j%250+1), Port: 80, Weight: 1, State: fsm.StateEnabled})
+			s.Reals = append(s.Reals, model.RealServer{Address: fmt.Sprintf("10.%d.%d.%d", i, j/250, j%250+1), Port: 80, Weight: 1, State: model.StateEnabled})
 		}
 		out = append(out, s)
 	}

@@ -34,7 +34,7 @@ type Service struct {
 }
 
 // Key is the service's identity: "tcp/192.0.2.1:80", "udp/[2001:db8::1]:53",
-// "fwmark/inet/7" (the same format as fsm.ServiceSpec.Key).
+// "fwmark/inet/7" (the same format as model.ServiceSpec.Key).
 func (s Service) Key() string {
 	if s.Fwmark != 0 {
 		return "fwmark/" + s.Family + "/" + strconv.FormatUint(uint64(s.Fwmark), 10)

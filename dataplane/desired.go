@@ -4,7 +4,7 @@ import (
 	"net/netip"
 	"slices"
 
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 )
 
 // Desired is everything the reconciler makes the kernel hold.
@@ -37,7 +37,7 @@ type IncrementalSource interface {
 
 // FromFSM derives the dataplane table from the replicated services, with
 // the name of each service's key.
-func FromFSM(services []fsm.Service) (Table, map[string]string) {
+func FromFSM(services []model.Service) (Table, map[string]string) {
 	t := make(Table, len(services))
 	names := make(map[string]string, len(services))
 	for _, s := range services {
@@ -66,23 +66,17 @@ func FromFSM(services []fsm.Service) (Table, map[string]string) {
 //
 // It reads only s, so following the FSM's per-service changes
 // (ServicesChangedSince) gives the same table as a full rebuild.
-func FromFSMService(s fsm.Service) VirtualService {
+func FromFSMService(s model.Service) VirtualService {
 	vs := VirtualService{Service: serviceFromSpec(s.ServiceSpec), Dests: make(map[string]Destination, len(s.Reals))}
 	sorry := s.QuorumLost && s.SorryServer != nil
 	for _, r := range s.Reals {
-		if r.State == fsm.StateDisabled {
+		w, programmed := s.EffectiveWeight(r)
+		if !programmed {
 			continue
 		}
-		healthy := r.Healthy()
-		if !healthy && !s.InhibitOnFailure {
-			continue
-		}
-		d := Destination{Port: uint16(r.Port), Weight: r.Weight, Forward: s.EffectiveForward(r),
+		d := Destination{Port: uint16(r.Port), Weight: w, Forward: s.EffectiveForward(r),
 			UpperThreshold: uint32(r.UpperThreshold), LowerThreshold: uint32(r.LowerThreshold)}
 		d.Address, _ = netip.ParseAddr(r.Address)
-		if r.State == fsm.StateDrain || !healthy {
-			d.Weight = 0
-		}
 		if sorry && d.Weight != 0 {
 			continue // the sorry server takes the new connections
 		}
@@ -98,7 +92,7 @@ func FromFSMService(s fsm.Service) VirtualService {
 // sorryDestination is the destination of a service's sorry server: weight
 // 1, its own forwarding method or the service's, its own port or the
 // service's.
-func sorryDestination(s fsm.ServiceSpec) Destination {
+func sorryDestination(s model.ServiceSpec) Destination {
 	ss := s.SorryServer
 	d := Destination{Port: uint16(ss.Port), Weight: 1, Forward: ss.Forward}
 	d.Address, _ = netip.ParseAddr(ss.Address)
@@ -111,7 +105,7 @@ func sorryDestination(s fsm.ServiceSpec) Destination {
 	return d
 }
 
-func serviceFromSpec(s fsm.ServiceSpec) Service {
+func serviceFromSpec(s model.ServiceSpec) Service {
 	out := Service{Protocol: s.Protocol, Port: uint16(s.Port), Fwmark: s.Fwmark, Family: s.Family,
 		Scheduler: s.Scheduler, Flags: slices.Clone(s.SchedFlags), Timeout: uint32(s.Persistence), Netmask: s.PersistNetmask}
 	if s.Fwmark == 0 {
@@ -123,7 +117,7 @@ func serviceFromSpec(s fsm.ServiceSpec) Service {
 // SyncFromSettings returns the sync daemons a director runs: none when
 // disabled; master and backup everywhere in mode "both"; in mode "leader"
 // master on the leader and backup elsewhere.
-func SyncFromSettings(s fsm.SyncConfig, leader bool) []SyncDaemon {
+func SyncFromSettings(s model.SyncConfig, leader bool) []SyncDaemon {
 	if !s.Enabled {
 		return nil
 	}
@@ -132,7 +126,7 @@ func SyncFromSettings(s fsm.SyncConfig, leader bool) []SyncDaemon {
 	master, backup := base, base
 	master.Role, backup.Role = "master", "backup"
 	switch {
-	case s.Mode == fsm.SyncModeBoth:
+	case s.Mode == model.SyncModeBoth:
 		return []SyncDaemon{master, backup}
 	case leader:
 		return []SyncDaemon{master}
@@ -142,7 +136,7 @@ func SyncFromSettings(s fsm.SyncConfig, leader bool) []SyncDaemon {
 }
 
 // TimeoutsFromSettings converts the replicated IPVS timeouts.
-func TimeoutsFromSettings(t fsm.Timeouts) Timeouts {
+func TimeoutsFromSettings(t model.Timeouts) Timeouts {
 	return Timeouts{TCP: t.TCP, TCPFin: t.TCPFin, UDP: t.UDP}
 }
 

@@ -7,26 +7,26 @@ import (
 	"testing"
 
 	"github.com/raftlb/raftlb/fsm"
-	"github.com/raftlb/raftlb/health"
+	"github.com/raftlb/raftlb/model"
 )
 
 // checkedWeb is a checked service with three real servers: .1 up (no
 // decision), .2 decided down, .3 decided up again; .4 down and draining,
 // .5 down and disabled.
-func checkedWeb() fsm.Service {
-	s := fsm.Service{ServiceSpec: spec("web", "192.0.2.10", 80)}
-	s.Family = fsm.FamilyInet
-	s.Check = &health.Spec{Type: "tcp"}
-	rs := func(host string, w int, state string, h *fsm.RealHealth) fsm.RealServer {
-		return fsm.RealServer{Address: "10.0.0." + host, Port: 8080, Weight: w, State: state, Health: h}
+func checkedWeb() model.Service {
+	s := model.Service{ServiceSpec: spec("web", "192.0.2.10", 80)}
+	s.Family = model.FamilyInet
+	s.Check = &model.Check{Type: "tcp"}
+	rs := func(host string, w int, state string, h *model.RealHealth) model.RealServer {
+		return model.RealServer{Address: "10.0.0." + host, Port: 8080, Weight: w, State: state, Health: h}
 	}
-	down, up := &fsm.RealHealth{Up: false, Since: 7, Reason: "connection refused"}, &fsm.RealHealth{Up: true, Since: 9}
-	s.Reals = []fsm.RealServer{
-		rs("1", 3, fsm.StateEnabled, nil),
-		rs("2", 2, fsm.StateEnabled, down),
-		rs("3", 1, fsm.StateEnabled, up),
-		rs("4", 5, fsm.StateDrain, down),
-		rs("5", 5, fsm.StateDisabled, down),
+	down, up := &model.RealHealth{Up: false, Since: 7, Reason: "connection refused"}, &model.RealHealth{Up: true, Since: 9}
+	s.Reals = []model.RealServer{
+		rs("1", 3, model.StateEnabled, nil),
+		rs("2", 2, model.StateEnabled, down),
+		rs("3", 1, model.StateEnabled, up),
+		rs("4", 5, model.StateDrain, down),
+		rs("5", 5, model.StateDisabled, down),
 	}
 	return s
 }
@@ -43,26 +43,26 @@ func weights(vs VirtualService) map[string]int {
 func TestFromFSMServiceHealth(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		mut  func(*fsm.Service)
+		mut  func(*model.Service)
 		want map[string]int
 	}{
-		{"a real server decided down leaves", func(*fsm.Service) {},
+		{"a real server decided down leaves", func(*model.Service) {},
 			map[string]int{"10.0.0.1:8080": 3, "10.0.0.3:8080": 1}},
-		{"inhibit keeps it with weight 0", func(s *fsm.Service) { s.InhibitOnFailure = true },
+		{"inhibit keeps it with weight 0", func(s *model.Service) { s.InhibitOnFailure = true },
 			map[string]int{"10.0.0.1:8080": 3, "10.0.0.2:8080": 0, "10.0.0.3:8080": 1, "10.0.0.4:8080": 0}},
-		{"quorum lost without a sorry server: the healthy ones keep serving", func(s *fsm.Service) { s.QuorumLost = true },
+		{"quorum lost without a sorry server: the healthy ones keep serving", func(s *model.Service) { s.QuorumLost = true },
 			map[string]int{"10.0.0.1:8080": 3, "10.0.0.3:8080": 1}},
-		{"quorum lost: only the sorry server takes connections", func(s *fsm.Service) {
-			s.QuorumLost, s.SorryServer = true, &fsm.SorryServer{Address: "10.0.0.99", Port: 80}
+		{"quorum lost: only the sorry server takes connections", func(s *model.Service) {
+			s.QuorumLost, s.SorryServer = true, &model.SorryServer{Address: "10.0.0.99", Port: 80}
 		}, map[string]int{"10.0.0.99:80": 1}},
-		{"quorum lost with inhibit: weight-0 destinations keep their connections", func(s *fsm.Service) {
-			s.QuorumLost, s.InhibitOnFailure, s.SorryServer = true, true, &fsm.SorryServer{Address: "10.0.0.99", Port: 80}
+		{"quorum lost with inhibit: weight-0 destinations keep their connections", func(s *model.Service) {
+			s.QuorumLost, s.InhibitOnFailure, s.SorryServer = true, true, &model.SorryServer{Address: "10.0.0.99", Port: 80}
 		}, map[string]int{"10.0.0.2:8080": 0, "10.0.0.4:8080": 0, "10.0.0.99:80": 1}},
-		{"a sorry server at a real server's address replaces it", func(s *fsm.Service) {
-			s.QuorumLost, s.InhibitOnFailure, s.SorryServer = true, true, &fsm.SorryServer{Address: "10.0.0.2", Port: 8080}
+		{"a sorry server at a real server's address replaces it", func(s *model.Service) {
+			s.QuorumLost, s.InhibitOnFailure, s.SorryServer = true, true, &model.SorryServer{Address: "10.0.0.2", Port: 8080}
 		}, map[string]int{"10.0.0.2:8080": 1, "10.0.0.4:8080": 0}},
-		{"a sorry server while the quorum holds is not used", func(s *fsm.Service) {
-			s.SorryServer = &fsm.SorryServer{Address: "10.0.0.99", Port: 80}
+		{"a sorry server while the quorum holds is not used", func(s *model.Service) {
+			s.SorryServer = &model.SorryServer{Address: "10.0.0.99", Port: 80}
 		}, map[string]int{"10.0.0.1:8080": 3, "10.0.0.3:8080": 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -77,15 +77,15 @@ func TestFromFSMServiceHealth(t *testing.T) {
 
 func TestSorryServerDestination(t *testing.T) {
 	s := checkedWeb()
-	s.Forward, s.QuorumLost = fsm.ForwardDR, true
-	s.SorryServer = &fsm.SorryServer{Address: "10.0.0.99"} // port and forwarding from the service
+	s.Forward, s.QuorumLost = model.ForwardDR, true
+	s.SorryServer = &model.SorryServer{Address: "10.0.0.99"} // port and forwarding from the service
 	vs := FromFSMService(s)
-	want := Destination{Address: netip.MustParseAddr("10.0.0.99"), Port: 80, Weight: 1, Forward: fsm.ForwardDR}
+	want := Destination{Address: netip.MustParseAddr("10.0.0.99"), Port: 80, Weight: 1, Forward: model.ForwardDR}
 	if d, ok := vs.Dests[want.Key()]; !ok || d != want {
 		t.Fatalf("sorry server %+v, want %+v (dests %v)", d, want, slices.Collect(maps.Keys(vs.Dests)))
 	}
-	s.SorryServer = &fsm.SorryServer{Address: "10.0.0.99", Port: 8080, Forward: fsm.ForwardNAT}
-	want.Port, want.Forward = 8080, fsm.ForwardNAT
+	s.SorryServer = &model.SorryServer{Address: "10.0.0.99", Port: 8080, Forward: model.ForwardNAT}
+	want.Port, want.Forward = 8080, model.ForwardNAT
 	if d := FromFSMService(s).Dests[want.Key()]; d != want {
 		t.Fatalf("sorry server %+v, want %+v", d, want)
 	}
@@ -98,12 +98,12 @@ func TestSorryServerDestination(t *testing.T) {
 func TestHealthThroughTheFSM(t *testing.T) {
 	log := &fsmLog{f: fsm.New(nil)}
 	sp := spec("web", "192.0.2.10", 80)
-	sp.Check = &health.Spec{Type: "tcp"}
+	sp.Check = &model.Check{Type: "tcp"}
 	sp.Quorum, sp.Hysteresis = 3, 1 // lost below 2, back at 4
-	sp.SorryServer = &fsm.SorryServer{Address: "10.0.0.99"}
+	sp.SorryServer = &model.SorryServer{Address: "10.0.0.99"}
 	c := &fsm.CreateService{Service: sp}
 	for _, a := range []string{"10.0.0.1", "10.0.0.2"} {
-		c.Reals = append(c.Reals, fsm.RealServer{Address: a, Port: 8080, Weight: 2})
+		c.Reals = append(c.Reals, model.RealServer{Address: a, Port: 8080, Weight: 2})
 	}
 	if res := log.apply(t, c); res.Err != nil {
 		t.Fatal(res.Err)

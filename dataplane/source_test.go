@@ -8,7 +8,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/raftlb/raftlb/fsm"
-	"github.com/raftlb/raftlb/health"
+	"github.com/raftlb/raftlb/model"
 )
 
 type fsmLog struct {
@@ -26,8 +26,8 @@ func (l *fsmLog) apply(tb testing.TB, c fsm.Command) *fsm.Result {
 	return l.f.Apply(&raft.Log{Index: l.idx, Type: raft.LogCommand, Data: b}).(*fsm.Result)
 }
 
-func spec(name, addr string, port int) fsm.ServiceSpec {
-	s := fsm.NewServiceSpec()
+func spec(name, addr string, port int) model.ServiceSpec {
+	s := model.NewServiceSpec()
 	s.Name, s.Protocol, s.Address, s.Port, s.Scheduler = name, "tcp", addr, port, "wrr"
 	return s
 }
@@ -35,19 +35,19 @@ func spec(name, addr string, port int) fsm.ServiceSpec {
 // healthSpec is spec with random health fields: a check (sometimes
 // starting down), inhibit on failure, a quorum with hysteresis and a sorry
 // server (sometimes at the address of a real server).
-func healthSpec(rnd *rand.Rand, name, addr string, port int) fsm.ServiceSpec {
+func healthSpec(rnd *rand.Rand, name, addr string, port int) model.ServiceSpec {
 	s := spec(name, addr, port)
 	if rnd.IntN(4) == 0 {
 		return s
 	}
 	if rnd.IntN(4) != 0 {
-		s.Check = &health.Spec{Type: "tcp", StartDown: rnd.IntN(3) == 0, Rise: 1 + rnd.IntN(2)} // Rise changes the check's hash
+		s.Check = &model.Check{Type: "tcp", StartDown: rnd.IntN(3) == 0, Rise: 1 + rnd.IntN(2)} // Rise changes the check's hash
 	}
 	s.InhibitOnFailure = rnd.IntN(2) == 0
 	s.Quorum = rnd.IntN(5)
 	s.Hysteresis = rnd.IntN(min(s.EffectiveQuorum(), 2) + 1)
 	if rnd.IntN(3) != 0 {
-		s.SorryServer = &fsm.SorryServer{Address: []string{"10.0.0.9", "10.0.0.1"}[rnd.IntN(2)], Port: []int{0, 8080}[rnd.IntN(2)]}
+		s.SorryServer = &model.SorryServer{Address: []string{"10.0.0.9", "10.0.0.1"}[rnd.IntN(2)], Port: []int{0, 8080}[rnd.IntN(2)]}
 	}
 	return s
 }
@@ -79,7 +79,7 @@ func TestIncrementalEqualsFull(t *testing.T) {
 		case 2:
 			log.apply(t, &fsm.DeleteService{Name: n})
 		case 3, 4:
-			rs := fsm.NewRealServer()
+			rs := model.NewRealServer()
 			rs.Address, rs.Port, rs.Weight = fmt.Sprintf("10.0.0.%d", 1+rnd.IntN(5)), 8080, rnd.IntN(4)
 			rs.State = []string{"enabled", "drain", "disabled"}[rnd.IntN(3)]
 			if rnd.IntN(2) == 0 {
@@ -128,7 +128,7 @@ func TestIncrementalEqualsFull(t *testing.T) {
 				seen.sorry++
 			}
 			for _, rs := range s.Reals {
-				if !rs.Healthy() && rs.State != fsm.StateDisabled {
+				if !rs.Healthy() && rs.State != model.StateDisabled {
 					seen.down++
 					if s.InhibitOnFailure {
 						seen.inhibited++
@@ -153,7 +153,7 @@ func TestIncrementalTouchesOnlyTheChange(t *testing.T) {
 	for i := range 20 {
 		c := &fsm.CreateService{Service: spec(fmt.Sprintf("s%d", i), fmt.Sprintf("192.0.2.%d", i+1), 80)}
 		for j := range 50 {
-			c.Reals = append(c.Reals, fsm.RealServer{Address: fmt.Sprintf("10.%d.0.%d", i, j+1), Weight: 1})
+			c.Reals = append(c.Reals, model.RealServer{Address: fmt.Sprintf("10.%d.0.%d", i, j+1), Weight: 1})
 		}
 		if res := log.apply(t, c); res.Err != nil {
 			t.Fatal(res.Err)
@@ -164,7 +164,7 @@ func TestIncrementalTouchesOnlyTheChange(t *testing.T) {
 	r := NewReconciler(fb, Options{})
 	r.FullPass(src.Desired())
 	fb.takeApplied()
-	log.apply(t, &fsm.CreateReal{Service: "s7", Real: fsm.RealServer{Address: "10.7.1.1", Weight: 2}})
+	log.apply(t, &fsm.CreateReal{Service: "s7", Real: model.RealServer{Address: "10.7.1.1", Weight: 2}})
 	r.syncFrom(src)
 	if got := fb.takeApplied(); len(got) != 1 || got[0].Op != AddDest {
 		t.Fatalf("got %v", got)
@@ -178,7 +178,7 @@ func BenchmarkIncrementalChangeAt100k(b *testing.B) {
 	for i := range 100 {
 		c := &fsm.CreateService{Service: spec(fmt.Sprintf("s%d", i), fmt.Sprintf("192.0.%d.%d", i/250, i%250+1), 80)}
 		for j := range 1000 {
-			c.Reals = append(c.Reals, fsm.RealServer{Address: fmt.Sprintf("10.%d.%d.%d", i, j/250, j%250+1), Weight: 1})
+			c.Reals = append(c.Reals, model.RealServer{Address: fmt.Sprintf("10.%d.%d.%d", i, j/250, j%250+1), Weight: 1})
 		}
 		if res := log.apply(b, c); res.Err != nil {
 			b.Fatal(res.Err)
@@ -192,7 +192,7 @@ func BenchmarkIncrementalChangeAt100k(b *testing.B) {
 	key := "10.7.0.4:80"
 	b.ResetTimer()
 	for i := range b.N {
-		log.apply(b, &fsm.UpdateReal{Service: "s7", Key: key, Real: fsm.RealServer{Address: "10.7.0.4", Port: 80, Weight: 2 + i%2}})
+		log.apply(b, &fsm.UpdateReal{Service: "s7", Key: key, Real: model.RealServer{Address: "10.7.0.4", Port: 80, Weight: 2 + i%2}})
 		r.syncFrom(src)
 	}
 	b.StopTimer()

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+
+	"github.com/raftlb/raftlb/model"
 )
 
 // CommandType is the first byte of every raft log entry raftlb writes.
@@ -58,7 +60,7 @@ const (
 type versioned interface{ needsV2() bool }
 
 func (c CreateService) needsV2() bool {
-	if c.Service.needsV2() {
+	if c.Service.UsesHealth() {
 		return true
 	}
 	for _, r := range c.Reals {
@@ -68,13 +70,19 @@ func (c CreateService) needsV2() bool {
 	}
 	return false
 }
-func (c UpdateService) needsV2() bool { return c.Spec.needsV2() }
+func (c UpdateService) needsV2() bool { return c.Spec.UsesHealth() }
 func (c CreateReal) needsV2() bool    { return c.Real.Health != nil }
 func (c UpdateReal) needsV2() bool    { return c.Real.Health != nil }
-func (c RegisterNode) needsV2() bool  { return c.Node.needsV2() }
+func (c RegisterNode) needsV2() bool  { return nodeNeedsV2(c.Node) }
 func (SetHealth) needsV2() bool       { return true }
 func (ReleaseLease) needsV2() bool    { return true }
 func (InitCluster) needsV2() bool     { return true }
+
+// nodeNeedsV2: the director fields of encoding version 2 (leadership,
+// gossip, checksums).
+func nodeNeedsV2(n model.Node) bool {
+	return n.Priority != 0 || n.PreemptDelay != "" || n.NoPreempt || n.Witness || n.Fault != "" || n.GossipAddr != "" || n.LogChecksums
+}
 
 func encodingVersion(c Command) byte {
 	if v, ok := c.(versioned); ok && v.needsV2() {
@@ -90,16 +98,16 @@ type Command interface {
 
 // CreateService adds a service, optionally with its real servers.
 type CreateService struct {
-	Service ServiceSpec  `json:"service"`
-	Reals   []RealServer `json:"reals,omitempty"`
+	Service model.ServiceSpec  `json:"service"`
+	Reals   []model.RealServer `json:"reals,omitempty"`
 }
 
 // UpdateService replaces the spec of service Name (its real servers stay).
 // CAS, when non-zero, must equal the service's modify_index.
 type UpdateService struct {
-	Name string      `json:"name"`
-	Spec ServiceSpec `json:"spec"`
-	CAS  uint64      `json:"cas,omitempty"`
+	Name string            `json:"name"`
+	Spec model.ServiceSpec `json:"spec"`
+	CAS  uint64            `json:"cas,omitempty"`
 }
 
 // DeleteService removes a service and its real servers.
@@ -110,17 +118,17 @@ type DeleteService struct {
 
 // CreateReal adds a real server to a service.
 type CreateReal struct {
-	Service string     `json:"service"`
-	Real    RealServer `json:"real"`
+	Service string           `json:"service"`
+	Real    model.RealServer `json:"real"`
 }
 
 // UpdateReal replaces real server Key of a service. The address and port
 // cannot change.
 type UpdateReal struct {
-	Service string     `json:"service"`
-	Key     string     `json:"key"`
-	Real    RealServer `json:"real"`
-	CAS     uint64     `json:"cas,omitempty"`
+	Service string           `json:"service"`
+	Key     string           `json:"key"`
+	Real    model.RealServer `json:"real"`
+	CAS     uint64           `json:"cas,omitempty"`
 }
 
 // DeleteReal removes real server Key from a service.
@@ -132,15 +140,15 @@ type DeleteReal struct {
 
 // CreateVIP adds a VIP.
 type CreateVIP struct {
-	VIP VIP `json:"vip"`
+	VIP model.VIP `json:"vip"`
 }
 
 // UpdateVIP replaces VIP Key (its address cannot change; its prefix length,
 // interface and group can).
 type UpdateVIP struct {
-	Key string `json:"key"`
-	VIP VIP    `json:"vip"`
-	CAS uint64 `json:"cas,omitempty"`
+	Key string    `json:"key"`
+	VIP model.VIP `json:"vip"`
+	CAS uint64    `json:"cas,omitempty"`
 }
 
 // DeleteVIP removes VIP Key.
@@ -151,13 +159,13 @@ type DeleteVIP struct {
 
 // UpdateSettings replaces the cluster settings.
 type UpdateSettings struct {
-	Settings Settings `json:"settings"`
-	CAS      uint64   `json:"cas,omitempty"`
+	Settings model.Settings `json:"settings"`
+	CAS      uint64         `json:"cas,omitempty"`
 }
 
 // RegisterNode records (or refreshes) a director's metadata.
 type RegisterNode struct {
-	Node Node `json:"node"`
+	Node model.Node `json:"node"`
 }
 
 // DeregisterNode forgets a director's metadata (after it left the cluster).
@@ -178,7 +186,7 @@ type HealthChange struct {
 	Key     string `json:"key"`
 	Up      bool   `json:"up"`
 	Reason  string `json:"reason,omitempty"`
-	Check   string `json:"check,omitempty"` // health.Spec.Hash of the check decided on; empty = any
+	Check   string `json:"check,omitempty"` // model.Check.Hash of the check decided on; empty = any
 }
 
 // MaxHealthBatch bounds the changes of one SetHealth.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/raftlb/raftlb/model"
 )
 
 // FSM is raftlb's raft.FSM.
@@ -69,7 +70,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failure != nil {
-		res.Err = &Error{Code: CodeInternal, Message: f.failure.Error()}
+		res.Err = &model.Error{Code: model.CodeInternal, Message: f.failure.Error()}
 		return res
 	}
 	switch {
@@ -81,7 +82,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 		f.failure = &Failure{Index: l.Index, Term: l.Term, Err: err.Error(), At: time.Now().UTC()}
 		f.log.Error("raft log entry is damaged: this director stops applying the log", "index", l.Index, "term", l.Term,
 			"err", err, "recovery", Recovery)
-		res.Err = &Error{Code: CodeInternal, Message: f.failure.Error()}
+		res.Err = &model.Error{Code: model.CodeInternal, Message: f.failure.Error()}
 		f.notifyLocked()
 		return res
 	default:
@@ -214,10 +215,10 @@ func (f *FSM) WaitIndex(ctx context.Context, idx uint64) error {
 }
 
 // Services returns every service, sorted by name.
-func (f *FSM) Services() []Service {
+func (f *FSM) Services() []model.Service {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	out := make([]Service, 0, len(f.st.services))
+	out := make([]model.Service, 0, len(f.st.services))
 	for _, k := range sortedKeys(f.st.services) {
 		out = append(out, f.st.services[k].export())
 	}
@@ -225,12 +226,12 @@ func (f *FSM) Services() []Service {
 }
 
 // Service returns one service by name.
-func (f *FSM) Service(name string) (Service, bool) {
+func (f *FSM) Service(name string) (model.Service, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	e := f.st.services[name]
 	if e == nil {
-		return Service{}, false
+		return model.Service{}, false
 	}
 	return e.export(), true
 }
@@ -241,9 +242,9 @@ type ServiceChanges struct {
 	// restored, or too many deletions since): Changed holds every service
 	// and the reader should rebuild.
 	Full    bool
-	Changed []Service // created or changed (spec or real servers), sorted by name
-	Deleted []string  // names of services deleted and not re-created
-	Index   uint64    // the applied index this answer reflects
+	Changed []model.Service // created or changed (spec or real servers), sorted by name
+	Deleted []string        // names of services deleted and not re-created
+	Index   uint64          // the applied index this answer reflects
 }
 
 // ServicesChangedSince reports the services changed after index since, so a
@@ -271,12 +272,12 @@ func (f *FSM) ServicesChangedSince(since uint64) ServiceChanges {
 
 // ServiceSpec returns one service's spec without copying its real
 // servers: O(1) whatever the size of the service.
-func (f *FSM) ServiceSpec(name string) (ServiceSpec, bool) {
+func (f *FSM) ServiceSpec(name string) (model.ServiceSpec, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	e := f.st.services[name]
 	if e == nil {
-		return ServiceSpec{}, false
+		return model.ServiceSpec{}, false
 	}
 	spec := e.spec
 	spec.SchedFlags = slices.Clone(e.spec.SchedFlags)
@@ -285,24 +286,24 @@ func (f *FSM) ServiceSpec(name string) (ServiceSpec, bool) {
 
 // Real returns one real server of a service by key ("addr:port"), and
 // whether the service exists.
-func (f *FSM) Real(service, key string) (r RealServer, found, serviceFound bool) {
+func (f *FSM) Real(service, key string) (r model.RealServer, found, serviceFound bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	e := f.st.services[service]
 	if e == nil {
-		return RealServer{}, false, false
+		return model.RealServer{}, false, false
 	}
 	if p := e.reals[key]; p != nil {
 		return *p, true, true
 	}
-	return RealServer{}, false, true
+	return model.RealServer{}, false, true
 }
 
 // VIPs returns every VIP, sorted by address.
-func (f *FSM) VIPs() []VIP {
+func (f *FSM) VIPs() []model.VIP {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	out := make([]VIP, 0, len(f.st.vips))
+	out := make([]model.VIP, 0, len(f.st.vips))
 	for _, k := range sortedKeys(f.st.vips) {
 		out = append(out, *f.st.vips[k])
 	}
@@ -310,39 +311,39 @@ func (f *FSM) VIPs() []VIP {
 }
 
 // VIP returns one VIP by key (its address).
-func (f *FSM) VIP(key string) (VIP, bool) {
+func (f *FSM) VIP(key string) (model.VIP, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	v := f.st.vips[VIPKey(key)]
+	v := f.st.vips[model.VIPKey(key)]
 	if v == nil {
-		return VIP{}, false
+		return model.VIP{}, false
 	}
 	return *v, true
 }
 
 // Settings returns the cluster settings.
-func (f *FSM) Settings() Settings {
+func (f *FSM) Settings() model.Settings {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return f.st.settings
 }
 
 // Node returns a director's registered metadata.
-func (f *FSM) Node(id string) (Node, bool) {
+func (f *FSM) Node(id string) (model.Node, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	n := f.st.nodes[id]
 	if n == nil {
-		return Node{}, false
+		return model.Node{}, false
 	}
 	return *n, true
 }
 
 // Nodes returns every registered director, sorted by id.
-func (f *FSM) Nodes() []Node {
+func (f *FSM) Nodes() []model.Node {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	out := make([]Node, 0, len(f.st.nodes))
+	out := make([]model.Node, 0, len(f.st.nodes))
 	for _, k := range sortedKeys(f.st.nodes) {
 		out = append(out, *f.st.nodes[k])
 	}
@@ -358,7 +359,7 @@ func (f *FSM) ClusterID() string {
 
 // LastRelease returns the last planned VIP release that was not cancelled
 // since (nil: none).
-func (f *FSM) LastRelease() *LeaseRelease {
+func (f *FSM) LastRelease() *model.LeaseRelease {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.st.release == nil {

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	"github.com/raftlb/raftlb/health"
+	"github.com/raftlb/raftlb/model"
 )
 
 // memSink is an in-memory raft.SnapshotSink.
@@ -98,8 +98,8 @@ func (g *cmdGen) cas(have uint64) uint64 {
 	return 0
 }
 
-func (g *cmdGen) spec(name string) ServiceSpec {
-	s := NewServiceSpec()
+func (g *cmdGen) spec(name string) model.ServiceSpec {
+	s := model.NewServiceSpec()
 	s.Name = name
 	if g.r.IntN(8) == 0 {
 		s.Fwmark = uint32(g.num([]int{1, 2}, []int{0}))
@@ -120,20 +120,20 @@ func (g *cmdGen) spec(name string) ServiceSpec {
 	}
 	s.Forward = g.field([]string{"nat", "", "nat", "dr"}, []string{"tun", "bridge"})
 	if g.r.IntN(3) == 0 {
-		s.Check = &health.Spec{Type: g.field([]string{"tcp", "http"}, []string{"smtp"}), StartDown: g.r.IntN(2) == 0}
+		s.Check = &model.Check{Type: g.field([]string{"tcp", "http"}, []string{"smtp"}), StartDown: g.r.IntN(2) == 0}
 		s.HealthPolicy = g.field([]string{"", "majority", "any", "all"}, []string{"most"})
 		s.InhibitOnFailure = g.r.IntN(2) == 0
 		s.Quorum = g.num([]int{0, 1, 2, 6}, []int{-1})
 		s.Hysteresis = g.num([]int{0, 1}, []int{9})
 		if g.r.IntN(2) == 0 {
-			s.SorryServer = &SorryServer{Address: g.field([]string{"192.0.2.250", "192.0.2.251"}, []string{"nope"})}
+			s.SorryServer = &model.SorryServer{Address: g.field([]string{"192.0.2.250", "192.0.2.251"}, []string{"nope"})}
 		}
 	}
 	return s
 }
 
-func (g *cmdGen) real() RealServer {
-	r := NewRealServer()
+func (g *cmdGen) real() model.RealServer {
+	r := model.NewRealServer()
 	r.Address = g.realAddr()
 	r.Port = g.num([]int{0, 0, 8080}, []int{-1})
 	r.Weight = g.num([]int{0, 1, 5, 65535}, []int{65536, -3})
@@ -149,7 +149,7 @@ func (g *cmdGen) existingReal(svc string) string {
 	if s, ok := g.f.Service(svc); ok && len(s.Reals) > 0 && g.r.IntN(4) != 0 {
 		return s.Reals[g.r.IntN(len(s.Reals))].Key()
 	}
-	return RealKey(g.realAddr(), 80)
+	return model.RealKey(g.realAddr(), 80)
 }
 
 func (g *cmdGen) next() Command {
@@ -187,7 +187,7 @@ func (g *cmdGen) next() Command {
 		old, _ := s.Real(k)
 		return &DeleteReal{Service: n, Key: k, CAS: g.cas(old.ModifyIndex)}
 	case 8:
-		v := NewVIP()
+		v := model.NewVIP()
 		v.Address = g.field([]string{"192.0.2.100/24", "192.0.2.101", "2001:db8::100/64", "192.0.2.100/32"}, []string{"127.0.0.1/8", "x/33"})
 		v.Interface = g.field([]string{"eth0", "bond0.100"}, []string{"", "waytoolonginterfacename"})
 		v.Group = g.field([]string{"", "default", "g1"}, []string{"bad group"})
@@ -223,7 +223,7 @@ func (g *cmdGen) next() Command {
 		if g.r.IntN(3) == 0 {
 			return &DeregisterNode{ID: g.pick("d1", "d2", "d3")}
 		}
-		return &RegisterNode{Node: Node{ID: g.field([]string{"d1", "d2"}, []string{"bad id!"}),
+		return &RegisterNode{Node: model.Node{ID: g.field([]string{"d1", "d2"}, []string{"bad id!"}),
 			RaftAddr: g.field([]string{"127.0.0.1:7000", "127.0.0.1:7001"}, []string{"nope"}), APIAddr: "127.0.0.1:7480"}}
 	}
 }
@@ -243,7 +243,7 @@ func TestPropertyRandomSequences(t *testing.T) {
 			f, twin := New(nil), New(nil)
 			g := &cmdGen{r: rand.New(rand.NewPCG(uint64(seed), 42)), f: f}
 			accepted := 0
-			rd := &deltaReader{services: map[string]Service{}}
+			rd := &deltaReader{services: map[string]model.Service{}}
 			for i := 1; i <= steps; i++ {
 				c := g.next()
 				before := withoutIndex(f.Dump())
@@ -301,7 +301,7 @@ func checkInvariants(t *testing.T, d Dump) {
 	t.Helper()
 	keys := map[string]bool{}
 	for _, s := range d.Services {
-		n, err := NormalizeService(s.ServiceSpec)
+		n, err := model.NormalizeService(s.ServiceSpec)
 		if err != nil || !reflect.DeepEqual(n, s.ServiceSpec) {
 			t.Fatalf("service %q is not normalised/valid: %v", s.Name, err)
 		}
@@ -313,7 +313,7 @@ func checkInvariants(t *testing.T, d Dump) {
 			if i > 0 && netip.MustParseAddrPort(s.Reals[i-1].Key()).Compare(netip.MustParseAddrPort(r.Key())) >= 0 {
 				t.Fatalf("reals of %q not sorted/unique", s.Name)
 			}
-			nr, err := NormalizeReal(s.ServiceSpec, r)
+			nr, err := model.NormalizeReal(s.ServiceSpec, r)
 			if err != nil || !reflect.DeepEqual(nr, r) {
 				t.Fatalf("real %s of %q is not valid: %v", r.Key(), s.Name, err)
 			}
@@ -326,29 +326,29 @@ func checkInvariants(t *testing.T, d Dump) {
 		}
 	}
 	for _, v := range d.VIPs {
-		if nv, err := NormalizeVIP(v); err != nil || nv != v {
+		if nv, err := model.NormalizeVIP(v); err != nil || nv != v {
 			t.Fatalf("VIP %s not valid: %v", v.Address, err)
 		}
 	}
-	if ns, err := NormalizeSettings(d.Settings); err != nil || !reflect.DeepEqual(ns, d.Settings) {
+	if ns, err := model.NormalizeSettings(d.Settings); err != nil || !reflect.DeepEqual(ns, d.Settings) {
 		t.Fatalf("settings not valid: %v", err)
 	}
 }
 
 func TestCASAndIndexes(t *testing.T) {
 	f := New(nil)
-	spec := NewServiceSpec()
+	spec := model.NewServiceSpec()
 	spec.Name, spec.Protocol, spec.Address, spec.Port = "web", "tcp", "192.0.2.1", 80
-	res := applyCmd(t, f, 5, &CreateService{Service: spec, Reals: []RealServer{{Address: "10.0.0.1", Weight: 3}}})
+	res := applyCmd(t, f, 5, &CreateService{Service: spec, Reals: []model.RealServer{{Address: "10.0.0.1", Weight: 3}}})
 	if res.Err != nil {
 		t.Fatal(res.Err)
 	}
-	svc := res.Object.(Service)
-	if svc.CreateIndex != 5 || svc.ModifyIndex != 5 || svc.Reals[0].Port != 80 || svc.Reals[0].State != StateEnabled {
+	svc := res.Object.(model.Service)
+	if svc.CreateIndex != 5 || svc.ModifyIndex != 5 || svc.Reals[0].Port != 80 || svc.Reals[0].State != model.StateEnabled {
 		t.Fatalf("created %+v", svc)
 	}
 	spec.Scheduler = "rr"
-	if r := applyCmd(t, f, 6, &UpdateService{Name: "web", Spec: spec, CAS: 4}); r.Err == nil || r.Err.Code != CodeCASMismatch {
+	if r := applyCmd(t, f, 6, &UpdateService{Name: "web", Spec: spec, CAS: 4}); r.Err == nil || r.Err.Code != model.CodeCASMismatch {
 		t.Fatalf("stale CAS accepted: %+v", r.Err)
 	}
 	if r := applyCmd(t, f, 7, &UpdateService{Name: "web", Spec: spec, CAS: 5}); r.Err != nil {
@@ -359,11 +359,11 @@ func TestCASAndIndexes(t *testing.T) {
 		t.Fatalf("after update %+v", got)
 	}
 	// DR cannot remap the port of an existing NAT real server with a different port.
-	r := applyCmd(t, f, 8, &CreateReal{Service: "web", Real: RealServer{Address: "10.0.0.2", Port: 8080, Weight: 1}})
+	r := applyCmd(t, f, 8, &CreateReal{Service: "web", Real: model.RealServer{Address: "10.0.0.2", Port: 8080, Weight: 1}})
 	if r.Err != nil {
 		t.Fatal(r.Err)
 	}
-	spec.Forward = ForwardDR
+	spec.Forward = model.ForwardDR
 	r = applyCmd(t, f, 9, &UpdateService{Name: "web", Spec: spec})
 	if r.Err == nil || r.Err.Field != "reals[10.0.0.2:8080].port" {
 		t.Fatalf("want reals[10.0.0.2:8080].port error, got %+v", r.Err)
@@ -372,7 +372,7 @@ func TestCASAndIndexes(t *testing.T) {
 
 func TestRejectsDuplicates(t *testing.T) {
 	f := New(nil)
-	spec := NewServiceSpec()
+	spec := model.NewServiceSpec()
 	spec.Name, spec.Protocol, spec.Address, spec.Port = "web", "tcp", "192.0.2.1", 80
 	if r := applyCmd(t, f, 1, &CreateService{Service: spec}); r.Err != nil {
 		t.Fatal(r.Err)
@@ -382,13 +382,13 @@ func TestRejectsDuplicates(t *testing.T) {
 		code  string
 		field string
 	}{
-		{&CreateService{Service: spec}, CodeConflict, "name"},
-		{&CreateService{Service: func() ServiceSpec { s := spec; s.Name = "web2"; return s }()}, CodeConflict, "address"},
-		{&CreateService{Service: func() ServiceSpec { s := spec; s.Name = "web3"; s.Port = 81; return s }(),
-			Reals: []RealServer{{Address: "10.0.0.1", Port: 81, Weight: 1}, {Address: "10.0.0.1", Weight: 1}}}, CodeConflict, "reals[1].address"},
-		{&CreateReal{Service: "nope", Real: RealServer{Address: "10.0.0.1"}}, CodeNotFound, "service"},
-		{&DeleteService{Name: "nope"}, CodeNotFound, "name"},
-		{&UpdateService{Name: "web", Spec: func() ServiceSpec { s := spec; s.Name = "other"; return s }()}, CodeInvalid, "name"},
+		{&CreateService{Service: spec}, model.CodeConflict, "name"},
+		{&CreateService{Service: func() model.ServiceSpec { s := spec; s.Name = "web2"; return s }()}, model.CodeConflict, "address"},
+		{&CreateService{Service: func() model.ServiceSpec { s := spec; s.Name = "web3"; s.Port = 81; return s }(),
+			Reals: []model.RealServer{{Address: "10.0.0.1", Port: 81, Weight: 1}, {Address: "10.0.0.1", Weight: 1}}}, model.CodeConflict, "reals[1].address"},
+		{&CreateReal{Service: "nope", Real: model.RealServer{Address: "10.0.0.1"}}, model.CodeNotFound, "service"},
+		{&DeleteService{Name: "nope"}, model.CodeNotFound, "name"},
+		{&UpdateService{Name: "web", Spec: func() model.ServiceSpec { s := spec; s.Name = "other"; return s }()}, model.CodeInvalid, "name"},
 	}
 	for i, c := range cases {
 		r := applyCmd(t, f, uint64(10+i), c.cmd)
@@ -428,7 +428,7 @@ func TestDecodeRejectsBadEntries(t *testing.T) {
 // TestChecksumCatchesEveryFlippedByte: the damage a JSON decoder cannot
 // see (a digit of a weight, a letter of a name) is caught by the CRC.
 func TestChecksumCatchesEveryFlippedByte(t *testing.T) {
-	good, _ := Encode(&CreateReal{Service: "web", Real: RealServer{Address: "10.0.0.1", Port: 80, Weight: 3, State: "enabled"}})
+	good, _ := Encode(&CreateReal{Service: "web", Real: model.RealServer{Address: "10.0.0.1", Port: 80, Weight: 3, State: "enabled"}})
 	for i := range good {
 		for _, bit := range []byte{0x01, 0x10, 0x80} {
 			b := slices.Clone(good)
@@ -445,7 +445,7 @@ func TestChecksumCatchesEveryFlippedByte(t *testing.T) {
 // and says where.
 func TestDamagedEntryStopsTheFSM(t *testing.T) {
 	f := New(nil)
-	applyCmd(t, f, 1, &CreateVIP{VIP: VIP{Address: "192.0.2.1/24", Interface: "eth0"}})
+	applyCmd(t, f, 1, &CreateVIP{VIP: model.VIP{Address: "192.0.2.1/24", Interface: "eth0"}})
 	before := f.Dump()
 	changed := f.Changed()
 	bad, _ := Encode(&DeleteVIP{Key: "192.0.2.1"})
@@ -503,12 +503,12 @@ func TestEncodeWaitsForEveryDirector(t *testing.T) {
 	if b, _ := f.Encode(cmd); b[1]&checksumFlag == 0 {
 		t.Fatal("a new cluster writes no checksum")
 	}
-	applyCmd(t, f, 1, &RegisterNode{Node: Node{ID: "d1", RaftAddr: "127.0.0.1:1", APIAddr: "127.0.0.1:2", LogChecksums: true}})
-	applyCmd(t, f, 2, &RegisterNode{Node: Node{ID: "d2", RaftAddr: "127.0.0.1:3", APIAddr: "127.0.0.1:4"}})
+	applyCmd(t, f, 1, &RegisterNode{Node: model.Node{ID: "d1", RaftAddr: "127.0.0.1:1", APIAddr: "127.0.0.1:2", LogChecksums: true}})
+	applyCmd(t, f, 2, &RegisterNode{Node: model.Node{ID: "d2", RaftAddr: "127.0.0.1:3", APIAddr: "127.0.0.1:4"}})
 	if b, _ := f.Encode(cmd); b[1]&checksumFlag != 0 {
 		t.Fatal("checksums written while d2 (an older release) cannot read them")
 	}
-	applyCmd(t, f, 3, &RegisterNode{Node: Node{ID: "d2", RaftAddr: "127.0.0.1:3", APIAddr: "127.0.0.1:4", LogChecksums: true}})
+	applyCmd(t, f, 3, &RegisterNode{Node: model.Node{ID: "d2", RaftAddr: "127.0.0.1:3", APIAddr: "127.0.0.1:4", LogChecksums: true}})
 	if b, _ := f.Encode(cmd); b[1]&checksumFlag == 0 {
 		t.Fatal("no checksum once every director reads them")
 	}
@@ -529,9 +529,9 @@ func TestRestoreRejectsCorruptSnapshot(t *testing.T) {
 
 func FuzzDecodeApply(f *testing.F) {
 	for _, c := range []Command{
-		&CreateService{Service: ServiceSpec{Name: "w", Protocol: "tcp", Address: "192.0.2.1", Port: 80}},
-		&CreateReal{Service: "w", Real: RealServer{Address: "10.0.0.1", Weight: 1}},
-		&UpdateSettings{Settings: DefaultSettings()},
+		&CreateService{Service: model.ServiceSpec{Name: "w", Protocol: "tcp", Address: "192.0.2.1", Port: 80}},
+		&CreateReal{Service: "w", Real: model.RealServer{Address: "10.0.0.1", Weight: 1}},
+		&UpdateSettings{Settings: model.DefaultSettings()},
 	} {
 		b, _ := Encode(c)
 		f.Add(b)
@@ -552,11 +552,11 @@ func FuzzDecodeApply(f *testing.F) {
 
 func TestDataplaneCapabilitiesRefuseWhatADirectorCannotProgram(t *testing.T) {
 	f := New(nil)
-	caps := &DataplaneCaps{Schedulers: []string{"rr", "wrr", "sh"}, Forwards: []string{"nat"}}
-	if r := applyCmd(t, f, 1, &RegisterNode{Node: Node{ID: "d2", RaftAddr: "127.0.0.1:1", APIAddr: "127.0.0.1:2", Dataplane: "nft", Caps: caps}}); r.Err != nil {
+	caps := &model.DataplaneCaps{Schedulers: []string{"rr", "wrr", "sh"}, Forwards: []string{"nat"}}
+	if r := applyCmd(t, f, 1, &RegisterNode{Node: model.Node{ID: "d2", RaftAddr: "127.0.0.1:1", APIAddr: "127.0.0.1:2", Dataplane: "nft", Caps: caps}}); r.Err != nil {
 		t.Fatal(r.Err)
 	}
-	spec := NewServiceSpec() // wlc
+	spec := model.NewServiceSpec() // wlc
 	spec.Name, spec.Protocol, spec.Address, spec.Port = "web", "tcp", "192.0.2.1", 80
 	r := applyCmd(t, f, 2, &CreateService{Service: spec})
 	if r.Err == nil || r.Err.Field != "scheduler" || !strings.Contains(r.Err.Message, "nft dataplane of director d2") {
@@ -566,7 +566,7 @@ func TestDataplaneCapabilitiesRefuseWhatADirectorCannotProgram(t *testing.T) {
 	if r := applyCmd(t, f, 3, &CreateService{Service: spec}); r.Err != nil {
 		t.Fatal(r.Err)
 	}
-	if r := applyCmd(t, f, 4, &CreateReal{Service: "web", Real: RealServer{Address: "10.0.0.1", Weight: 1, Forward: "dr"}}); r.Err == nil || r.Err.Field != "forward" {
+	if r := applyCmd(t, f, 4, &CreateReal{Service: "web", Real: model.RealServer{Address: "10.0.0.1", Weight: 1, Forward: "dr"}}); r.Err == nil || r.Err.Field != "forward" {
 		t.Fatalf("dr real on an nft director: %+v", r.Err)
 	}
 	p := spec
@@ -583,12 +583,12 @@ func TestDataplaneCapabilitiesRefuseWhatADirectorCannotProgram(t *testing.T) {
 
 func TestVIPCannotBeADirectorsOwnAddress(t *testing.T) {
 	f := New(nil)
-	applyCmd(t, f, 1, &RegisterNode{Node: Node{ID: "d1", RaftAddr: "10.0.0.1:7481", APIAddr: "10.0.0.1:7480"}})
-	r := applyCmd(t, f, 2, &CreateVIP{VIP: VIP{Address: "10.0.0.1/24", Interface: "eth0"}})
+	applyCmd(t, f, 1, &RegisterNode{Node: model.Node{ID: "d1", RaftAddr: "10.0.0.1:7481", APIAddr: "10.0.0.1:7480"}})
+	r := applyCmd(t, f, 2, &CreateVIP{VIP: model.VIP{Address: "10.0.0.1/24", Interface: "eth0"}})
 	if r.Err == nil || r.Err.Field != "address" || !strings.Contains(r.Err.Message, "director d1") {
 		t.Fatalf("got %+v", r.Err)
 	}
-	if r := applyCmd(t, f, 3, &CreateVIP{VIP: VIP{Address: "10.0.0.100/24", Interface: "eth0"}}); r.Err != nil {
+	if r := applyCmd(t, f, 3, &CreateVIP{VIP: model.VIP{Address: "10.0.0.100/24", Interface: "eth0"}}); r.Err != nil {
 		t.Fatal(r.Err)
 	}
 }
@@ -596,14 +596,14 @@ func TestVIPCannotBeADirectorsOwnAddress(t *testing.T) {
 // deltaReader follows an FSM through ServicesChangedSince only.
 type deltaReader struct {
 	since    uint64
-	services map[string]Service
+	services map[string]model.Service
 }
 
 func (d *deltaReader) follow(t *testing.T, f *FSM) {
 	t.Helper()
 	c := f.ServicesChangedSince(d.since)
 	if c.Full {
-		d.services = map[string]Service{}
+		d.services = map[string]model.Service{}
 	}
 	for _, s := range c.Changed {
 		d.services[s.Name] = s
@@ -625,7 +625,7 @@ func (d *deltaReader) follow(t *testing.T, f *FSM) {
 
 func TestServicesChangedSinceAfterRestoreIsFull(t *testing.T) {
 	f := New(nil)
-	spec := NewServiceSpec()
+	spec := model.NewServiceSpec()
 	spec.Name, spec.Protocol, spec.Address, spec.Port = "web", "tcp", "192.0.2.1", 80
 	applyCmd(t, f, 1, &CreateService{Service: spec})
 	snap := snapshotBytes(t, f)

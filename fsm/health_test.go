@@ -6,24 +6,24 @@ import (
 	"testing"
 
 	"github.com/hashicorp/raft"
-	"github.com/raftlb/raftlb/health"
+	"github.com/raftlb/raftlb/model"
 )
 
-func checkedService(t *testing.T, f *FSM, spec ServiceSpec, reals ...RealServer) {
+func checkedService(t *testing.T, f *FSM, spec model.ServiceSpec, reals ...model.RealServer) {
 	t.Helper()
 	if r := applyCmd(t, f, f.Index()+1, &CreateService{Service: spec, Reals: reals}); r.Err != nil {
 		t.Fatal(r.Err)
 	}
 }
 
-func realAt(addr string, w int) RealServer {
-	r := NewRealServer()
+func realAt(addr string, w int) model.RealServer {
+	r := model.NewRealServer()
 	r.Address, r.Weight = addr, w
 	return r
 }
 
-func webSpec() ServiceSpec {
-	s := NewServiceSpec()
+func webSpec() model.ServiceSpec {
+	s := model.NewServiceSpec()
 	s.Name, s.Protocol, s.Address, s.Port = "web", "tcp", "192.0.2.1", 80
 	return s
 }
@@ -34,7 +34,7 @@ func TestEncodingVersions(t *testing.T) {
 		t.Fatalf("a service without health fields is written as version %d, want 1 (older directors read it)", v)
 	}
 	spec := webSpec()
-	spec.Check = &health.Spec{Type: "http"}
+	spec.Check = &model.Check{Type: "http"}
 	checked, _ := encode(&CreateService{Service: spec}, false)
 	if checked[1] != 2 {
 		t.Fatalf("a service with a check is written as version %d, want 2", checked[1])
@@ -56,32 +56,35 @@ func TestEncodingVersions(t *testing.T) {
 
 func TestHealthValidationNamesTheField(t *testing.T) {
 	for _, tc := range []struct {
-		mut   func(*ServiceSpec)
+		mut   func(*model.ServiceSpec)
 		field string
 	}{
-		{func(s *ServiceSpec) { s.Check = &health.Spec{Type: "http", HTTP: &health.HTTPSpec{Status: "99"}} }, "check.http.status"},
-		{func(s *ServiceSpec) { s.Check = &health.Spec{Rise: -1} }, "check.rise"},
-		{func(s *ServiceSpec) { s.HealthPolicy = "most" }, "health_policy"},
-		{func(s *ServiceSpec) { s.Quorum = -2 }, "quorum"},
-		{func(s *ServiceSpec) { s.Quorum, s.Hysteresis = 2, 3 }, "hysteresis"},
-		{func(s *ServiceSpec) { s.SorryServer = &SorryServer{Address: "nope"} }, "sorry_server.address"},
-		{func(s *ServiceSpec) { s.SorryServer = &SorryServer{Address: "2001:db8::1"} }, "sorry_server.address"},
-		{func(s *ServiceSpec) { s.Forward = "dr"; s.SorryServer = &SorryServer{Address: "192.0.2.9", Port: 81} }, "sorry_server.port"},
+		{func(s *model.ServiceSpec) { s.Check = &model.Check{Type: "http", HTTP: &model.HTTPCheck{Status: "99"}} }, "check.http.status"},
+		{func(s *model.ServiceSpec) { s.Check = &model.Check{Rise: -1} }, "check.rise"},
+		{func(s *model.ServiceSpec) { s.HealthPolicy = "most" }, "health_policy"},
+		{func(s *model.ServiceSpec) { s.Quorum = -2 }, "quorum"},
+		{func(s *model.ServiceSpec) { s.Quorum, s.Hysteresis = 2, 3 }, "hysteresis"},
+		{func(s *model.ServiceSpec) { s.SorryServer = &model.SorryServer{Address: "nope"} }, "sorry_server.address"},
+		{func(s *model.ServiceSpec) { s.SorryServer = &model.SorryServer{Address: "2001:db8::1"} }, "sorry_server.address"},
+		{func(s *model.ServiceSpec) {
+			s.Forward = "dr"
+			s.SorryServer = &model.SorryServer{Address: "192.0.2.9", Port: 81}
+		}, "sorry_server.port"},
 	} {
 		s := webSpec()
 		tc.mut(&s)
-		_, err := NormalizeService(s)
-		if e := AsError(err); e == nil || e.Field != tc.field || e.Code != CodeInvalid {
+		_, err := model.NormalizeService(s)
+		if e := model.AsError(err); e == nil || e.Field != tc.field || e.Code != model.CodeInvalid {
 			t.Errorf("want invalid %s, got %v", tc.field, err)
 		}
 	}
 	s := webSpec()
-	s.Check, s.HealthPolicy, s.SorryServer = &health.Spec{Type: "HTTP"}, "majority", &SorryServer{Address: "192.0.2.9"}
-	n, err := NormalizeService(s)
+	s.Check, s.HealthPolicy, s.SorryServer = &model.Check{Type: "HTTP"}, "majority", &model.SorryServer{Address: "192.0.2.9"}
+	n, err := model.NormalizeService(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n.Check.Type != "http" || n.Check.Fall != health.DefaultFall || n.HealthPolicy != "" || n.SorryServer.Port != 80 {
+	if n.Check.Type != "http" || n.Check.Fall != model.DefaultFall || n.HealthPolicy != "" || n.SorryServer.Port != 80 {
 		t.Fatalf("not canonical: %+v %+v %+v", n.Check, n.HealthPolicy, n.SorryServer)
 	}
 }
@@ -92,9 +95,9 @@ func TestHealthValidationNamesTheField(t *testing.T) {
 func TestHealthDecisionsAndQuorum(t *testing.T) {
 	f := New(nil)
 	spec := webSpec()
-	spec.Check = &health.Spec{Type: "tcp"}
+	spec.Check = &model.Check{Type: "tcp"}
 	spec.Quorum, spec.Hysteresis = 3, 1 // lost below 2, back at 4 or more
-	spec.SorryServer = &SorryServer{Address: "192.0.2.99"}
+	spec.SorryServer = &model.SorryServer{Address: "192.0.2.99"}
 	checkedService(t, f, spec, realAt("192.0.2.10", 2), realAt("192.0.2.11", 2))
 	svc, _ := f.Service("web")
 	hash := svc.Check.Hash()
@@ -130,7 +133,7 @@ func TestHealthDecisionsAndQuorum(t *testing.T) {
 	// An operator update keeps the cluster's decision.
 	r, _, _ := f.Real("web", "192.0.2.10:80")
 	r.Weight = 5
-	r.Health = &RealHealth{Up: true}
+	r.Health = &model.RealHealth{Up: true}
 	if res := applyCmd(t, f, f.Index()+1, &UpdateReal{Service: "web", Key: r.Key(), Real: r}); res.Err != nil {
 		t.Fatal(res.Err)
 	}
@@ -156,7 +159,7 @@ func TestHealthDecisionsAndQuorum(t *testing.T) {
 func TestStartDown(t *testing.T) {
 	f := New(nil)
 	spec := webSpec()
-	spec.Check = &health.Spec{Type: "tcp", StartDown: true}
+	spec.Check = &model.Check{Type: "tcp", StartDown: true}
 	checkedService(t, f, spec, realAt("192.0.2.10", 1))
 	if r, _, _ := f.Real("web", "192.0.2.10:80"); r.Healthy() {
 		t.Fatal("start_down: a new real server must start down")
@@ -190,35 +193,35 @@ func TestReleaseLeaseRecordsTheEntrysTerm(t *testing.T) {
 }
 
 func TestNodeLeadershipFields(t *testing.T) {
-	n := Node{ID: "d1", RaftAddr: "127.0.0.1:1", APIAddr: "127.0.0.1:2"}
+	n := model.Node{ID: "d1", RaftAddr: "127.0.0.1:1", APIAddr: "127.0.0.1:2"}
 	for _, tc := range []struct {
-		mut   func(*Node)
+		mut   func(*model.Node)
 		field string
 	}{
-		{func(n *Node) { n.Priority = 256 }, "priority"},
-		{func(n *Node) { n.PreemptDelay = "soon" }, "preempt_delay"},
-		{func(n *Node) { n.GossipAddr = "x" }, "gossip_addr"},
+		{func(n *model.Node) { n.Priority = 256 }, "priority"},
+		{func(n *model.Node) { n.PreemptDelay = "soon" }, "preempt_delay"},
+		{func(n *model.Node) { n.GossipAddr = "x" }, "gossip_addr"},
 	} {
 		m := n
 		tc.mut(&m)
-		if _, err := NormalizeNode(m); AsError(err) == nil || AsError(err).Field != tc.field {
+		if _, err := model.NormalizeNode(m); model.AsError(err) == nil || model.AsError(err).Field != tc.field {
 			t.Errorf("want %s, got %v", tc.field, err)
 		}
 	}
-	if n.EffectivePriority() != DefaultPriority {
+	if n.EffectivePriority() != model.DefaultPriority {
 		t.Fatal("default priority")
 	}
 }
 
 func TestSorryServerForwardMustBeExpressible(t *testing.T) {
 	f := New(nil)
-	n := Node{ID: "d1", RaftAddr: "10.0.0.1:7481", APIAddr: "10.0.0.1:7480", Dataplane: "nft",
-		Caps: &DataplaneCaps{Schedulers: Schedulers, Forwards: []string{ForwardNAT}}}
+	n := model.Node{ID: "d1", RaftAddr: "10.0.0.1:7481", APIAddr: "10.0.0.1:7480", Dataplane: "nft",
+		Caps: &model.DataplaneCaps{Schedulers: model.Schedulers, Forwards: []string{model.ForwardNAT}}}
 	if r := applyCmd(t, f, 1, &RegisterNode{Node: n}); r.Err != nil {
 		t.Fatal(r.Err)
 	}
 	spec := webSpec()
-	spec.SorryServer = &SorryServer{Address: "192.0.2.9", Forward: ForwardDR}
+	spec.SorryServer = &model.SorryServer{Address: "192.0.2.9", Forward: model.ForwardDR}
 	r := applyCmd(t, f, 2, &CreateService{Service: spec})
 	if r.Err == nil || r.Err.Field != "sorry_server.forward" {
 		t.Fatalf("want sorry_server.forward refused, got %v", r.Err)

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/raftlb/raftlb/model"
 )
 
 // state is the replicated state. It is only changed by apply, which is a
@@ -15,13 +17,13 @@ import (
 type state struct {
 	index    uint64 // last applied raft index
 	services map[string]*service
-	keys     map[string]string // service key -> service name
-	vips     map[string]*VIP   // by VIPKey
-	settings Settings
-	nodes    map[string]*Node
-	release  *LeaseRelease // the last planned VIP release (nil: none, or cancelled)
-	cluster  string        // the cluster's id (InitCluster; "" until the first leader names it)
-	term     uint64        // raft term of the entry being applied (not replicated state)
+	keys     map[string]string     // service key -> service name
+	vips     map[string]*model.VIP // by VIPKey
+	settings model.Settings
+	nodes    map[string]*model.Node
+	release  *model.LeaseRelease // the last planned VIP release (nil: none, or cancelled)
+	cluster  string              // the cluster's id (InitCluster; "" until the first leader names it)
+	term     uint64              // raft term of the entry being applied (not replicated state)
 
 	// Change tracking for incremental readers (not replicated state: it
 	// is derived from the order of Apply and is not in snapshots).
@@ -30,8 +32,8 @@ type state struct {
 }
 
 type service struct {
-	spec          ServiceSpec
-	reals         map[string]*RealServer
+	spec          model.ServiceSpec
+	reals         map[string]*model.RealServer
 	create, modif uint64
 	touched       uint64 // last index that changed the spec or any real server
 	quorumLost    bool
@@ -42,9 +44,7 @@ type service struct {
 func (e *service) healthyWeight() int {
 	w := 0
 	for _, r := range e.reals {
-		if r.State == StateEnabled && r.Healthy() {
-			w += r.Weight
-		}
+		w += r.HealthyWeight()
 	}
 	return w
 }
@@ -57,7 +57,7 @@ func (s *state) updateQuorums(idx uint64) {
 		if e.touched != idx {
 			continue
 		}
-		if !e.spec.needsV2() { // no health fields: nothing to be lost
+		if !e.spec.UsesHealth() { // no health fields: nothing to be lost
 			e.quorumLost = false
 			continue
 		}
@@ -78,9 +78,9 @@ func newState() *state {
 	return &state{
 		services: map[string]*service{},
 		keys:     map[string]string{},
-		vips:     map[string]*VIP{},
-		settings: DefaultSettings(),
-		nodes:    map[string]*Node{},
+		vips:     map[string]*model.VIP{},
+		settings: model.DefaultSettings(),
+		nodes:    map[string]*model.Node{},
 		tombs:    map[string]uint64{},
 	}
 }
@@ -88,25 +88,25 @@ func newState() *state {
 // Result is what Apply returns for a command, handed back to the writer by
 // raft on the leader.
 type Result struct {
-	Index  uint64 // the raft index the command was applied at
-	Err    *Error // nil on success; the state is unchanged otherwise
-	Object any    // the created or updated object (Service, RealServer, VIP, Settings, Node); nil on delete
+	Index  uint64       // the raft index the command was applied at
+	Err    *model.Error // nil on success; the state is unchanged otherwise
+	Object any          // the created or updated object (Service, RealServer, VIP, Settings, Node); nil on delete
 }
 
-func checkCAS(cas, have uint64) *Error {
+func checkCAS(cas, have uint64) *model.Error {
 	if cas != 0 && cas != have {
-		return casMismatch(cas, have)
+		return model.CASMismatch(cas, have)
 	}
 	return nil
 }
 
 // apply runs one command at index. On error the state is unchanged.
-func (s *state) apply(idx uint64, c Command) (any, *Error) {
+func (s *state) apply(idx uint64, c Command) (any, *model.Error) {
 	out, err := s.applyCmd(idx, c)
 	if err == nil {
 		s.track(idx, c)
 		s.updateQuorums(idx)
-		if svc, ok := out.(Service); ok { // the returned copy predates the quorum update
+		if svc, ok := out.(model.Service); ok { // the returned copy predates the quorum update
 			if e := s.services[svc.Name]; e != nil {
 				svc.QuorumLost = e.quorumLost
 				out = svc
@@ -152,7 +152,7 @@ func (s *state) track(idx uint64, c Command) {
 	}
 }
 
-func (s *state) applyCmd(idx uint64, c Command) (any, *Error) {
+func (s *state) applyCmd(idx uint64, c Command) (any, *model.Error) {
 	switch c := c.(type) {
 	case *CreateService:
 		return s.createService(idx, c)
@@ -161,7 +161,7 @@ func (s *state) applyCmd(idx uint64, c Command) (any, *Error) {
 	case *DeleteService:
 		e := s.services[c.Name]
 		if e == nil {
-			return nil, notFound("name", "no service named %q", c.Name)
+			return nil, model.NotFound("name", "no service named %q", c.Name)
 		}
 		if err := checkCAS(c.CAS, e.modif); err != nil {
 			return nil, err
@@ -172,16 +172,16 @@ func (s *state) applyCmd(idx uint64, c Command) (any, *Error) {
 	case *CreateReal:
 		e := s.services[c.Service]
 		if e == nil {
-			return nil, notFound("service", "no service named %q", c.Service)
+			return nil, model.NotFound("service", "no service named %q", c.Service)
 		}
-		r, err := NormalizeReal(e.spec, c.Real)
+		r, err := model.NormalizeReal(e.spec, c.Real)
 		if err != nil {
-			return nil, AsError(err)
+			return nil, model.AsError(err)
 		}
 		if _, dup := e.reals[r.Key()]; dup {
-			return nil, conflict("address", "service %q already has real server %s", c.Service, r.Key())
+			return nil, model.Conflict("address", "service %q already has real server %s", c.Service, r.Key())
 		}
-		if err := s.checkCaps(e.spec, []RealServer{r}, true); err != nil {
+		if err := s.checkCaps(e.spec, []model.RealServer{r}, true); err != nil {
 			return nil, err
 		}
 		r.CreateIndex, r.ModifyIndex = idx, idx
@@ -191,23 +191,23 @@ func (s *state) applyCmd(idx uint64, c Command) (any, *Error) {
 	case *UpdateReal:
 		e := s.services[c.Service]
 		if e == nil {
-			return nil, notFound("service", "no service named %q", c.Service)
+			return nil, model.NotFound("service", "no service named %q", c.Service)
 		}
 		old := e.reals[c.Key]
 		if old == nil {
-			return nil, notFound("address", "service %q has no real server %s", c.Service, c.Key)
+			return nil, model.NotFound("address", "service %q has no real server %s", c.Service, c.Key)
 		}
 		if err := checkCAS(c.CAS, old.ModifyIndex); err != nil {
 			return nil, err
 		}
-		r, err := NormalizeReal(e.spec, c.Real)
+		r, err := model.NormalizeReal(e.spec, c.Real)
 		if err != nil {
-			return nil, AsError(err)
+			return nil, model.AsError(err)
 		}
 		if r.Key() != c.Key {
-			return nil, invalid("address", "a real server's address and port cannot change (%s → %s): add the new one and delete the old", c.Key, r.Key())
+			return nil, model.Invalid("address", "a real server's address and port cannot change (%s → %s): add the new one and delete the old", c.Key, r.Key())
 		}
-		if err := s.checkCaps(e.spec, []RealServer{r}, true); err != nil {
+		if err := s.checkCaps(e.spec, []model.RealServer{r}, true); err != nil {
 			return nil, err
 		}
 		r.CreateIndex, r.ModifyIndex = old.CreateIndex, idx
@@ -217,11 +217,11 @@ func (s *state) applyCmd(idx uint64, c Command) (any, *Error) {
 	case *DeleteReal:
 		e := s.services[c.Service]
 		if e == nil {
-			return nil, notFound("service", "no service named %q", c.Service)
+			return nil, model.NotFound("service", "no service named %q", c.Service)
 		}
 		old := e.reals[c.Key]
 		if old == nil {
-			return nil, notFound("address", "service %q has no real server %s", c.Service, c.Key)
+			return nil, model.NotFound("address", "service %q has no real server %s", c.Service, c.Key)
 		}
 		if err := checkCAS(c.CAS, old.ModifyIndex); err != nil {
 			return nil, err
@@ -229,12 +229,12 @@ func (s *state) applyCmd(idx uint64, c Command) (any, *Error) {
 		delete(e.reals, c.Key)
 		return nil, nil
 	case *CreateVIP:
-		v, err := NormalizeVIP(c.VIP)
+		v, err := model.NormalizeVIP(c.VIP)
 		if err != nil {
-			return nil, AsError(err)
+			return nil, model.AsError(err)
 		}
 		if _, dup := s.vips[v.Key()]; dup {
-			return nil, conflict("address", "VIP %s already exists", v.Key())
+			return nil, model.Conflict("address", "VIP %s already exists", v.Key())
 		}
 		if err := s.checkNotDirectorAddr(v); err != nil {
 			return nil, err
@@ -245,17 +245,17 @@ func (s *state) applyCmd(idx uint64, c Command) (any, *Error) {
 	case *UpdateVIP:
 		old := s.vips[c.Key]
 		if old == nil {
-			return nil, notFound("address", "no VIP %s", c.Key)
+			return nil, model.NotFound("address", "no VIP %s", c.Key)
 		}
 		if err := checkCAS(c.CAS, old.ModifyIndex); err != nil {
 			return nil, err
 		}
-		v, err := NormalizeVIP(c.VIP)
+		v, err := model.NormalizeVIP(c.VIP)
 		if err != nil {
-			return nil, AsError(err)
+			return nil, model.AsError(err)
 		}
 		if v.Key() != c.Key {
-			return nil, invalid("address", "a VIP's address cannot change (%s → %s): add the new one and delete the old", c.Key, v.Key())
+			return nil, model.Invalid("address", "a VIP's address cannot change (%s → %s): add the new one and delete the old", c.Key, v.Key())
 		}
 		if err := s.checkNotDirectorAddr(v); err != nil {
 			return nil, err
@@ -266,7 +266,7 @@ func (s *state) applyCmd(idx uint64, c Command) (any, *Error) {
 	case *DeleteVIP:
 		old := s.vips[c.Key]
 		if old == nil {
-			return nil, notFound("address", "no VIP %s", c.Key)
+			return nil, model.NotFound("address", "no VIP %s", c.Key)
 		}
 		if err := checkCAS(c.CAS, old.ModifyIndex); err != nil {
 			return nil, err
@@ -277,17 +277,17 @@ func (s *state) applyCmd(idx uint64, c Command) (any, *Error) {
 		if err := checkCAS(c.CAS, s.settings.ModifyIndex); err != nil {
 			return nil, err
 		}
-		st, err := NormalizeSettings(c.Settings)
+		st, err := model.NormalizeSettings(c.Settings)
 		if err != nil {
-			return nil, AsError(err)
+			return nil, model.AsError(err)
 		}
 		st.ModifyIndex = idx
 		s.settings = st
 		return st, nil
 	case *RegisterNode:
-		n, err := NormalizeNode(c.Node)
+		n, err := model.NormalizeNode(c.Node)
 		if err != nil {
-			return nil, AsError(err)
+			return nil, model.AsError(err)
 		}
 		if old := s.nodes[n.ID]; old != nil && old.Equal(n) {
 			return *old, nil // unchanged: keep its index
@@ -297,15 +297,15 @@ func (s *state) applyCmd(idx uint64, c Command) (any, *Error) {
 		return n, nil
 	case *DeregisterNode:
 		if s.nodes[c.ID] == nil {
-			return nil, notFound("id", "no node %q", c.ID)
+			return nil, model.NotFound("id", "no node %q", c.ID)
 		}
 		delete(s.nodes, c.ID)
 		return nil, nil
 	case *SetHealth:
 		return s.setHealth(idx, c)
 	case *InitCluster:
-		if !ValidName(c.ID) {
-			return nil, invalid("id", "%q is not a valid cluster id", c.ID)
+		if !model.ValidName(c.ID) {
+			return nil, model.Invalid("id", "%q is not a valid cluster id", c.ID)
 		}
 		if s.cluster == "" {
 			s.cluster = c.ID
@@ -316,34 +316,34 @@ func (s *state) applyCmd(idx uint64, c Command) (any, *Error) {
 			s.release = nil
 			return nil, nil
 		}
-		s.release = &LeaseRelease{Node: c.Node, Term: s.term, Index: idx}
+		s.release = &model.LeaseRelease{Node: c.Node, Term: s.term, Index: idx}
 		return *s.release, nil
 	}
-	return nil, &Error{Code: CodeInternal, Message: fmt.Sprintf("no handler for command %T", c)}
+	return nil, &model.Error{Code: model.CodeInternal, Message: fmt.Sprintf("no handler for command %T", c)}
 }
 
-func (s *state) createService(idx uint64, c *CreateService) (any, *Error) {
-	spec, err := NormalizeService(c.Service)
+func (s *state) createService(idx uint64, c *CreateService) (any, *model.Error) {
+	spec, err := model.NormalizeService(c.Service)
 	if err != nil {
-		return nil, AsError(err)
+		return nil, model.AsError(err)
 	}
 	if _, dup := s.services[spec.Name]; dup {
-		return nil, conflict("name", "a service named %q already exists", spec.Name)
+		return nil, model.Conflict("name", "a service named %q already exists", spec.Name)
 	}
 	if other, dup := s.keys[spec.Key()]; dup {
-		return nil, conflict(keyField(spec), "service %q already uses %s", other, spec.Key())
+		return nil, model.Conflict(keyField(spec), "service %q already uses %s", other, spec.Key())
 	}
 	if err := s.checkCaps(spec, c.Reals, false); err != nil {
 		return nil, err
 	}
-	e := &service{spec: spec, reals: make(map[string]*RealServer, len(c.Reals)), create: idx, modif: idx}
+	e := &service{spec: spec, reals: make(map[string]*model.RealServer, len(c.Reals)), create: idx, modif: idx}
 	for i, r := range c.Reals {
-		nr, err := NormalizeReal(spec, r)
+		nr, err := model.NormalizeReal(spec, r)
 		if err != nil {
-			return nil, AsError(prefixField(fmt.Sprintf("reals[%d]", i), err))
+			return nil, model.AsError(model.PrefixField(fmt.Sprintf("reals[%d]", i), err))
 		}
 		if _, dup := e.reals[nr.Key()]; dup {
-			return nil, conflict(fmt.Sprintf("reals[%d].address", i), "real server %s is listed twice", nr.Key())
+			return nil, model.Conflict(fmt.Sprintf("reals[%d].address", i), "real server %s is listed twice", nr.Key())
 		}
 		nr.CreateIndex, nr.ModifyIndex = idx, idx
 		nr.Health = initialHealth(spec, idx)
@@ -354,23 +354,23 @@ func (s *state) createService(idx uint64, c *CreateService) (any, *Error) {
 	return e.export(), nil
 }
 
-func (s *state) updateService(idx uint64, c *UpdateService) (any, *Error) {
+func (s *state) updateService(idx uint64, c *UpdateService) (any, *model.Error) {
 	e := s.services[c.Name]
 	if e == nil {
-		return nil, notFound("name", "no service named %q", c.Name)
+		return nil, model.NotFound("name", "no service named %q", c.Name)
 	}
 	if err := checkCAS(c.CAS, e.modif); err != nil {
 		return nil, err
 	}
-	spec, err := NormalizeService(c.Spec)
+	spec, err := model.NormalizeService(c.Spec)
 	if err != nil {
-		return nil, AsError(err)
+		return nil, model.AsError(err)
 	}
 	if spec.Name != c.Name {
-		return nil, invalid("name", "a service cannot be renamed (%q → %q)", c.Name, spec.Name)
+		return nil, model.Invalid("name", "a service cannot be renamed (%q → %q)", c.Name, spec.Name)
 	}
 	if other, dup := s.keys[spec.Key()]; dup && other != c.Name {
-		return nil, conflict(keyField(spec), "service %q already uses %s", other, spec.Key())
+		return nil, model.Conflict(keyField(spec), "service %q already uses %s", other, spec.Key())
 	}
 	if err := s.checkCaps(spec, nil, false); err != nil {
 		return nil, err
@@ -378,12 +378,12 @@ func (s *state) updateService(idx uint64, c *UpdateService) (any, *Error) {
 	// Every real server must still be valid under the new spec.
 	for _, k := range sortedKeys(e.reals) {
 		r := *e.reals[k]
-		nr, err := NormalizeReal(spec, r)
+		nr, err := model.NormalizeReal(spec, r)
 		if err != nil {
-			return nil, AsError(prefixField("reals["+k+"]", err))
+			return nil, model.AsError(model.PrefixField("reals["+k+"]", err))
 		}
 		if nr.Port != r.Port {
-			return nil, invalid("reals["+k+"].port", "port 0 follows the client's port, which a service on port %d would change: give the real server a port first", spec.Port)
+			return nil, model.Invalid("reals["+k+"].port", "port 0 follows the client's port, which a service on port %d would change: give the real server a port first", spec.Port)
 		}
 	}
 	delete(s.keys, e.spec.Key())
@@ -400,18 +400,18 @@ func (s *state) updateService(idx uint64, c *UpdateService) (any, *Error) {
 
 // initialHealth is a new real server's health: down until checked when the
 // service's check starts down, else no decision (up).
-func initialHealth(spec ServiceSpec, idx uint64) *RealHealth {
+func initialHealth(spec model.ServiceSpec, idx uint64) *model.RealHealth {
 	if spec.Check != nil && spec.Check.StartDown {
-		return &RealHealth{Up: false, Since: idx, Reason: "start_down: not checked yet"}
+		return &model.RealHealth{Up: false, Since: idx, Reason: "start_down: not checked yet"}
 	}
 	return nil
 }
 
 // setHealth applies a batch of health transitions; it returns how many
 // took effect.
-func (s *state) setHealth(idx uint64, c *SetHealth) (any, *Error) {
+func (s *state) setHealth(idx uint64, c *SetHealth) (any, *model.Error) {
 	if len(c.Changes) > MaxHealthBatch {
-		return nil, invalid("changes", "%d changes in one batch (at most %d)", len(c.Changes), MaxHealthBatch)
+		return nil, model.Invalid("changes", "%d changes in one batch (at most %d)", len(c.Changes), MaxHealthBatch)
 	}
 	n := 0
 	for _, ch := range c.Changes {
@@ -433,13 +433,13 @@ func (s *state) setHealth(idx uint64, c *SetHealth) (any, *Error) {
 		if len(reason) > 512 {
 			reason = reason[:512]
 		}
-		r.Health = &RealHealth{Up: ch.Up, Since: idx, Reason: reason}
+		r.Health = &model.RealHealth{Up: ch.Up, Since: idx, Reason: reason}
 		n++
 	}
 	return n, nil
 }
 
-func keyField(s ServiceSpec) string {
+func keyField(s model.ServiceSpec) string {
 	if s.Fwmark != 0 {
 		return "fwmark"
 	}
@@ -454,12 +454,12 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // export returns a deep copy of the service as the public type, its real
 // servers in address order (numeric, IPv4 before IPv6), then port order.
-func (e *service) export() Service {
-	out := Service{ServiceSpec: e.spec, CreateIndex: e.create, ModifyIndex: e.modif, Reals: make([]RealServer, 0, len(e.reals)), QuorumLost: e.quorumLost}
+func (e *service) export() model.Service {
+	out := model.Service{ServiceSpec: e.spec, CreateIndex: e.create, ModifyIndex: e.modif, Reals: make([]model.RealServer, 0, len(e.reals)), QuorumLost: e.quorumLost}
 	out.SchedFlags = slices.Clone(e.spec.SchedFlags)
 	type keyed struct {
 		ap netip.AddrPort
-		r  *RealServer
+		r  *model.RealServer
 	}
 	ks := make([]keyed, 0, len(e.reals))
 	for k, r := range e.reals {
@@ -477,14 +477,14 @@ func (e *service) export() Service {
 // is also the snapshot format, so two directors with equal state produce
 // byte-identical snapshots.
 type Dump struct {
-	Version  int       `json:"version"`
-	Index    uint64    `json:"index"`
-	Services []Service `json:"services"`
-	VIPs     []VIP     `json:"vips"`
-	Settings Settings  `json:"settings"`
-	Nodes    []Node    `json:"nodes"`
+	Version  int             `json:"version"`
+	Index    uint64          `json:"index"`
+	Services []model.Service `json:"services"`
+	VIPs     []model.VIP     `json:"vips"`
+	Settings model.Settings  `json:"settings"`
+	Nodes    []model.Node    `json:"nodes"`
 	// LastRelease: the last planned VIP release not cancelled since.
-	LastRelease *LeaseRelease `json:"last_release,omitempty"`
+	LastRelease *model.LeaseRelease `json:"last_release,omitempty"`
 	// ClusterID names the cluster (InitCluster); "" before it is named.
 	ClusterID string `json:"cluster_id,omitempty"`
 }
@@ -493,7 +493,7 @@ const dumpVersion = 1
 
 func (s *state) dump() Dump {
 	d := Dump{Version: dumpVersion, Index: s.index, Settings: s.settings, ClusterID: s.cluster,
-		Services: make([]Service, 0, len(s.services)), VIPs: make([]VIP, 0, len(s.vips)), Nodes: make([]Node, 0, len(s.nodes))}
+		Services: make([]model.Service, 0, len(s.services)), VIPs: make([]model.VIP, 0, len(s.vips)), Nodes: make([]model.Node, 0, len(s.nodes))}
 	for _, k := range sortedKeys(s.services) {
 		d.Services = append(d.Services, s.services[k].export())
 	}
@@ -528,7 +528,7 @@ func stateFromDump(d Dump) (*state, error) {
 		if _, dup := s.keys[sv.Key()]; dup {
 			return nil, fmt.Errorf("snapshot: service key %s twice", sv.Key())
 		}
-		e := &service{spec: sv.ServiceSpec, reals: make(map[string]*RealServer, len(sv.Reals)), create: sv.CreateIndex, modif: sv.ModifyIndex, touched: d.Index, quorumLost: sv.QuorumLost}
+		e := &service{spec: sv.ServiceSpec, reals: make(map[string]*model.RealServer, len(sv.Reals)), create: sv.CreateIndex, modif: sv.ModifyIndex, touched: d.Index, quorumLost: sv.QuorumLost}
 		for i := range sv.Reals {
 			r := sv.Reals[i]
 			e.reals[r.Key()] = &r
@@ -556,7 +556,7 @@ func stateFromDump(d Dump) (*state, error) {
 // programs every service, so one that cannot would silently differ.
 // With single, reals holds the one real server being written and fields are
 // named without a reals[i] prefix.
-func (s *state) checkCaps(spec ServiceSpec, reals []RealServer, single bool) *Error {
+func (s *state) checkCaps(spec model.ServiceSpec, reals []model.RealServer, single bool) *model.Error {
 	field := func(i int, f string) string {
 		if single {
 			return f
@@ -571,21 +571,21 @@ func (s *state) checkCaps(spec ServiceSpec, reals []RealServer, single bool) *Er
 		}
 		who := fmt.Sprintf("the %s dataplane of director %s", n.Dataplane, n.ID)
 		if !slices.Contains(c.Schedulers, spec.Scheduler) {
-			return invalid("scheduler", "%q cannot be expressed by %s (it supports %s)", spec.Scheduler, who, strings.Join(c.Schedulers, ", "))
+			return model.Invalid("scheduler", "%q cannot be expressed by %s (it supports %s)", spec.Scheduler, who, strings.Join(c.Schedulers, ", "))
 		}
 		for _, f := range spec.SchedFlags {
 			if !slices.Contains(c.Flags, f) {
-				return invalid("sched_flags", "%q cannot be expressed by %s", f, who)
+				return model.Invalid("sched_flags", "%q cannot be expressed by %s", f, who)
 			}
 		}
 		if spec.Persistence != 0 && !c.Persistence {
-			return invalid("persistence", "persistence cannot be expressed by %s", who)
+			return model.Invalid("persistence", "persistence cannot be expressed by %s", who)
 		}
 		if spec.Fwmark != 0 && !c.Fwmark {
-			return invalid("fwmark", "fwmark services cannot be expressed by %s", who)
+			return model.Invalid("fwmark", "fwmark services cannot be expressed by %s", who)
 		}
 		if !slices.Contains(c.Forwards, spec.Forward) {
-			return invalid("forward", "%s forwarding cannot be expressed by %s (it supports %s)", spec.Forward, who, strings.Join(c.Forwards, ", "))
+			return model.Invalid("forward", "%s forwarding cannot be expressed by %s (it supports %s)", spec.Forward, who, strings.Join(c.Forwards, ", "))
 		}
 		if ss := spec.SorryServer; ss != nil {
 			f := ss.Forward
@@ -593,15 +593,15 @@ func (s *state) checkCaps(spec ServiceSpec, reals []RealServer, single bool) *Er
 				f = spec.Forward
 			}
 			if !slices.Contains(c.Forwards, f) {
-				return invalid("sorry_server.forward", "%s forwarding cannot be expressed by %s", f, who)
+				return model.Invalid("sorry_server.forward", "%s forwarding cannot be expressed by %s", f, who)
 			}
 		}
 		for i, r := range reals {
 			if f := spec.EffectiveForward(r); !slices.Contains(c.Forwards, f) {
-				return invalid(field(i, "forward"), "%s forwarding cannot be expressed by %s", f, who)
+				return model.Invalid(field(i, "forward"), "%s forwarding cannot be expressed by %s", f, who)
 			}
 			if (r.UpperThreshold != 0 || r.LowerThreshold != 0) && !c.Thresholds {
-				return invalid(field(i, "upper_threshold"), "connection thresholds cannot be expressed by %s", who)
+				return model.Invalid(field(i, "upper_threshold"), "connection thresholds cannot be expressed by %s", who)
 			}
 		}
 	}
@@ -611,12 +611,12 @@ func (s *state) checkCaps(spec ServiceSpec, reals []RealServer, single bool) *Er
 // checkNotDirectorAddr refuses a VIP that is a registered director's own
 // raft or API address: the VIP moves between directors, and taking it away
 // would cut that director off.
-func (s *state) checkNotDirectorAddr(v VIP) *Error {
+func (s *state) checkNotDirectorAddr(v model.VIP) *model.Error {
 	for _, id := range sortedKeys(s.nodes) {
 		n := s.nodes[id]
 		for _, hp := range []string{n.RaftAddr, n.APIAddr} {
-			if host, _, err := net.SplitHostPort(hp); err == nil && VIPKey(host) == v.Key() {
-				return invalid("address", "%s is director %s's own address; a VIP must be an address no director has", v.Key(), n.ID)
+			if host, _, err := net.SplitHostPort(hp); err == nil && model.VIPKey(host) == v.Key() {
+				return model.Invalid("address", "%s is director %s's own address; a VIP must be an address no director has", v.Key(), n.ID)
 			}
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/internal/benchrec"
+	"github.com/raftlb/raftlb/model"
 )
 
 var record = flag.String("health.record", "", "run TestRecordProberBench (10,000 TCP targets on loopback) and write its table into this file (bench:health markers)")
@@ -132,7 +133,7 @@ func TestRecordProberBench(t *testing.T) {
 	}
 	port, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "PORT ")))
 	ts := make([]Target, benchTargets)
-	spec, _ := Normalize(Spec{Type: TypeTCP, Interval: Duration(benchInterval), Timeout: Duration(time.Second)})
+	spec, _ := model.NormalizeCheck(model.Check{Type: model.CheckTCP, Interval: model.Duration(benchInterval), Timeout: model.Duration(time.Second)})
 	for i := range ts {
 		ts[i] = Target{Addr: netip.AddrPortFrom(benchAddr(i), uint16(port)), Spec: spec}
 	}
@@ -212,7 +213,7 @@ func measureProber(t *testing.T, ts []Target, c Checker) benchRow {
 	fails := 0
 	measuring := false
 	g0 := runtime.NumGoroutine()
-	p := NewProber(Options{Workers: benchWorkers, NewChecker: func(Spec) (Checker, error) { return c, nil }, OnEvent: func(ev Event) {
+	p := NewProber(Options{Workers: benchWorkers, NewChecker: func(model.Check) (Checker, error) { return c, nil }, OnEvent: func(ev Event) {
 		mu.Lock()
 		if measuring {
 			lat = append(lat, ev.Result.Latency)

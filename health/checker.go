@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/raftlb/raftlb/model"
 	"golang.org/x/sys/unix"
 )
 
@@ -17,7 +18,7 @@ import (
 // normalised spec of its check.
 type Target struct {
 	Addr netip.AddrPort
-	Spec Spec
+	Spec model.Check
 }
 
 // Key identifies a probe: the address and port actually checked and the
@@ -63,21 +64,21 @@ type Checker interface {
 // NewChecker returns the checker for a normalised spec. Checkers hold only
 // spec-derived state (a parsed regex, an HTTP transport) and may be shared by
 // every target with that spec.
-func NewChecker(s Spec) (Checker, error) {
+func NewChecker(s model.Check) (Checker, error) {
 	switch s.Type {
-	case TypeTCP:
+	case model.CheckTCP:
 		return tcpChecker{}, nil
-	case TypeHTTP, TypeHTTPS:
+	case model.CheckHTTP, model.CheckHTTPS:
 		return newHTTPChecker(s)
-	case TypeUDP:
+	case model.CheckUDP:
 		return newUDPChecker(s), nil
-	case TypeDNS:
+	case model.CheckDNS:
 		return newDNSChecker(s)
-	case TypeICMP:
+	case model.CheckICMP:
 		return icmpChecker{}, nil
-	case TypeScript:
+	case model.CheckScript:
 		return scriptChecker{spec: *s.Script}, nil
-	case TypeNone:
+	case model.CheckNone:
 		return noneChecker{}, nil
 	}
 	return nil, fmt.Errorf("health: no checker for type %q", s.Type)

@@ -23,12 +23,13 @@ import (
 	"github.com/miekg/dns"
 	"github.com/raftlb/raftlb/internal/netlab"
 	"github.com/raftlb/raftlb/internal/testpki"
+	"github.com/raftlb/raftlb/model"
 )
 
 // check normalises s, builds its checker and runs one attempt against addr.
-func check(t *testing.T, addr string, s Spec) Result {
+func check(t *testing.T, addr string, s model.Check) Result {
 	t.Helper()
-	s, err := Normalize(s)
+	s, err := model.NormalizeCheck(s)
 	if err != nil {
 		t.Fatalf("Normalize: %v", err)
 	}
@@ -84,17 +85,17 @@ func TestTCPChecker(t *testing.T) {
 			c.Close()
 		}
 	}()
-	r := check(t, ln.Addr().String(), Spec{Type: "tcp"})
+	r := check(t, ln.Addr().String(), model.Check{Type: "tcp"})
 	wantUp(t, r, true, "")
 	if r.Latency <= 0 {
 		t.Errorf("latency %v", r.Latency)
 	}
-	wantUp(t, check(t, closedPort(t, "tcp"), Spec{Type: "tcp"}), false, "connection refused")
+	wantUp(t, check(t, closedPort(t, "tcp"), model.Check{Type: "tcp"}), false, "connection refused")
 
 	// Spec.Port overrides the target's port.
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	p, _ := strconv.Atoi(port)
-	wantUp(t, check(t, closedPort(t, "tcp"), Spec{Type: "tcp", Port: p}), true, "")
+	wantUp(t, check(t, closedPort(t, "tcp"), model.Check{Type: "tcp", Port: p}), true, "")
 }
 
 // TestTimeoutsInNamespace checks against a namespace address that no one
@@ -106,7 +107,7 @@ func TestTimeoutsInNamespace(t *testing.T) {
 	lab.Link(ns, "eth0", peer, "eth0")
 	lab.Addr(ns, "eth0", "10.250.0.1/24")
 	lab.Addr(peer, "eth0", "10.250.0.3/24")
-	in := func(addr string, s Spec) (r Result) {
+	in := func(addr string, s model.Check) (r Result) {
 		t.Helper()
 		if err := netlab.Do(ns, func() error { r = check(t, addr, s); return nil }); err != nil {
 			t.Fatal(err)
@@ -114,13 +115,13 @@ func TestTimeoutsInNamespace(t *testing.T) {
 		return r
 	}
 	start := time.Now()
-	wantUp(t, in("10.250.0.2:80", Spec{Type: "tcp", Timeout: Duration(100 * time.Millisecond)}), false, "timeout")
+	wantUp(t, in("10.250.0.2:80", model.Check{Type: "tcp", Timeout: model.Duration(100 * time.Millisecond)}), false, "timeout")
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("check took %v with a 100ms timeout", d)
 	}
-	wantUp(t, in("10.250.0.2:0", Spec{Type: "icmp", Timeout: Duration(100 * time.Millisecond)}), false, "timeout")
-	wantUp(t, in("10.250.0.3:0", Spec{Type: "icmp"}), true, "")
-	wantUp(t, in("10.250.0.3:80", Spec{Type: "tcp"}), false, "refused")
+	wantUp(t, in("10.250.0.2:0", model.Check{Type: "icmp", Timeout: model.Duration(100 * time.Millisecond)}), false, "timeout")
+	wantUp(t, in("10.250.0.3:0", model.Check{Type: "icmp"}), true, "")
+	wantUp(t, in("10.250.0.3:80", model.Check{Type: "tcp"}), false, "refused")
 }
 
 type seen struct {
@@ -161,38 +162,38 @@ func TestHTTPChecker(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(sv.handler))
 	defer srv.Close()
 	addr := srv.Listener.Addr().String()
-	h := func(hs HTTPSpec) Spec { return Spec{Type: "http", HTTP: &hs} }
+	h := func(hs model.HTTPCheck) model.Check { return model.Check{Type: "http", HTTP: &hs} }
 
-	wantUp(t, check(t, addr, h(HTTPSpec{Path: "/health", Host: "www.example.com"})), true, "")
+	wantUp(t, check(t, addr, h(model.HTTPCheck{Path: "/health", Host: "www.example.com"})), true, "")
 	if host, _, path := sv.get(); host != "www.example.com" || path != "/health" {
 		t.Errorf("server saw Host %q path %q", host, path)
 	}
-	wantUp(t, check(t, addr, h(HTTPSpec{})), true, "")
+	wantUp(t, check(t, addr, h(model.HTTPCheck{})), true, "")
 	if host, _, _ := sv.get(); host != addr {
 		t.Errorf("default Host %q, want %q", host, addr)
 	}
 
 	// Status ranges.
 	sv.set(301, "moved")
-	wantUp(t, check(t, addr, h(HTTPSpec{})), false, "status 301, want 200-299")
-	wantUp(t, check(t, addr, h(HTTPSpec{Status: "200-299,301"})), true, "")
+	wantUp(t, check(t, addr, h(model.HTTPCheck{})), false, "status 301, want 200-299")
+	wantUp(t, check(t, addr, h(model.HTTPCheck{Status: "200-299,301"})), true, "")
 	sv.set(503, "down")
-	wantUp(t, check(t, addr, h(HTTPSpec{Status: "200-299,301"})), false, "status 503")
-	wantUp(t, check(t, addr, h(HTTPSpec{Status: "500-599"})), true, "")
+	wantUp(t, check(t, addr, h(model.HTTPCheck{Status: "200-299,301"})), false, "status 503")
+	wantUp(t, check(t, addr, h(model.HTTPCheck{Status: "500-599"})), true, "")
 
 	// Body regex and digest.
 	sv.set(200, "hello healthy world")
 	sum := sha256.Sum256([]byte("hello healthy world"))
 	digest := hex.EncodeToString(sum[:])
-	wantUp(t, check(t, addr, h(HTTPSpec{BodyRegex: `heal+thy`})), true, "")
-	wantUp(t, check(t, addr, h(HTTPSpec{BodyRegex: `^sick`})), false, "does not match")
-	wantUp(t, check(t, addr, h(HTTPSpec{BodySHA256: strings.ToUpper(digest)})), true, "")
-	wantUp(t, check(t, addr, h(HTTPSpec{BodySHA256: digest, BodyRegex: "world$"})), true, "")
+	wantUp(t, check(t, addr, h(model.HTTPCheck{BodyRegex: `heal+thy`})), true, "")
+	wantUp(t, check(t, addr, h(model.HTTPCheck{BodyRegex: `^sick`})), false, "does not match")
+	wantUp(t, check(t, addr, h(model.HTTPCheck{BodySHA256: strings.ToUpper(digest)})), true, "")
+	wantUp(t, check(t, addr, h(model.HTTPCheck{BodySHA256: digest, BodyRegex: "world$"})), true, "")
 	sv.set(200, "hello healthy world!")
-	wantUp(t, check(t, addr, h(HTTPSpec{BodySHA256: digest})), false, "body sha256")
+	wantUp(t, check(t, addr, h(model.HTTPCheck{BodySHA256: digest})), false, "body sha256")
 
 	// Refused and slow servers.
-	wantUp(t, check(t, closedPort(t, "tcp"), h(HTTPSpec{})), false, "refused")
+	wantUp(t, check(t, closedPort(t, "tcp"), h(model.HTTPCheck{})), false, "refused")
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
@@ -200,7 +201,7 @@ func TestHTTPChecker(t *testing.T) {
 		}
 	}))
 	defer slow.Close()
-	wantUp(t, check(t, slow.Listener.Addr().String(), Spec{Type: "http", Timeout: Duration(100 * time.Millisecond)}), false, "timeout")
+	wantUp(t, check(t, slow.Listener.Addr().String(), model.Check{Type: "http", Timeout: model.Duration(100 * time.Millisecond)}), false, "timeout")
 }
 
 func TestHTTPSChecker(t *testing.T) {
@@ -217,32 +218,32 @@ func TestHTTPSChecker(t *testing.T) {
 	srv.StartTLS()
 	defer srv.Close()
 	addr := srv.Listener.Addr().String()
-	h := func(hs HTTPSpec) Spec { return Spec{Type: "https", HTTP: &hs} }
+	h := func(hs model.HTTPCheck) model.Check { return model.Check{Type: "https", HTTP: &hs} }
 
 	// Verify off: any certificate will do.
-	wantUp(t, check(t, addr, h(HTTPSpec{})), true, "")
+	wantUp(t, check(t, addr, h(model.HTTPCheck{})), true, "")
 	// Verify on against the system roots: the test CA is unknown.
-	wantUp(t, check(t, addr, h(HTTPSpec{TLSVerify: true})), false, "certificate")
+	wantUp(t, check(t, addr, h(model.HTTPCheck{TLSVerify: true})), false, "certificate")
 	// Verify on with the CA: the IP SAN matches.
-	wantUp(t, check(t, addr, h(HTTPSpec{TLSVerify: true, CAFile: caFile})), true, "")
+	wantUp(t, check(t, addr, h(model.HTTPCheck{TLSVerify: true, CAFile: caFile})), true, "")
 	// SNI is sent and verified.
-	wantUp(t, check(t, addr, h(HTTPSpec{TLSVerify: true, CAFile: caFile, SNI: "localhost"})), true, "")
+	wantUp(t, check(t, addr, h(model.HTTPCheck{TLSVerify: true, CAFile: caFile, SNI: "localhost"})), true, "")
 	if _, sni, _ := sv.get(); sni != "localhost" {
 		t.Errorf("server saw SNI %q, want localhost", sni)
 	}
-	wantUp(t, check(t, addr, h(HTTPSpec{TLSVerify: true, CAFile: caFile, SNI: "other.example"})), false, "certificate")
-	wantUp(t, check(t, addr, h(HTTPSpec{SNI: "other.example", Host: "vhost.example"})), true, "")
+	wantUp(t, check(t, addr, h(model.HTTPCheck{TLSVerify: true, CAFile: caFile, SNI: "other.example"})), false, "certificate")
+	wantUp(t, check(t, addr, h(model.HTTPCheck{SNI: "other.example", Host: "vhost.example"})), true, "")
 	if host, sni, _ := sv.get(); sni != "other.example" || host != "vhost.example" {
 		t.Errorf("server saw Host %q SNI %q", host, sni)
 	}
 	// Without SNI the Host header's name is the server name.
-	wantUp(t, check(t, addr, h(HTTPSpec{Host: "localhost:443", TLSVerify: true, CAFile: caFile})), true, "")
+	wantUp(t, check(t, addr, h(model.HTTPCheck{Host: "localhost:443", TLSVerify: true, CAFile: caFile})), true, "")
 	if _, sni, _ := sv.get(); sni != "localhost" {
 		t.Errorf("server saw SNI %q, want localhost (from Host)", sni)
 	}
 
 	// A missing CA file: the checker cannot be built.
-	s, _ := Normalize(h(HTTPSpec{TLSVerify: true, CAFile: filepath.Join(t.TempDir(), "none.pem")}))
+	s, _ := model.NormalizeCheck(h(model.HTTPCheck{TLSVerify: true, CAFile: filepath.Join(t.TempDir(), "none.pem")}))
 	if _, err := NewChecker(s); err == nil {
 		t.Error("NewChecker with a missing CA file succeeded")
 	}
@@ -271,18 +272,18 @@ func udpEcho(t *testing.T, prefix string) string {
 
 func TestUDPChecker(t *testing.T) {
 	addr := udpEcho(t, "PONG ")
-	u := func(us UDPSpec) Spec {
-		return Spec{Type: "udp", Timeout: Duration(200 * time.Millisecond), UDP: &us}
+	u := func(us model.UDPCheck) model.Check {
+		return model.Check{Type: "udp", Timeout: model.Duration(200 * time.Millisecond), UDP: &us}
 	}
-	wantUp(t, check(t, addr, u(UDPSpec{Payload: "ping", Expect: "PONG ping"})), true, "")
-	wantUp(t, check(t, addr, u(UDPSpec{PayloadHex: "00ff", ExpectHex: hex.EncodeToString([]byte("PONG \x00\xff"))})), true, "")
-	wantUp(t, check(t, addr, u(UDPSpec{Payload: "ping", Expect: "PONG pong"})), false, "does not start with")
-	wantUp(t, check(t, addr, u(UDPSpec{Payload: "x", RequireReply: true})), true, "")
+	wantUp(t, check(t, addr, u(model.UDPCheck{Payload: "ping", Expect: "PONG ping"})), true, "")
+	wantUp(t, check(t, addr, u(model.UDPCheck{PayloadHex: "00ff", ExpectHex: hex.EncodeToString([]byte("PONG \x00\xff"))})), true, "")
+	wantUp(t, check(t, addr, u(model.UDPCheck{Payload: "ping", Expect: "PONG pong"})), false, "does not start with")
+	wantUp(t, check(t, addr, u(model.UDPCheck{Payload: "x", RequireReply: true})), true, "")
 
 	// Nothing listening: the ICMP port unreachable is seen.
 	closed := closedPort(t, "udp")
-	wantUp(t, check(t, closed, u(UDPSpec{Payload: "ping"})), false, "port unreachable")
-	wantUp(t, check(t, closed, u(UDPSpec{Payload: "ping", Expect: "x"})), false, "port unreachable")
+	wantUp(t, check(t, closed, u(model.UDPCheck{Payload: "ping"})), false, "port unreachable")
+	wantUp(t, check(t, closed, u(model.UDPCheck{Payload: "ping", Expect: "x"})), false, "port unreachable")
 
 	// A silent server: up without an expected reply (no ICMP error), down
 	// when a reply is required.
@@ -291,8 +292,8 @@ func TestUDPChecker(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer silent.Close()
-	wantUp(t, check(t, silent.LocalAddr().String(), u(UDPSpec{Payload: "ping"})), true, "")
-	wantUp(t, check(t, silent.LocalAddr().String(), u(UDPSpec{Payload: "ping", RequireReply: true})), false, "timeout")
+	wantUp(t, check(t, silent.LocalAddr().String(), u(model.UDPCheck{Payload: "ping"})), true, "")
+	wantUp(t, check(t, silent.LocalAddr().String(), u(model.UDPCheck{Payload: "ping", RequireReply: true})), false, "timeout")
 }
 
 func TestDNSChecker(t *testing.T) {
@@ -329,30 +330,32 @@ func TestDNSChecker(t *testing.T) {
 	<-started
 	defer srv.Shutdown()
 	addr := pc.LocalAddr().String()
-	d := func(ds DNSSpec) Spec { return Spec{Type: "dns", Timeout: Duration(300 * time.Millisecond), DNS: &ds} }
+	d := func(ds model.DNSCheck) model.Check {
+		return model.Check{Type: "dns", Timeout: model.Duration(300 * time.Millisecond), DNS: &ds}
+	}
 
-	wantUp(t, check(t, addr, d(DNSSpec{Name: "UP.example"})), true, "")
+	wantUp(t, check(t, addr, d(model.DNSCheck{Name: "UP.example"})), true, "")
 	mu.Lock()
 	if lastQ.Name != "up.example." || lastQ.Qtype != dns.TypeA {
 		t.Errorf("server saw %v, want up.example. A", lastQ)
 	}
 	mu.Unlock()
-	wantUp(t, check(t, addr, d(DNSSpec{Name: "up.example", QType: "aaaa"})), true, "")
+	wantUp(t, check(t, addr, d(model.DNSCheck{Name: "up.example", QType: "aaaa"})), true, "")
 	mu.Lock()
 	if lastQ.Qtype != dns.TypeAAAA {
 		t.Errorf("server saw type %d, want AAAA", lastQ.Qtype)
 	}
 	mu.Unlock()
-	wantUp(t, check(t, addr, d(DNSSpec{Name: "missing.example"})), false, "rcode NXDOMAIN, want NOERROR")
-	wantUp(t, check(t, addr, d(DNSSpec{Name: "missing.example", Rcode: "nxdomain"})), true, "")
-	wantUp(t, check(t, addr, d(DNSSpec{Name: "broken.example"})), false, "SERVFAIL")
-	wantUp(t, check(t, closedPort(t, "udp"), d(DNSSpec{Name: "up.example"})), false, "dns")
+	wantUp(t, check(t, addr, d(model.DNSCheck{Name: "missing.example"})), false, "rcode NXDOMAIN, want NOERROR")
+	wantUp(t, check(t, addr, d(model.DNSCheck{Name: "missing.example", Rcode: "nxdomain"})), true, "")
+	wantUp(t, check(t, addr, d(model.DNSCheck{Name: "broken.example"})), false, "SERVFAIL")
+	wantUp(t, check(t, closedPort(t, "udp"), d(model.DNSCheck{Name: "up.example"})), false, "dns")
 }
 
 func TestICMPChecker(t *testing.T) {
-	wantUp(t, check(t, "127.0.0.1:0", Spec{Type: "icmp"}), true, "")
+	wantUp(t, check(t, "127.0.0.1:0", model.Check{Type: "icmp"}), true, "")
 	if _, err := net.Listen("tcp6", "[::1]:0"); err == nil {
-		wantUp(t, check(t, "[::1]:0", Spec{Type: "icmp"}), true, "")
+		wantUp(t, check(t, "[::1]:0", model.Check{Type: "icmp"}), true, "")
 	}
 }
 
@@ -366,8 +369,8 @@ func writeScript(t *testing.T, body string) string {
 }
 
 func TestScriptChecker(t *testing.T) {
-	sc := func(path string, dynamic bool, args ...string) Spec {
-		return Spec{Type: "script", Timeout: Duration(2 * time.Second), Script: &ScriptSpec{Path: path, Args: args, Dynamic: dynamic}}
+	sc := func(path string, dynamic bool, args ...string) model.Check {
+		return model.Check{Type: "script", Timeout: model.Duration(2 * time.Second), Script: &model.ScriptCheck{Path: path, Args: args, Dynamic: dynamic}}
 	}
 	exit := writeScript(t, `[ "$RAFTLB_CHECK_ADDRESS" = 127.0.0.1 ] && [ "$RAFTLB_CHECK_PORT" = 8080 ] || { echo "bad env $RAFTLB_CHECK_ADDRESS $RAFTLB_CHECK_PORT"; exit 1; }
 echo "status $1" >&2
@@ -400,8 +403,8 @@ func TestScriptTimeoutKillsProcessGroup(t *testing.T) {
 	p := writeScript(t, `sleep 30 & echo $! > `+pidFile+`
 wait`)
 	start := time.Now()
-	r := check(t, "127.0.0.1:1", Spec{Type: "script", Timeout: Duration(5 * time.Second),
-		Script: &ScriptSpec{Path: p, Timeout: Duration(300 * time.Millisecond)}})
+	r := check(t, "127.0.0.1:1", model.Check{Type: "script", Timeout: model.Duration(5 * time.Second),
+		Script: &model.ScriptCheck{Path: p, Timeout: model.Duration(300 * time.Millisecond)}})
 	wantUp(t, r, false, "timed out")
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("check took %v with a 300ms script timeout", d)

@@ -13,20 +13,22 @@ import (
 	"os"
 	"regexp"
 	"time"
+
+	"github.com/raftlb/raftlb/model"
 )
 
 type httpChecker struct {
-	spec   HTTPSpec
+	spec   model.HTTPCheck
 	scheme string
-	status []statusRange
+	status []model.StatusRange
 	re     *regexp.Regexp
 	tr     *http.Transport
 }
 
-func newHTTPChecker(s Spec) (*httpChecker, error) {
+func newHTTPChecker(s model.Check) (*httpChecker, error) {
 	h := *s.HTTP
 	c := &httpChecker{spec: h, scheme: s.Type}
-	c.status, _ = parseStatus(h.Status)
+	c.status, _ = model.ParseStatus(h.Status)
 	if h.BodyRegex != "" {
 		c.re = regexp.MustCompile(h.BodyRegex)
 	}
@@ -91,7 +93,7 @@ func (c *httpChecker) Check(ctx context.Context, t Target) Result {
 	if c.re == nil && c.spec.BodySHA256 == "" {
 		return ok(start)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, model.MaxCheckBody))
 	if err != nil {
 		return fail(start, "body: %s", errText(ctx, err))
 	}
@@ -109,7 +111,7 @@ func (c *httpChecker) Check(ctx context.Context, t Target) Result {
 
 func (c *httpChecker) statusOK(code int) bool {
 	for _, r := range c.status {
-		if code >= r.lo && code <= r.hi {
+		if r.Contains(code) {
 			return true
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/raftlb/raftlb/model"
 )
 
 // Options configure a Prober.
@@ -19,7 +21,7 @@ type Options struct {
 	// mean check duration. Stats.MaxLag shows when it is too small.
 	Workers int
 	// NewChecker builds the checker for a spec; default NewChecker.
-	NewChecker func(Spec) (Checker, error)
+	NewChecker func(model.Check) (Checker, error)
 	// OnEvent receives every completed check (after its retries), with the
 	// target's state after it. It is called from worker goroutines, for
 	// different targets concurrently, for one target in order; it must not
@@ -171,12 +173,12 @@ func (p *Prober) SetTargets(ts []Target) error {
 	var errs []error
 	want := make(map[Key]Target, len(ts))
 	for _, t := range ts {
-		s, err := Normalize(t.Spec)
+		s, err := model.NormalizeCheck(t.Spec)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("target %s: %w", t.Addr, err))
 			continue
 		}
-		if s.Type == TypeNone {
+		if s.Type == model.CheckNone {
 			continue
 		}
 		t.Spec = s

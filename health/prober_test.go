@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/raftlb/raftlb/model"
 )
 
 // waitFor polls cond until it holds or d passes.
@@ -96,7 +98,7 @@ func (e *events) of(k Key) []Event {
 
 func newTestProber(t *testing.T, f Checker, ev *events, workers int) *Prober {
 	t.Helper()
-	opt := Options{Workers: workers, NewChecker: func(Spec) (Checker, error) { return f, nil }, StatsWindow: 50 * time.Millisecond}
+	opt := Options{Workers: workers, NewChecker: func(model.Check) (Checker, error) { return f, nil }, StatsWindow: 50 * time.Millisecond}
 	if ev != nil {
 		opt.OnEvent = ev.on
 	}
@@ -105,12 +107,12 @@ func newTestProber(t *testing.T, f Checker, ev *events, workers int) *Prober {
 	return p
 }
 
-func target(t *testing.T, addr string, s Spec) Target {
+func target(t *testing.T, addr string, s model.Check) Target {
 	t.Helper()
 	if s.Interval == 0 {
-		s.Interval = Duration(10 * time.Millisecond)
+		s.Interval = model.Duration(10 * time.Millisecond)
 	}
-	n, err := Normalize(s)
+	n, err := model.NormalizeCheck(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +148,7 @@ func TestRiseFall(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			f, ev := newFake(), newEvents()
 			p := newTestProber(t, f, ev, 4)
-			tg := target(t, "127.0.0.1:80", Spec{Rise: 2, Fall: 3, StartDown: c.startDown})
+			tg := target(t, "127.0.0.1:80", model.Check{Rise: 2, Fall: 3, StartDown: c.startDown})
 			f.set(tg.Addr, append(c.script, c.script[len(c.script)-1])...)
 			if err := p.SetTargets([]Target{tg}); err != nil {
 				t.Fatal(err)
@@ -181,9 +183,9 @@ func TestRiseFall(t *testing.T) {
 func TestRetriesWithDelay(t *testing.T) {
 	f, ev := newFake(), newEvents()
 	p := newTestProber(t, f, ev, 4)
-	down := target(t, "127.0.0.1:1", Spec{Retries: 2, RetryDelay: Duration(40 * time.Millisecond), Interval: Duration(time.Hour), InitialDelayMax: Duration(time.Millisecond)})
+	down := target(t, "127.0.0.1:1", model.Check{Retries: 2, RetryDelay: model.Duration(40 * time.Millisecond), Interval: model.Duration(time.Hour), InitialDelayMax: model.Duration(time.Millisecond)})
 	f.set(down.Addr, false)
-	flaky := target(t, "127.0.0.2:1", Spec{Retries: 2, RetryDelay: Duration(40 * time.Millisecond), Interval: Duration(time.Hour), InitialDelayMax: Duration(time.Millisecond), StartDown: true, Rise: 1})
+	flaky := target(t, "127.0.0.2:1", model.Check{Retries: 2, RetryDelay: model.Duration(40 * time.Millisecond), Interval: model.Duration(time.Hour), InitialDelayMax: model.Duration(time.Millisecond), StartDown: true, Rise: 1})
 	f.set(flaky.Addr, false, false, true)
 	if err := p.SetTargets([]Target{down, flaky}); err != nil {
 		t.Fatal(err)
@@ -225,7 +227,7 @@ func TestProberTimeout(t *testing.T) {
 		return Result{Err: "timeout"}
 	})
 	p := newTestProber(t, c, ev, 2)
-	tg := target(t, "127.0.0.1:1", Spec{Timeout: Duration(30 * time.Millisecond), Interval: Duration(time.Hour), InitialDelayMax: Duration(time.Millisecond)})
+	tg := target(t, "127.0.0.1:1", model.Check{Timeout: model.Duration(30 * time.Millisecond), Interval: model.Duration(time.Hour), InitialDelayMax: model.Duration(time.Millisecond)})
 	p.SetTargets([]Target{tg})
 	waitFor(t, 5*time.Second, "the check", func() bool { return ev.n.Load() == 1 })
 	if d := time.Duration(took.Load()); d < 25*time.Millisecond || d > time.Second {
@@ -236,13 +238,13 @@ func TestProberTimeout(t *testing.T) {
 func TestDedupeSharedTargets(t *testing.T) {
 	f, ev := newFake(), newEvents()
 	p := newTestProber(t, f, ev, 4)
-	spec := Spec{Type: "tcp", Interval: Duration(20 * time.Millisecond)}
+	spec := model.Check{Type: "tcp", Interval: model.Duration(20 * time.Millisecond)}
 	// Two services with the same real server and check, a third with the
 	// check port pointing at the same place, and one with another check.
 	a := target(t, "10.0.0.1:80", spec)
 	b := target(t, "10.0.0.1:80", spec)
-	viaPort := target(t, "10.0.0.1:8080", Spec{Type: "tcp", Interval: Duration(20 * time.Millisecond), Port: 80})
-	other := target(t, "10.0.0.1:80", Spec{Type: "tcp", Interval: Duration(20 * time.Millisecond), Fall: 5})
+	viaPort := target(t, "10.0.0.1:8080", model.Check{Type: "tcp", Interval: model.Duration(20 * time.Millisecond), Port: 80})
+	other := target(t, "10.0.0.1:80", model.Check{Type: "tcp", Interval: model.Duration(20 * time.Millisecond), Fall: 5})
 	if a.Key() != b.Key() || a.Key() != viaPort.Key() || a.Key() == other.Key() {
 		t.Fatalf("keys %v %v %v %v", a.Key(), b.Key(), viaPort.Key(), other.Key())
 	}
@@ -262,8 +264,8 @@ func TestDedupeSharedTargets(t *testing.T) {
 func TestSetTargetsKeepsState(t *testing.T) {
 	f, ev := newFake(), newEvents()
 	p := newTestProber(t, f, ev, 4)
-	a := target(t, "127.0.0.1:1", Spec{StartDown: true, Rise: 2})
-	b := target(t, "127.0.0.1:2", Spec{StartDown: true, Rise: 2})
+	a := target(t, "127.0.0.1:1", model.Check{StartDown: true, Rise: 2})
+	b := target(t, "127.0.0.1:2", model.Check{StartDown: true, Rise: 2})
 	p.SetTargets([]Target{a})
 	waitFor(t, 5*time.Second, "a up", func() bool {
 		evs := ev.of(a.Key())
@@ -306,7 +308,7 @@ func TestSetTargetsKeepsState(t *testing.T) {
 	}
 
 	// An invalid spec is reported and skipped; type none is not probed.
-	err := p.SetTargets([]Target{b, {Addr: a.Addr, Spec: Spec{Type: "bogus"}}, {Addr: a.Addr, Spec: Spec{Type: "none"}}})
+	err := p.SetTargets([]Target{b, {Addr: a.Addr, Spec: model.Check{Type: "bogus"}}, {Addr: a.Addr, Spec: model.Check{Type: "none"}}})
 	if err == nil || len(p.Snapshot()) != 1 {
 		t.Errorf("SetTargets with a bad spec: %v, %d targets", err, len(p.Snapshot()))
 	}
@@ -317,7 +319,7 @@ func TestDynamicWeightEvents(t *testing.T) {
 	w := 7
 	f.weight = &w
 	p := newTestProber(t, f, ev, 2)
-	tg := target(t, "127.0.0.1:1", Spec{})
+	tg := target(t, "127.0.0.1:1", model.Check{})
 	p.SetTargets([]Target{tg})
 	waitFor(t, 5*time.Second, "3 checks", func() bool { return len(ev.of(tg.Key())) >= 3 })
 	evs := ev.of(tg.Key())
@@ -330,7 +332,7 @@ func TestWatchdogSeesFrozenChecker(t *testing.T) {
 	f := newFake()
 	f.block = make(chan struct{})
 	p := newTestProber(t, f, nil, 1)
-	p.SetTargets([]Target{target(t, "127.0.0.1:1", Spec{Timeout: Duration(10 * time.Millisecond)})})
+	p.SetTargets([]Target{target(t, "127.0.0.1:1", model.Check{Timeout: model.Duration(10 * time.Millisecond)})})
 	waitFor(t, 5*time.Second, "stalled", func() bool { return p.Stats().Stalled })
 	s := p.Stats()
 	if s.WindowAttempts != 0 || s.InFlight != 1 || s.Attempts != 0 {
@@ -353,7 +355,7 @@ func TestManyTargetsFewGoroutines(t *testing.T) {
 	c := CheckerFunc(func(context.Context, Target) Result { calls.Add(1); return Result{Up: true} })
 	p := newTestProber(t, c, nil, 64)
 	ts := make([]Target, 10000)
-	spec, _ := Normalize(Spec{Interval: Duration(500 * time.Millisecond)})
+	spec, _ := model.NormalizeCheck(model.Check{Interval: model.Duration(500 * time.Millisecond)})
 	for i := range ts {
 		ts[i] = Target{Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 80), Spec: spec}
 	}

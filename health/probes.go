@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/raftlb/raftlb/model"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -27,8 +28,8 @@ type udpChecker struct {
 	requireReply    bool
 }
 
-func newUDPChecker(s Spec) udpChecker {
-	p, e := s.UDP.bytes()
+func newUDPChecker(s model.Check) udpChecker {
+	p, e := s.UDP.Bytes()
 	return udpChecker{payload: p, expect: e, requireReply: s.UDP.RequireReply || len(e) > 0}
 }
 
@@ -78,7 +79,7 @@ type dnsChecker struct {
 	rcode int
 }
 
-func newDNSChecker(s Spec) (dnsChecker, error) {
+func newDNSChecker(s model.Check) (dnsChecker, error) {
 	return dnsChecker{name: s.DNS.Name, qtype: dns.StringToType[s.DNS.QType], rcode: dns.StringToRcode[s.DNS.Rcode]}, nil
 }
 
@@ -175,7 +176,7 @@ func (icmpChecker) Check(ctx context.Context, t Target) Result {
 
 // --- script ---
 
-type scriptChecker struct{ spec ScriptSpec }
+type scriptChecker struct{ spec model.ScriptCheck }
 
 // tail keeps the last bytes written to it.
 type tail struct {

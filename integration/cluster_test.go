@@ -20,9 +20,9 @@ import (
 
 	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/api/client"
-	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/testaddr"
 	"github.com/raftlb/raftlb/internal/testpki"
+	"github.com/raftlb/raftlb/model"
 )
 
 var binary string // built once in TestMain
@@ -205,7 +205,7 @@ func (l *lab) cli(p *proc, args ...string) string {
 }
 
 // services reads p's local (non-consistent) view.
-func (l *lab) services(p *proc) []fsm.Service {
+func (l *lab) services(p *proc) []model.Service {
 	s, _, err := l.client(p).Services(context.Background(), client.ReadOpts{})
 	if err != nil {
 		l.t.Fatalf("%s: %v", p.id, err)
@@ -214,7 +214,7 @@ func (l *lab) services(p *proc) []fsm.Service {
 }
 
 // waitSame waits until every running director's local state equals want.
-func (l *lab) waitSame(want []fsm.Service) {
+func (l *lab) waitSame(want []model.Service) {
 	l.t.Helper()
 	for _, p := range l.procs {
 		if p.cmd == nil {
@@ -265,14 +265,14 @@ func TestProcessClusterSurvivesKillAndRestart(t *testing.T) {
 				break
 			}
 		}
-		spec := fsm.NewServiceSpec()
+		spec := model.NewServiceSpec()
 		spec.Name, spec.Protocol, spec.Address, spec.Port = fmt.Sprintf("down-%d", i), "tcp", "192.0.2.20", 1000+i
 		// As an operator would: a write that hit the dying leader reports
 		// leadership_lost (it may or may not have been applied): retry,
 		// and "already exists" means the first attempt made it.
 		for attempt := 0; ; attempt++ {
 			_, err := l.client(other).CreateService(context.Background(), client.ServiceCreate{ServiceSpec: spec})
-			if err == nil || (attempt > 0 && client.IsCode(err, fsm.CodeConflict)) {
+			if err == nil || (attempt > 0 && client.IsCode(err, model.CodeConflict)) {
 				break
 			}
 			if !client.IsCode(err, api.CodeLeadershipLost) || attempt == 5 {

@@ -18,6 +18,7 @@ import (
 	"github.com/raftlb/raftlb/api/client"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/netlab"
+	"github.com/raftlb/raftlb/model"
 	"golang.org/x/sys/unix"
 )
 
@@ -150,7 +151,7 @@ func (l *secLab) waitFor(what string, cond func() bool) {
 // the forged term, deposing the real leader); err is the transport's error
 // or raft's refusal.
 func (l *secLab) forge(i int, st api.Status) (answered bool, err error) {
-	cmd, err := fsm.Encode(&fsm.CreateService{Service: fsm.ServiceSpec{Name: "forged", Protocol: "tcp", Address: "198.51.100.66", Port: 80,
+	cmd, err := fsm.Encode(&fsm.CreateService{Service: model.ServiceSpec{Name: "forged", Protocol: "tcp", Address: "198.51.100.66", Port: 80,
 		Scheduler: "rr", Forward: "nat"}})
 	if err != nil {
 		return false, err

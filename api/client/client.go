@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/api"
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 	"github.com/raftlb/raftlb/trust"
 )
 
@@ -258,9 +258,9 @@ func (c *Client) once(ctx context.Context, method, path string, query url.Values
 		return m, err
 	}
 	if resp.StatusCode >= 300 {
-		var body fsm.Error
+		var body model.Error
 		if json.Unmarshal(raw, &body) != nil || body.Message == "" {
-			body = fsm.Error{Code: "http_" + strconv.Itoa(resp.StatusCode), Message: strings.TrimSpace(string(raw))}
+			body = model.Error{Code: "http_" + strconv.Itoa(resp.StatusCode), Message: strings.TrimSpace(string(raw))}
 		}
 		return m, &APIError{Status: resp.StatusCode, Code: body.Code, Message: body.Message, Field: body.Field}
 	}
@@ -303,15 +303,15 @@ func (c *Client) Status(ctx context.Context) (api.Status, error) {
 }
 
 // Services lists every service with its real servers.
-func (c *Client) Services(ctx context.Context, o ReadOpts) ([]fsm.Service, Meta, error) {
-	var out []fsm.Service
+func (c *Client) Services(ctx context.Context, o ReadOpts) ([]model.Service, Meta, error) {
+	var out []model.Service
 	m, err := c.do(ctx, "GET", "/v1/services", o.query(), nil, &out)
 	return out, m, err
 }
 
 // Service returns one service.
-func (c *Client) Service(ctx context.Context, name string, o ReadOpts) (fsm.Service, error) {
-	var out fsm.Service
+func (c *Client) Service(ctx context.Context, name string, o ReadOpts) (model.Service, error) {
+	var out model.Service
 	_, err := c.do(ctx, "GET", "/v1/services/"+esc(name), o.query(), nil, &out)
 	return out, err
 }
@@ -319,8 +319,8 @@ func (c *Client) Service(ctx context.Context, name string, o ReadOpts) (fsm.Serv
 // ServiceCreate is the body of a service creation: a spec and optional
 // initial real servers.
 type ServiceCreate struct {
-	fsm.ServiceSpec
-	Reals []fsm.RealServer `json:"reals,omitempty"`
+	model.ServiceSpec
+	Reals []model.RealServer `json:"reals,omitempty"`
 }
 
 // CreateService creates a service.
@@ -332,7 +332,7 @@ func (c *Client) CreateService(ctx context.Context, s ServiceCreate) (api.WriteR
 
 // UpdateService replaces a service's spec. cas (if non-zero) must be its
 // current modify_index.
-func (c *Client) UpdateService(ctx context.Context, spec fsm.ServiceSpec, cas uint64) (api.WriteResponse, error) {
+func (c *Client) UpdateService(ctx context.Context, spec model.ServiceSpec, cas uint64) (api.WriteResponse, error) {
 	var out api.WriteResponse
 	_, err := c.do(ctx, "PUT", "/v1/services/"+esc(spec.Name), casQuery(cas), spec, &out)
 	return out, err
@@ -346,29 +346,29 @@ func (c *Client) DeleteService(ctx context.Context, name string, cas uint64) (ap
 }
 
 // Reals lists a service's real servers.
-func (c *Client) Reals(ctx context.Context, service string, o ReadOpts) ([]fsm.RealServer, error) {
-	var out []fsm.RealServer
+func (c *Client) Reals(ctx context.Context, service string, o ReadOpts) ([]model.RealServer, error) {
+	var out []model.RealServer
 	_, err := c.do(ctx, "GET", "/v1/services/"+esc(service)+"/reals", o.query(), nil, &out)
 	return out, err
 }
 
 // Real returns one real server; key is "addr:port".
-func (c *Client) Real(ctx context.Context, service, key string, o ReadOpts) (fsm.RealServer, error) {
-	var out fsm.RealServer
+func (c *Client) Real(ctx context.Context, service, key string, o ReadOpts) (model.RealServer, error) {
+	var out model.RealServer
 	_, err := c.do(ctx, "GET", "/v1/services/"+esc(service)+"/reals/"+esc(key), o.query(), nil, &out)
 	return out, err
 }
 
 // CreateReal adds a real server to a service. Start r from
-// fsm.NewRealServer(): a zero RealServer has weight 0 (no new connections).
-func (c *Client) CreateReal(ctx context.Context, service string, r fsm.RealServer) (api.WriteResponse, error) {
+// model.NewRealServer(): a zero RealServer has weight 0 (no new connections).
+func (c *Client) CreateReal(ctx context.Context, service string, r model.RealServer) (api.WriteResponse, error) {
 	var out api.WriteResponse
 	_, err := c.do(ctx, "POST", "/v1/services/"+esc(service)+"/reals", nil, r, &out)
 	return out, err
 }
 
 // UpdateReal replaces real server key of a service.
-func (c *Client) UpdateReal(ctx context.Context, service, key string, r fsm.RealServer, cas uint64) (api.WriteResponse, error) {
+func (c *Client) UpdateReal(ctx context.Context, service, key string, r model.RealServer, cas uint64) (api.WriteResponse, error) {
 	var out api.WriteResponse
 	_, err := c.do(ctx, "PUT", "/v1/services/"+esc(service)+"/reals/"+esc(key), casQuery(cas), r, &out)
 	return out, err
@@ -385,7 +385,7 @@ func (c *Client) DeleteReal(ctx context.Context, service, key string, cas uint64
 // compare-and-set, retrying (up to 5 times) if another writer got there
 // first. It is how `raftlb real update` and `raftlb real drain` change one
 // field without clobbering others.
-func (c *Client) ModifyReal(ctx context.Context, service, key string, fn func(*fsm.RealServer)) (api.WriteResponse, error) {
+func (c *Client) ModifyReal(ctx context.Context, service, key string, fn func(*model.RealServer)) (api.WriteResponse, error) {
 	for attempt := 0; ; attempt++ {
 		r, err := c.Real(ctx, service, key, ReadOpts{Consistent: true})
 		if err != nil {
@@ -394,7 +394,7 @@ func (c *Client) ModifyReal(ctx context.Context, service, key string, fn func(*f
 		cas := r.ModifyIndex
 		fn(&r)
 		out, err := c.UpdateReal(ctx, service, key, r, cas)
-		if err == nil || !IsCode(err, fsm.CodeCASMismatch) || attempt >= 4 {
+		if err == nil || !IsCode(err, model.CodeCASMismatch) || attempt >= 4 {
 			return out, err
 		}
 	}
@@ -402,7 +402,7 @@ func (c *Client) ModifyReal(ctx context.Context, service, key string, fn func(*f
 
 // ModifyService is ModifyReal for a service's spec; an error from fn ends
 // it without writing.
-func (c *Client) ModifyService(ctx context.Context, name string, fn func(*fsm.ServiceSpec) error) (api.WriteResponse, error) {
+func (c *Client) ModifyService(ctx context.Context, name string, fn func(*model.ServiceSpec) error) (api.WriteResponse, error) {
 	for attempt := 0; ; attempt++ {
 		s, err := c.Service(ctx, name, ReadOpts{Consistent: true})
 		if err != nil {
@@ -414,21 +414,21 @@ func (c *Client) ModifyService(ctx context.Context, name string, fn func(*fsm.Se
 			return api.WriteResponse{}, err
 		}
 		out, err := c.UpdateService(ctx, spec, s.ModifyIndex)
-		if err == nil || !IsCode(err, fsm.CodeCASMismatch) || attempt >= 4 {
+		if err == nil || !IsCode(err, model.CodeCASMismatch) || attempt >= 4 {
 			return out, err
 		}
 	}
 }
 
 // VIPs lists the VIPs.
-func (c *Client) VIPs(ctx context.Context, o ReadOpts) ([]fsm.VIP, error) {
-	var out []fsm.VIP
+func (c *Client) VIPs(ctx context.Context, o ReadOpts) ([]model.VIP, error) {
+	var out []model.VIP
 	_, err := c.do(ctx, "GET", "/v1/vips", o.query(), nil, &out)
 	return out, err
 }
 
 // CreateVIP adds a VIP.
-func (c *Client) CreateVIP(ctx context.Context, v fsm.VIP) (api.WriteResponse, error) {
+func (c *Client) CreateVIP(ctx context.Context, v model.VIP) (api.WriteResponse, error) {
 	var out api.WriteResponse
 	_, err := c.do(ctx, "POST", "/v1/vips", nil, v, &out)
 	return out, err
@@ -437,19 +437,19 @@ func (c *Client) CreateVIP(ctx context.Context, v fsm.VIP) (api.WriteResponse, e
 // DeleteVIP removes the VIP with address addr (no prefix length).
 func (c *Client) DeleteVIP(ctx context.Context, addr string, cas uint64) (api.WriteResponse, error) {
 	var out api.WriteResponse
-	_, err := c.do(ctx, "DELETE", "/v1/vips/"+esc(fsm.VIPKey(addr)), casQuery(cas), nil, &out)
+	_, err := c.do(ctx, "DELETE", "/v1/vips/"+esc(model.VIPKey(addr)), casQuery(cas), nil, &out)
 	return out, err
 }
 
 // Settings returns the cluster settings.
-func (c *Client) Settings(ctx context.Context, o ReadOpts) (fsm.Settings, error) {
-	var out fsm.Settings
+func (c *Client) Settings(ctx context.Context, o ReadOpts) (model.Settings, error) {
+	var out model.Settings
 	_, err := c.do(ctx, "GET", "/v1/settings", o.query(), nil, &out)
 	return out, err
 }
 
 // UpdateSettings replaces the cluster settings.
-func (c *Client) UpdateSettings(ctx context.Context, s fsm.Settings, cas uint64) (api.WriteResponse, error) {
+func (c *Client) UpdateSettings(ctx context.Context, s model.Settings, cas uint64) (api.WriteResponse, error) {
 	var out api.WriteResponse
 	_, err := c.do(ctx, "PUT", "/v1/settings", casQuery(cas), s, &out)
 	return out, err
@@ -484,7 +484,7 @@ func (c *Client) TransferLeadership(ctx context.Context, id string) (api.WriteRe
 }
 
 // RegisterNode records a director's API address.
-func (c *Client) RegisterNode(ctx context.Context, n fsm.Node) (api.WriteResponse, error) {
+func (c *Client) RegisterNode(ctx context.Context, n model.Node) (api.WriteResponse, error) {
 	var out api.WriteResponse
 	_, err := c.do(ctx, "POST", "/v1/cluster/nodes", nil, n, &out)
 	return out, err

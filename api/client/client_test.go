@@ -21,6 +21,7 @@ import (
 	"github.com/raftlb/raftlb/api/client"
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 )
 
 func TestMain(m *testing.M) {
@@ -189,7 +190,7 @@ func TestRetriesWhileNoLeader(t *testing.T) {
 	s := newStub(t, noLeader, noLeader, created)
 	c := newClient(t, client.Options{Addr: s.srv.URL, Token: token})
 	start := time.Now()
-	res, err := c.CreateVIP(ctxT(t), fsm.VIP{Address: "192.0.2.1/24", Interface: "eth0"})
+	res, err := c.CreateVIP(ctxT(t), model.VIP{Address: "192.0.2.1/24", Interface: "eth0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +254,7 @@ func TestNoLeaderGivesUp(t *testing.T) {
 		defer cancel()
 		c := newClient(t, client.Options{Addr: s.srv.URL, NoLeaderWait: time.Minute})
 		start := time.Now()
-		_, err := c.UpdateSettings(ctx, fsm.DefaultSettings(), 0)
+		_, err := c.UpdateSettings(ctx, model.DefaultSettings(), 0)
 		// The context ends either while waiting (the last answer is
 		// returned) or during a request.
 		if !client.IsCode(err, api.CodeNoLeader) && !errors.Is(err, context.DeadlineExceeded) {
@@ -277,7 +278,7 @@ func TestNotRetried(t *testing.T) {
 	} {
 		s := newStub(t, a, answer{status: 200, body: `{"index":9}`})
 		c := newClient(t, client.Options{Addr: s.srv.URL})
-		_, err := c.CreateService(ctxT(t), client.ServiceCreate{ServiceSpec: fsm.ServiceSpec{Name: "web"}})
+		_, err := c.CreateService(ctxT(t), client.ServiceCreate{ServiceSpec: model.ServiceSpec{Name: "web"}})
 		var ae *client.APIError
 		if !errors.As(err, &ae) || ae.Status != a.status {
 			t.Errorf("%s: error %#v", a.body, err)
@@ -342,7 +343,7 @@ func TestRequests(t *testing.T) {
 	s := newStub(t, answer{status: 200, body: `null`, header: map[string]string{api.HeaderIndex: "42"}})
 	c := newClient(t, client.Options{Addr: s.srv.URL + "/prefix/", Token: token})
 	ctx := ctxT(t)
-	spec := fsm.ServiceSpec{Name: "web", Protocol: "tcp", Address: "192.0.2.1", Port: 80}
+	spec := model.ServiceSpec{Name: "web", Protocol: "tcp", Address: "192.0.2.1", Port: 80}
 	for _, x := range []struct {
 		call func() error
 		want request // Auth is always the token
@@ -367,8 +368,8 @@ func TestRequests(t *testing.T) {
 			return err
 		},
 			request{Method: "GET", Path: "/prefix/v1/services/web/reals/10.0.0.1:80", Query: "consistent=1"}},
-		{func() error { _, err := c.CreateReal(ctx, "web", fsm.RealServer{Address: "10.0.0.1"}); return err },
-			request{Method: "POST", Path: "/prefix/v1/services/web/reals", ContentType: "application/json", Body: mustJSON(t, fsm.RealServer{Address: "10.0.0.1"})}},
+		{func() error { _, err := c.CreateReal(ctx, "web", model.RealServer{Address: "10.0.0.1"}); return err },
+			request{Method: "POST", Path: "/prefix/v1/services/web/reals", ContentType: "application/json", Body: mustJSON(t, model.RealServer{Address: "10.0.0.1"})}},
 		{func() error { _, err := c.DeleteReal(ctx, "web", "10.0.0.1:80", 5); return err },
 			request{Method: "DELETE", Path: "/prefix/v1/services/web/reals/10.0.0.1:80", Query: "cas=5"}},
 		{func() error { _, err := c.DeleteVIP(ctx, "192.0.2.1/24", 0); return err }, request{Method: "DELETE", Path: "/prefix/v1/vips/192.0.2.1"}},
@@ -381,8 +382,8 @@ func TestRequests(t *testing.T) {
 			request{Method: "POST", Path: "/prefix/v1/cluster/remove", ContentType: "application/json", Body: `{"id":"d2"}`}},
 		{func() error { _, err := c.TransferLeadership(ctx, ""); return err },
 			request{Method: "POST", Path: "/prefix/v1/cluster/transfer-leadership", ContentType: "application/json", Body: `{}`}},
-		{func() error { _, err := c.RegisterNode(ctx, fsm.Node{ID: "d2"}); return err },
-			request{Method: "POST", Path: "/prefix/v1/cluster/nodes", ContentType: "application/json", Body: mustJSON(t, fsm.Node{ID: "d2"})}},
+		{func() error { _, err := c.RegisterNode(ctx, model.Node{ID: "d2"}); return err },
+			request{Method: "POST", Path: "/prefix/v1/cluster/nodes", ContentType: "application/json", Body: mustJSON(t, model.Node{ID: "d2"})}},
 	} {
 		n0 := len(s.requests())
 		if err := x.call(); err != nil {
@@ -431,7 +432,7 @@ func TestIPv6RealKeyPath(t *testing.T) {
 
 func TestModifyRealRetriesOnCASMismatch(t *testing.T) {
 	real := func(mi uint64) string {
-		return mustJSON(t, fsm.RealServer{Address: "10.0.0.1", Port: 80, Weight: 1, State: "enabled", CreateIndex: 3, ModifyIndex: mi})
+		return mustJSON(t, model.RealServer{Address: "10.0.0.1", Port: 80, Weight: 1, State: "enabled", CreateIndex: 3, ModifyIndex: mi})
 	}
 	casMismatch := answer{status: 409, body: `{"code":"cas_mismatch","message":"modify_index is 11, not 10","field":"cas"}`}
 	ok := answer{status: 200, body: `{"index":12,"real":{"address":"10.0.0.1","port":80,"weight":5,"state":"enabled","create_index":3,"modify_index":12}}`,
@@ -467,7 +468,7 @@ func TestModifyRealRetriesOnCASMismatch(t *testing.T) {
 		t.Cleanup(srv.Close)
 		c := newClient(t, client.Options{Addr: srv.URL})
 		calls := 0
-		res, err := c.ModifyReal(ctxT(t), "web", "10.0.0.1:80", func(r *fsm.RealServer) {
+		res, err := c.ModifyReal(ctxT(t), "web", "10.0.0.1:80", func(r *model.RealServer) {
 			calls++
 			r.Weight = 5
 		})
@@ -495,7 +496,7 @@ func TestModifyRealRetriesOnCASMismatch(t *testing.T) {
 				t.Errorf("request %d: %+v, want %+v", i, g, want)
 			}
 			if g.Method == "PUT" {
-				var r fsm.RealServer
+				var r model.RealServer
 				if err := json.Unmarshal([]byte(g.Body), &r); err != nil || r.Weight != 5 || r.Address != "10.0.0.1" {
 					t.Errorf("PUT body %s", g.Body)
 				}
@@ -504,13 +505,13 @@ func TestModifyRealRetriesOnCASMismatch(t *testing.T) {
 	})
 	t.Run("gives up after five attempts", func(t *testing.T) {
 		got, _, err, calls := run(t, casMismatch)
-		if !client.IsCode(err, fsm.CodeCASMismatch) || calls != 5 || len(got) != 10 {
+		if !client.IsCode(err, model.CodeCASMismatch) || calls != 5 || len(got) != 10 {
 			t.Fatalf("err %v, %d calls, %d requests", err, calls, len(got))
 		}
 	})
 	t.Run("other errors are not retried", func(t *testing.T) {
 		got, _, err, calls := run(t, answer{status: 400, body: `{"code":"invalid","message":"x","field":"weight"}`})
-		if !client.IsCode(err, fsm.CodeInvalid) || calls != 1 || len(got) != 2 {
+		if !client.IsCode(err, model.CodeInvalid) || calls != 1 || len(got) != 2 {
 			t.Fatalf("err %v, %d calls, %d requests", err, calls, len(got))
 		}
 	})
@@ -567,19 +568,19 @@ func TestAgainstRealServer(t *testing.T) {
 		t.Fatalf("no token: %v", err)
 	}
 
-	spec := fsm.NewServiceSpec()
+	spec := model.NewServiceSpec()
 	spec.Name, spec.Protocol, spec.Address, spec.Port = "web", "TCP", "192.0.2.10", 80
-	res, err := c.CreateService(ctx, client.ServiceCreate{ServiceSpec: spec, Reals: []fsm.RealServer{{Address: "10.0.0.1", Weight: 2}, {Address: "10.0.0.2", Weight: 1}}})
+	res, err := c.CreateService(ctx, client.ServiceCreate{ServiceSpec: spec, Reals: []model.RealServer{{Address: "10.0.0.1", Weight: 2}, {Address: "10.0.0.2", Weight: 1}}})
 	if err != nil || res.Index == 0 || res.Service == nil || res.Service.Protocol != "tcp" || len(res.Service.Reals) != 2 {
 		t.Fatalf("create: %+v %v", res, err)
 	}
 	_, err = c.CreateService(ctx, client.ServiceCreate{ServiceSpec: spec})
-	if !errors.As(err, &ae) || *ae != (client.APIError{Status: 409, Code: fsm.CodeConflict, Message: ae.Message, Field: "name"}) {
+	if !errors.As(err, &ae) || *ae != (client.APIError{Status: 409, Code: model.CodeConflict, Message: ae.Message, Field: "name"}) {
 		t.Fatalf("duplicate: %#v", err)
 	}
 	bad := spec
 	bad.Name = "bad"
-	_, err = c.CreateService(ctx, client.ServiceCreate{ServiceSpec: bad, Reals: []fsm.RealServer{{Address: "10.0.0.1"}, {Address: "10.0.0.2", Weight: 70000}}})
+	_, err = c.CreateService(ctx, client.ServiceCreate{ServiceSpec: bad, Reals: []model.RealServer{{Address: "10.0.0.1"}, {Address: "10.0.0.2", Weight: 70000}}})
 	if !errors.As(err, &ae) || ae.Status != 400 || ae.Field != "reals[1].weight" {
 		t.Fatalf("bad weight: %#v", err)
 	}
@@ -594,16 +595,16 @@ func TestAgainstRealServer(t *testing.T) {
 	}
 
 	// ModifyService round trip; a stale CAS is refused.
-	up, err := c.ModifyService(ctx, "web", func(s *fsm.ServiceSpec) error { s.Scheduler = "rr"; return nil })
+	up, err := c.ModifyService(ctx, "web", func(s *model.ServiceSpec) error { s.Scheduler = "rr"; return nil })
 	if err != nil || up.Service == nil || up.Service.Scheduler != "rr" || up.Service.ModifyIndex != up.Index {
 		t.Fatalf("modify service %+v %v", up, err)
 	}
-	if _, err := c.UpdateService(ctx, got.ServiceSpec, got.ModifyIndex); !client.IsCode(err, fsm.CodeCASMismatch) {
+	if _, err := c.UpdateService(ctx, got.ServiceSpec, got.ModifyIndex); !client.IsCode(err, model.CodeCASMismatch) {
 		t.Fatalf("stale update: %v", err)
 	}
 
 	// Real servers.
-	cr, err := c.CreateReal(ctx, "web", fsm.RealServer{Address: "10.0.0.3"})
+	cr, err := c.CreateReal(ctx, "web", model.RealServer{Address: "10.0.0.3"})
 	if err != nil || cr.Real == nil || cr.Real.Port != 80 || cr.Real.Weight != 0 || cr.Real.State != "enabled" {
 		// The Go zero value is sent: weight 0 is what the caller asked for.
 		t.Fatalf("create real %+v %v", cr.Real, err)
@@ -615,7 +616,7 @@ func TestAgainstRealServer(t *testing.T) {
 	// A concurrent writer changes the real server between ModifyReal's
 	// read and its write: the CAS fails once, ModifyReal reads again.
 	calls := 0
-	mr, err := c.ModifyReal(ctx, "web", "10.0.0.3:80", func(r *fsm.RealServer) {
+	mr, err := c.ModifyReal(ctx, "web", "10.0.0.3:80", func(r *model.RealServer) {
 		calls++
 		if calls == 1 {
 			other := *r
@@ -624,31 +625,31 @@ func TestAgainstRealServer(t *testing.T) {
 				t.Errorf("interfering write: %v", err)
 			}
 		}
-		r.State = fsm.StateDrain
+		r.State = model.StateDrain
 	})
-	if err != nil || calls != 2 || mr.Real == nil || mr.Real.State != fsm.StateDrain || mr.Real.UpperThreshold != 99 {
+	if err != nil || calls != 2 || mr.Real == nil || mr.Real.State != model.StateDrain || mr.Real.UpperThreshold != 99 {
 		t.Fatalf("modify real: %+v %v after %d calls", mr.Real, err, calls)
 	}
 	r, err := c.Real(ctx, "web", "10.0.0.3:80", client.ReadOpts{Consistent: true})
 	if err != nil || r != *mr.Real {
 		t.Fatalf("real %+v %v", r, err)
 	}
-	if _, err := c.DeleteReal(ctx, "web", "10.0.0.3:80", cr.Index); !client.IsCode(err, fsm.CodeCASMismatch) {
+	if _, err := c.DeleteReal(ctx, "web", "10.0.0.3:80", cr.Index); !client.IsCode(err, model.CodeCASMismatch) {
 		t.Fatalf("stale delete: %v", err)
 	}
 	if _, err := c.DeleteReal(ctx, "web", "10.0.0.3:80", r.ModifyIndex); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Real(ctx, "web", "10.0.0.3:80", client.ReadOpts{}); !client.IsCode(err, fsm.CodeNotFound) {
+	if _, err := c.Real(ctx, "web", "10.0.0.3:80", client.ReadOpts{}); !client.IsCode(err, model.CodeNotFound) {
 		t.Fatalf("deleted real: %v", err)
 	}
 
 	// VIPs.
-	v, err := c.CreateVIP(ctx, fsm.NewVIP())
-	if !client.IsCode(err, fsm.CodeInvalid) {
+	v, err := c.CreateVIP(ctx, model.NewVIP())
+	if !client.IsCode(err, model.CodeInvalid) {
 		t.Fatalf("empty VIP: %+v %v", v, err)
 	}
-	vip := fsm.NewVIP()
+	vip := model.NewVIP()
 	vip.Address, vip.Interface = "192.0.2.100/24", "eth0"
 	if v, err = c.CreateVIP(ctx, vip); err != nil || v.VIP == nil || v.VIP.Address != "192.0.2.100/24" {
 		t.Fatalf("create VIP %+v %v", v, err)
@@ -671,13 +672,13 @@ func TestAgainstRealServer(t *testing.T) {
 	if err != nil || us.Settings == nil || us.Settings.Timeouts.TCP != 900 {
 		t.Fatalf("update settings %+v %v", us, err)
 	}
-	if _, err := c.UpdateSettings(ctx, st, us.Index+100); !client.IsCode(err, fsm.CodeCASMismatch) {
+	if _, err := c.UpdateSettings(ctx, st, us.Index+100); !client.IsCode(err, model.CodeCASMismatch) {
 		t.Fatalf("stale settings: %v", err)
 	}
 
 	// Cluster.
 	apiAddr := strings.TrimPrefix(url, "http://")
-	if rn, err := c.RegisterNode(ctx, fsm.Node{ID: "n1", RaftAddr: n.Addr(), APIAddr: apiAddr}); err != nil || rn.Node == nil || rn.Node.APIScheme != "http" {
+	if rn, err := c.RegisterNode(ctx, model.Node{ID: "n1", RaftAddr: n.Addr(), APIAddr: apiAddr}); err != nil || rn.Node == nil || rn.Node.APIScheme != "http" {
 		t.Fatalf("register %+v %v", rn, err)
 	}
 	peers, err := c.Peers(ctx)
@@ -691,13 +692,13 @@ func TestAgainstRealServer(t *testing.T) {
 	if _, err := c.Join(ctx, api.JoinRequest{ID: "n1", Address: n.Addr()}); err != nil {
 		t.Fatalf("join self: %v", err)
 	}
-	if _, err := c.Join(ctx, api.JoinRequest{ID: "n1", Address: "127.0.0.1:1"}); !client.IsCode(err, fsm.CodeConflict) {
+	if _, err := c.Join(ctx, api.JoinRequest{ID: "n1", Address: "127.0.0.1:1"}); !client.IsCode(err, model.CodeConflict) {
 		t.Fatalf("conflicting join: %v", err)
 	}
 	if _, err := c.TransferLeadership(ctx, "n1"); err != nil {
 		t.Fatalf("transfer to self: %v", err)
 	}
-	if _, err := c.Remove(ctx, "nobody"); !client.IsCode(err, fsm.CodeNotFound) {
+	if _, err := c.Remove(ctx, "nobody"); !client.IsCode(err, model.CodeNotFound) {
 		t.Fatalf("remove unknown: %v", err)
 	}
 
@@ -709,7 +710,7 @@ func TestAgainstRealServer(t *testing.T) {
 	if _, err := c.DeleteService(ctx, "web", cur.ModifyIndex); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Service(ctx, "web", client.ReadOpts{}); !client.IsCode(err, fsm.CodeNotFound) {
+	if _, err := c.Service(ctx, "web", client.ReadOpts{}); !client.IsCode(err, model.CodeNotFound) {
 		t.Fatalf("deleted service: %v", err)
 	}
 	if d := f.Dump(); len(d.Services) != 0 || len(d.VIPs) != 0 || len(d.Nodes) != 1 {

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/raftlb/raftlb/health"
+	"github.com/raftlb/raftlb/model"
 )
 
 // flagSet wraps flag.FlagSet with aliases (-t and -tcp set the same value),
@@ -370,18 +370,18 @@ func parseRealAddr(s string) (addr netip.Addr, port int, hasPort bool, err error
 
 // durationValue is a Go duration ("2s", "500ms"), or a number of seconds
 // as keepalived writes them ("2", "0.5").
-type durationValue struct{ p *health.Duration }
+type durationValue struct{ p *model.Duration }
 
 func (v durationValue) Set(s string) error {
 	if d, err := time.ParseDuration(s); err == nil {
-		*v.p = health.Duration(d)
+		*v.p = model.Duration(d)
 		return nil
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) || math.Abs(f) > float64(math.MaxInt64/int64(time.Second)) {
 		return fmt.Errorf("%q is not a duration (e.g. 2s, 500ms, or seconds)", s)
 	}
-	*v.p = health.Duration(f * float64(time.Second))
+	*v.p = model.Duration(f * float64(time.Second))
 	return nil
 }
 

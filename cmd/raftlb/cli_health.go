@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/raftlb/raftlb/api"
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 )
 
 // Each director's view of the real servers of a checked service, next to
@@ -63,7 +63,7 @@ func oneLineShort(s string, n int) string {
 // (header first, one row per real server in the order of reals), before
 // the free-text Reason column if there is one; not before any director has
 // a view.
-func withViews(table [][]string, reals []fsm.RealServer, sh *api.ServiceHealth) [][]string {
+func withViews(table [][]string, reals []model.RealServer, sh *api.ServiceHealth) [][]string {
 	if sh == nil || len(table) != len(reals)+1 {
 		return table
 	}
@@ -94,7 +94,7 @@ func withViews(table [][]string, reals []fsm.RealServer, sh *api.ServiceHealth) 
 
 // serviceHealth returns the health report of one checked service, or nil
 // (not checked, or a director without /v1/health).
-func (e *env) serviceHealth(svc fsm.Service) *api.ServiceHealth {
+func (e *env) serviceHealth(svc model.Service) *api.ServiceHealth {
 	if svc.Check == nil {
 		return nil
 	}
@@ -112,7 +112,7 @@ func (e *env) serviceHealth(svc fsm.Service) *api.ServiceHealth {
 
 // writeRealsWithViews prints the real servers of svc as `real list` does,
 // with each director's view when the service is checked.
-func writeRealsWithViews(w io.Writer, svc fsm.Service, sh *api.ServiceHealth) {
+func writeRealsWithViews(w io.Writer, svc model.Service, sh *api.ServiceHealth) {
 	if len(svc.Reals) == 0 || sh == nil {
 		writeReals(w, svc.ServiceSpec, svc.Reals)
 		return
@@ -127,11 +127,11 @@ func writeRealsWithViews(w io.Writer, svc fsm.Service, sh *api.ServiceHealth) {
 // realListJSON is `real list -o json` for a checked service: the real
 // servers with each director's view.
 type realListJSON struct {
-	fsm.RealServer
+	model.RealServer
 	Views []api.DirectorView `json:"views,omitempty"`
 }
 
-func realsWithViews(svc fsm.Service, sh *api.ServiceHealth) any {
+func realsWithViews(svc model.Service, sh *api.ServiceHealth) any {
 	if sh == nil {
 		return svc.Reals
 	}

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/raftlb/raftlb/api"
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 )
 
 func TestRealListViews(t *testing.T) {
@@ -21,7 +21,7 @@ func TestRealListViews(t *testing.T) {
 	if got, want := latencyText(views[:3]), "0.31/0.20/1.00ms"; got != want {
 		t.Errorf("latency %q, want %q", got, want)
 	}
-	reals := []fsm.RealServer{{Address: "10.0.1.1", Port: 80}, {Address: "10.0.1.2", Port: 80}}
+	reals := []model.RealServer{{Address: "10.0.1.1", Port: 80}, {Address: "10.0.1.2", Port: 80}}
 	table := [][]string{{"RemoteAddress:Port", "Health", "Reason"}, {"10.0.1.1:80", "down", "why"}, {"10.0.1.2:80", "-", ""}}
 	sh := &api.ServiceHealth{Reals: []api.RealHealthReport{{Key: "10.0.1.1:80", Views: views[2:3]}}}
 	want := [][]string{

@@ -6,8 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftlb/raftlb/fsm"
-	"github.com/raftlb/raftlb/health"
+	"github.com/raftlb/raftlb/model"
 )
 
 func TestParseInterspersed(t *testing.T) {
@@ -137,10 +136,10 @@ func TestNetmask(t *testing.T) {
 		bits   int
 		want   string
 	}{
-		{fsm.FamilyInet, 24, "255.255.255.0"},
-		{fsm.FamilyInet, 25, "255.255.255.128"},
-		{fsm.FamilyInet, 32, "255.255.255.255"},
-		{fsm.FamilyInet6, 64, "64"},
+		{model.FamilyInet, 24, "255.255.255.0"},
+		{model.FamilyInet, 25, "255.255.255.128"},
+		{model.FamilyInet, 32, "255.255.255.255"},
+		{model.FamilyInet6, 64, "64"},
 	} {
 		if got := netmaskText(tc.family, tc.bits); got != tc.want {
 			t.Errorf("netmaskText(%s, %d) = %q, want %q", tc.family, tc.bits, got, tc.want)
@@ -174,20 +173,20 @@ func TestWrap(t *testing.T) {
 // TestServiceFlagsApply checks that service update changes only the fields
 // whose flags were given.
 func TestServiceFlagsApply(t *testing.T) {
-	base := fsm.ServiceSpec{Name: "web", Protocol: "tcp", Address: "192.0.2.10", Port: 80, Family: "inet",
+	base := model.ServiceSpec{Name: "web", Protocol: "tcp", Address: "192.0.2.10", Port: 80, Family: "inet",
 		Scheduler: "wrr", SchedFlags: []string{"ops"}, Persistence: 300, PersistNetmask: 24, Forward: "dr"}
 	for _, tc := range []struct {
 		args   string
-		modify func(*fsm.ServiceSpec)
+		modify func(*model.ServiceSpec)
 	}{
-		{"-s rr", func(s *fsm.ServiceSpec) { s.Scheduler = "rr" }},
-		{"-b=", func(s *fsm.ServiceSpec) { s.SchedFlags = nil }},
-		{"-p 0", func(s *fsm.ServiceSpec) { s.Persistence, s.PersistNetmask = 0, 0 }},
-		{"-p 60", func(s *fsm.ServiceSpec) { s.Persistence = 60 }},
-		{"-M 255.255.0.0", func(s *fsm.ServiceSpec) { s.PersistNetmask = 16 }},
-		{"-forward tun", func(s *fsm.ServiceSpec) { s.Forward = "tun" }},
-		{"-u [2001:db8::1]:53", func(s *fsm.ServiceSpec) { s.Protocol, s.Address, s.Port, s.Family = "udp", "2001:db8::1", 53, "" }},
-		{"-f 0x10 -family inet6", func(s *fsm.ServiceSpec) {
+		{"-s rr", func(s *model.ServiceSpec) { s.Scheduler = "rr" }},
+		{"-b=", func(s *model.ServiceSpec) { s.SchedFlags = nil }},
+		{"-p 0", func(s *model.ServiceSpec) { s.Persistence, s.PersistNetmask = 0, 0 }},
+		{"-p 60", func(s *model.ServiceSpec) { s.Persistence = 60 }},
+		{"-M 255.255.0.0", func(s *model.ServiceSpec) { s.PersistNetmask = 16 }},
+		{"-forward tun", func(s *model.ServiceSpec) { s.Forward = "tun" }},
+		{"-u [2001:db8::1]:53", func(s *model.ServiceSpec) { s.Protocol, s.Address, s.Port, s.Family = "udp", "2001:db8::1", 53, "" }},
+		{"-f 0x10 -family inet6", func(s *model.ServiceSpec) {
 			s.Protocol, s.Address, s.Port, s.Fwmark, s.Family = "", "", 0, 16, "inet6"
 		}},
 	} {
@@ -212,15 +211,15 @@ func TestServiceFlagsApply(t *testing.T) {
 }
 
 func TestRealFlagsApply(t *testing.T) {
-	base := fsm.RealServer{Address: "10.0.0.1", Port: 80, Weight: 3, Forward: "dr", UpperThreshold: 10, LowerThreshold: 5, State: "drain"}
-	for args, modify := range map[string]func(*fsm.RealServer){
-		"-w 0":                func(r *fsm.RealServer) { r.Weight = 0 },
-		"-m":                  func(r *fsm.RealServer) { r.Forward = "nat" },
-		"-gatewaying":         func(r *fsm.RealServer) { r.Forward = "dr" },
-		"-i":                  func(r *fsm.RealServer) { r.Forward = "tun" },
-		"-forward=":           func(r *fsm.RealServer) { r.Forward = "" },
-		"-x 0 -l-threshold 1": func(r *fsm.RealServer) { r.UpperThreshold, r.LowerThreshold = 0, 1 },
-		"-state enabled":      func(r *fsm.RealServer) { r.State = "enabled" },
+	base := model.RealServer{Address: "10.0.0.1", Port: 80, Weight: 3, Forward: "dr", UpperThreshold: 10, LowerThreshold: 5, State: "drain"}
+	for args, modify := range map[string]func(*model.RealServer){
+		"-w 0":                func(r *model.RealServer) { r.Weight = 0 },
+		"-m":                  func(r *model.RealServer) { r.Forward = "nat" },
+		"-gatewaying":         func(r *model.RealServer) { r.Forward = "dr" },
+		"-i":                  func(r *model.RealServer) { r.Forward = "tun" },
+		"-forward=":           func(r *model.RealServer) { r.Forward = "" },
+		"-x 0 -l-threshold 1": func(r *model.RealServer) { r.UpperThreshold, r.LowerThreshold = 0, 1 },
+		"-state enabled":      func(r *model.RealServer) { r.State = "enabled" },
 	} {
 		f := newFlagSet("test")
 		var rf realFlags
@@ -242,15 +241,15 @@ func TestRealFlagsApply(t *testing.T) {
 
 // checkedBase is a service with an HTTP check, inhibit, a quorum and a
 // sorry server, as service update reads it.
-func checkedBase() fsm.ServiceSpec {
-	c, err := health.Normalize(health.Spec{Type: "http", Interval: health.Duration(5 * time.Second),
-		HTTP: &health.HTTPSpec{Path: "/health", Status: "200-299", Host: "www.example.org"}})
+func checkedBase() model.ServiceSpec {
+	c, err := model.NormalizeCheck(model.Check{Type: "http", Interval: model.Duration(5 * time.Second),
+		HTTP: &model.HTTPCheck{Path: "/health", Status: "200-299", Host: "www.example.org"}})
 	if err != nil {
 		panic(err)
 	}
-	return fsm.ServiceSpec{Name: "web", Protocol: "tcp", Address: "192.0.2.10", Port: 80, Family: "inet",
+	return model.ServiceSpec{Name: "web", Protocol: "tcp", Address: "192.0.2.10", Port: 80, Family: "inet",
 		Scheduler: "wrr", Forward: "nat", Check: &c, InhibitOnFailure: true, Quorum: 3, Hysteresis: 1,
-		SorryServer: &fsm.SorryServer{Address: "192.0.2.99", Port: 8080, Forward: "nat"}}
+		SorryServer: &model.SorryServer{Address: "192.0.2.99", Port: 8080, Forward: "nat"}}
 }
 
 // TestHealthFlagsApply checks that service update changes only the health
@@ -258,34 +257,34 @@ func checkedBase() fsm.ServiceSpec {
 func TestHealthFlagsApply(t *testing.T) {
 	for _, tc := range []struct {
 		args   string
-		modify func(*fsm.ServiceSpec)
+		modify func(*model.ServiceSpec)
 	}{
-		{"-interval 10s", func(s *fsm.ServiceSpec) { s.Check.Interval = health.Duration(10 * time.Second) }},
-		{"--timeout 0.25 -rise 1 -fall 7", func(s *fsm.ServiceSpec) {
-			s.Check.Timeout, s.Check.Rise, s.Check.Fall = health.Duration(250*time.Millisecond), 1, 7
+		{"-interval 10s", func(s *model.ServiceSpec) { s.Check.Interval = model.Duration(10 * time.Second) }},
+		{"--timeout 0.25 -rise 1 -fall 7", func(s *model.ServiceSpec) {
+			s.Check.Timeout, s.Check.Rise, s.Check.Fall = model.Duration(250*time.Millisecond), 1, 7
 		}},
-		{"-expect 200,301 --path /ready", func(s *fsm.ServiceSpec) { s.Check.HTTP.Status, s.Check.HTTP.Path = "200,301", "/ready" }},
-		{"-check https -sni www.example.org -tls-verify", func(s *fsm.ServiceSpec) {
+		{"-expect 200,301 --path /ready", func(s *model.ServiceSpec) { s.Check.HTTP.Status, s.Check.HTTP.Path = "200,301", "/ready" }},
+		{"-check https -sni www.example.org -tls-verify", func(s *model.ServiceSpec) {
 			s.Check.Type, s.Check.HTTP.SNI, s.Check.HTTP.TLSVerify = "https", "www.example.org", true
 		}},
-		{"-check tcp -check-port 8081", func(s *fsm.ServiceSpec) { s.Check.Type, s.Check.HTTP, s.Check.Port = "tcp", nil, 8081 }},
-		{"-check http", func(*fsm.ServiceSpec) {}},
-		{"-check dns -dns-name example.org", func(s *fsm.ServiceSpec) {
-			s.Check.Type, s.Check.HTTP, s.Check.DNS = "dns", nil, &health.DNSSpec{Name: "example.org"}
+		{"-check tcp -check-port 8081", func(s *model.ServiceSpec) { s.Check.Type, s.Check.HTTP, s.Check.Port = "tcp", nil, 8081 }},
+		{"-check http", func(*model.ServiceSpec) {}},
+		{"-check dns -dns-name example.org", func(s *model.ServiceSpec) {
+			s.Check.Type, s.Check.HTTP, s.Check.DNS = "dns", nil, &model.DNSCheck{Name: "example.org"}
 		}},
-		{"-check script -script /usr/local/bin/check -script-arg a -script-arg b c", func(s *fsm.ServiceSpec) {
-			s.Check.Type, s.Check.HTTP, s.Check.Script = "script", nil, &health.ScriptSpec{Path: "/usr/local/bin/check", Args: []string{"a", "b"}}
+		{"-check script -script /usr/local/bin/check -script-arg a -script-arg b c", func(s *model.ServiceSpec) {
+			s.Check.Type, s.Check.HTTP, s.Check.Script = "script", nil, &model.ScriptCheck{Path: "/usr/local/bin/check", Args: []string{"a", "b"}}
 		}},
-		{"-no-check", func(s *fsm.ServiceSpec) { s.Check = nil }},
-		{"-start-down -retries 2 -retry-delay 200ms", func(s *fsm.ServiceSpec) {
-			s.Check.StartDown, s.Check.Retries, s.Check.RetryDelay = true, 2, health.Duration(200*time.Millisecond)
+		{"-no-check", func(s *model.ServiceSpec) { s.Check = nil }},
+		{"-start-down -retries 2 -retry-delay 200ms", func(s *model.ServiceSpec) {
+			s.Check.StartDown, s.Check.Retries, s.Check.RetryDelay = true, 2, model.Duration(200*time.Millisecond)
 		}},
-		{"-health-policy any -inhibit=false", func(s *fsm.ServiceSpec) { s.HealthPolicy, s.InhibitOnFailure = "any", false }},
-		{"-quorum 5 -hysteresis 2", func(s *fsm.ServiceSpec) { s.Quorum, s.Hysteresis = 5, 2 }},
-		{"-sorry-server 192.0.2.98", func(s *fsm.ServiceSpec) { s.SorryServer = &fsm.SorryServer{Address: "192.0.2.98", Forward: "nat"} }},
-		{"-sorry-server=", func(s *fsm.ServiceSpec) { s.SorryServer = nil }},
-		{"-sorry-forward=", func(s *fsm.ServiceSpec) { s.SorryServer.Forward = "" }},
-		{"-s rr", func(s *fsm.ServiceSpec) { s.Scheduler = "rr" }},
+		{"-health-policy any -inhibit=false", func(s *model.ServiceSpec) { s.HealthPolicy, s.InhibitOnFailure = "any", false }},
+		{"-quorum 5 -hysteresis 2", func(s *model.ServiceSpec) { s.Quorum, s.Hysteresis = 5, 2 }},
+		{"-sorry-server 192.0.2.98", func(s *model.ServiceSpec) { s.SorryServer = &model.SorryServer{Address: "192.0.2.98", Forward: "nat"} }},
+		{"-sorry-server=", func(s *model.ServiceSpec) { s.SorryServer = nil }},
+		{"-sorry-forward=", func(s *model.ServiceSpec) { s.SorryServer.Forward = "" }},
+		{"-s rr", func(s *model.ServiceSpec) { s.Scheduler = "rr" }},
 	} {
 		t.Run(tc.args, func(t *testing.T) {
 			f := newFlagSet("test")
@@ -319,27 +318,27 @@ func TestHealthFlagsApply(t *testing.T) {
 }
 
 func TestCheckText(t *testing.T) {
-	norm := func(c health.Spec) *health.Spec {
-		n, err := health.Normalize(c)
+	norm := func(c model.Check) *model.Check {
+		n, err := model.NormalizeCheck(c)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return &n
 	}
 	for _, tc := range []struct {
-		spec fsm.ServiceSpec
+		spec model.ServiceSpec
 		want string
 	}{
-		{fsm.ServiceSpec{Check: norm(health.Spec{Type: "http", HTTP: &health.HTTPSpec{Path: "/health"}})},
+		{model.ServiceSpec{Check: norm(model.Check{Type: "http", HTTP: &model.HTTPCheck{Path: "/health"}})},
 			"http /health 200-299 every 2s timeout 1s rise 2 fall 3, policy majority"},
-		{fsm.ServiceSpec{Check: norm(health.Spec{Type: "tcp", Port: 81, Interval: health.Duration(time.Minute), Retries: 1, StartDown: true}), HealthPolicy: "all", InhibitOnFailure: true},
+		{model.ServiceSpec{Check: norm(model.Check{Type: "tcp", Port: 81, Interval: model.Duration(time.Minute), Retries: 1, StartDown: true}), HealthPolicy: "all", InhibitOnFailure: true},
 			"tcp port 81 every 1m timeout 1s retries 1 delay 1s rise 2 fall 3 start-down, policy all, inhibit"},
-		{fsm.ServiceSpec{Check: norm(health.Spec{Type: "udp", UDP: &health.UDPSpec{PayloadHex: "0001", Expect: "ok", RequireReply: true}})},
+		{model.ServiceSpec{Check: norm(model.Check{Type: "udp", UDP: &model.UDPCheck{PayloadHex: "0001", Expect: "ok", RequireReply: true}})},
 			`udp send 0x0001 expect "ok" require-reply every 2s timeout 1s rise 2 fall 3, policy majority`},
-		{fsm.ServiceSpec{Check: norm(health.Spec{Type: "script", Timeout: health.Duration(3 * time.Second), Script: &health.ScriptSpec{Path: "/bin/check", Args: []string{"a b"}, Timeout: health.Duration(time.Second), Dynamic: true}})},
+		{model.ServiceSpec{Check: norm(model.Check{Type: "script", Timeout: model.Duration(3 * time.Second), Script: &model.ScriptCheck{Path: "/bin/check", Args: []string{"a b"}, Timeout: model.Duration(time.Second), Dynamic: true}})},
 			`script /bin/check "a b" script-timeout 1s dynamic every 2s timeout 3s rise 2 fall 3, policy majority`},
-		{fsm.ServiceSpec{Check: norm(health.Spec{Type: "none"})}, "none, policy majority"},
-		{fsm.ServiceSpec{}, ""},
+		{model.ServiceSpec{Check: norm(model.Check{Type: "none"})}, "none, policy majority"},
+		{model.ServiceSpec{}, ""},
 	} {
 		if got := checkText(tc.spec); got != tc.want {
 			t.Errorf("got  %q\nwant %q", got, tc.want)
@@ -348,9 +347,9 @@ func TestCheckText(t *testing.T) {
 }
 
 func TestQuorumAndHealthColumns(t *testing.T) {
-	s := fsm.Service{ServiceSpec: checkedBase(), QuorumLost: true, Reals: []fsm.RealServer{
-		{Address: "10.0.0.1", Port: 80, Weight: 2, State: "enabled", Health: &fsm.RealHealth{Up: false, Reason: "d1: connection refused;\nd2: timeout"}},
-		{Address: "10.0.0.2", Port: 80, Weight: 1, State: "enabled", Health: &fsm.RealHealth{Up: true}},
+	s := model.Service{ServiceSpec: checkedBase(), QuorumLost: true, Reals: []model.RealServer{
+		{Address: "10.0.0.1", Port: 80, Weight: 2, State: "enabled", Health: &model.RealHealth{Up: false, Reason: "d1: connection refused;\nd2: timeout"}},
+		{Address: "10.0.0.2", Port: 80, Weight: 1, State: "enabled", Health: &model.RealHealth{Up: true}},
 		{Address: "10.0.0.3", Port: 80, Weight: 4, State: "drain", UpperThreshold: 9},
 	}}
 	if got, want := quorumText(s), "3 hysteresis 1: LOST (healthy weight 1)"; got != want {
@@ -373,7 +372,7 @@ func TestQuorumAndHealthColumns(t *testing.T) {
 	b.Reset()
 	plain := s.ServiceSpec
 	plain.Check = nil
-	writeReals(&b, plain, []fsm.RealServer{{Address: "10.0.0.1", Port: 80, Weight: 1, State: "enabled"}})
+	writeReals(&b, plain, []model.RealServer{{Address: "10.0.0.1", Port: 80, Weight: 1, State: "enabled"}})
 	if strings.Contains(b.String(), "Health") {
 		t.Errorf("health column without a check:\n%s", b.String())
 	}
@@ -381,13 +380,13 @@ func TestQuorumAndHealthColumns(t *testing.T) {
 
 func TestDurationValue(t *testing.T) {
 	for in, want := range map[string]time.Duration{"2s": 2 * time.Second, "1.5": 1500 * time.Millisecond, "250ms": 250 * time.Millisecond, "3": 3 * time.Second} {
-		var d health.Duration
+		var d model.Duration
 		if err := (durationValue{&d}).Set(in); err != nil || d.D() != want {
 			t.Errorf("%q: %v, %v; want %v", in, d.D(), err, want)
 		}
 	}
 	for _, in := range []string{"soon", "", "1e300", "NaN"} {
-		var d health.Duration
+		var d model.Duration
 		if err := (durationValue{&d}).Set(in); err == nil {
 			t.Errorf("%q accepted as %v", in, d.D())
 		}

@@ -1,11 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net/netip"
 	"strings"
 
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 )
 
 // raftlb real ...
@@ -21,15 +22,15 @@ type realFlags struct {
 var forwardFlags = []string{"m", "g", "i", "forward"}
 
 func (r *realFlags) register(f *flagSet) {
-	f.Int(&r.weight, "w,weight", "`WEIGHT` from 0 to 65535 (default 1)")
+	f.Int(&r.weight, "w,weight", fmt.Sprintf("`WEIGHT` from 0 to %d (default %d)", model.MaxWeight, model.DefaultWeight))
 	f.Bool(&r.masq, "m,masq", "forward by masquerading (NAT), like -forward nat")
 	f.Bool(&r.gate, "g,gatewaying", "forward by direct routing, like -forward dr")
 	f.Bool(&r.ipip, "i,ipip", "forward by IP-in-IP tunnelling, like -forward tun")
-	f.Var(&enumValue{p: &r.forward, choices: []string{fsm.ForwardNAT, fsm.ForwardDR, fsm.ForwardTUN}, allowEmpty: true},
+	f.Var(&enumValue{p: &r.forward, choices: []string{model.ForwardNAT, model.ForwardDR, model.ForwardTUN}, allowEmpty: true},
 		"forward", "forwarding `METHOD`: nat, dr or tun; \"\" = the service's (the default)")
 	f.Int(&r.upper, "x,u-threshold", "upper connection threshold: no new connections above `N` (0 = none)")
 	f.Int(&r.lower, "y,l-threshold", "lower connection threshold: back in rotation below `N`")
-	f.Var(&enumValue{p: &r.state, choices: []string{fsm.StateEnabled, fsm.StateDrain, fsm.StateDisabled}},
+	f.Var(&enumValue{p: &r.state, choices: []string{model.StateEnabled, model.StateDrain, model.StateDisabled}},
 		"state", "administrative `STATE`: enabled, drain (no new connections) or disabled (default enabled)")
 }
 
@@ -49,17 +50,17 @@ func (r *realFlags) check(f *flagSet) error {
 }
 
 // apply sets the fields of rs whose flags were given.
-func (r *realFlags) apply(f *flagSet, rs *fsm.RealServer) {
+func (r *realFlags) apply(f *flagSet, rs *model.RealServer) {
 	if f.isSet("w") {
 		rs.Weight = r.weight
 	}
 	switch {
 	case f.isSet("m"):
-		rs.Forward = fsm.ForwardNAT
+		rs.Forward = model.ForwardNAT
 	case f.isSet("g"):
-		rs.Forward = fsm.ForwardDR
+		rs.Forward = model.ForwardDR
 	case f.isSet("i"):
-		rs.Forward = fsm.ForwardTUN
+		rs.Forward = model.ForwardTUN
 	case f.isSet("forward"):
 		rs.Forward = r.forward
 	}
@@ -95,7 +96,7 @@ func (e *env) realKey(service, arg string) (string, error) {
 // of one real server. setup registers the command's flags and returns prepare,
 // which checks them once parsed and returns the change to make.
 func modifyRealCommand(name, summary, help, verb string,
-	setup func(f *flagSet) (prepare func() (func(*fsm.RealServer), error))) *command {
+	setup func(f *flagSet) (prepare func() (func(*model.RealServer), error))) *command {
 	return &command{
 		name: name, params: []string{"SERVICE", "ADDR[:PORT]"}, summary: summary, help: help,
 		setup: func(f *flagSet) action {
@@ -136,7 +137,7 @@ func realCommands() []*command {
 					if err != nil {
 						return usagef("%v", err)
 					}
-					rs := fsm.NewRealServer()
+					rs := model.NewRealServer()
 					rs.Address, rs.Port = addr.String(), port
 					rf.apply(f, &rs)
 					resp, err := e.c.CreateReal(e.ctx, args[0], rs)
@@ -155,17 +156,17 @@ func realCommands() []*command {
 			"change the settings of real server ADDR[:PORT] of SERVICE given as flags, leaving the others as they are "+
 				"(like ipvsadm -e); the real server is read and written back with compare-and-set",
 			"updated",
-			func(f *flagSet) func() (func(*fsm.RealServer), error) {
+			func(f *flagSet) func() (func(*model.RealServer), error) {
 				var rf realFlags
 				rf.register(f)
-				return func() (func(*fsm.RealServer), error) {
+				return func() (func(*model.RealServer), error) {
 					if err := rf.check(f); err != nil {
 						return nil, err
 					}
 					if !f.ownSet() {
 						return nil, usagef("real update: nothing to change: give at least one flag")
 					}
-					return func(r *fsm.RealServer) { rf.apply(f, r) }, nil
+					return func(r *model.RealServer) { rf.apply(f, r) }, nil
 				}
 			}),
 		{
@@ -188,9 +189,9 @@ func realCommands() []*command {
 			"set real server ADDR[:PORT] of SERVICE to state drain: its weight becomes 0 in the kernel, "+
 				"so existing connections finish but no new ones arrive; 'raftlb real update -state enabled' undoes it",
 			"draining",
-			func(f *flagSet) func() (func(*fsm.RealServer), error) {
-				return func() (func(*fsm.RealServer), error) {
-					return func(r *fsm.RealServer) { r.State = fsm.StateDrain }, nil
+			func(f *flagSet) func() (func(*model.RealServer), error) {
+				return func() (func(*model.RealServer), error) {
+					return func(r *model.RealServer) { r.State = model.StateDrain }, nil
 				}
 			}),
 		{

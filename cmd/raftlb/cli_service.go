@@ -9,8 +9,7 @@ import (
 	"strings"
 
 	"github.com/raftlb/raftlb/api/client"
-	"github.com/raftlb/raftlb/fsm"
-	"github.com/raftlb/raftlb/health"
+	"github.com/raftlb/raftlb/model"
 )
 
 // raftlb service ...
@@ -37,12 +36,12 @@ func (s *serviceFlags) register(f *flagSet) {
 	f.Var(svcAddrValue{proto: "udp", dst: &s.addr}, "u,udp", "UDP service at `ADDR:PORT`")
 	f.Var(svcAddrValue{proto: "sctp", dst: &s.addr}, "sctp", "SCTP service at `ADDR:PORT`")
 	f.Var(fwmarkValue{p: &s.fwmark}, "f,fwmark", "firewall-mark service: packets marked `MARK` (decimal or 0x hex)")
-	f.Var(&enumValue{p: &s.family, choices: []string{fsm.FamilyInet, fsm.FamilyInet6}}, "family", "address `FAMILY` of a fwmark service: inet or inet6 (default inet)")
-	f.Var(&enumValue{p: &s.scheduler, choices: fsm.Schedulers}, "s,scheduler", "scheduling `METHOD`: "+strings.Join(fsm.Schedulers, ", ")+" (default "+fsm.DefaultScheduler+")")
+	f.Var(&enumValue{p: &s.family, choices: []string{model.FamilyInet, model.FamilyInet6}}, "family", "address `FAMILY` of a fwmark service: inet or inet6 (default inet)")
+	f.Var(&enumValue{p: &s.scheduler, choices: model.Schedulers}, "s,scheduler", "scheduling `METHOD`: "+strings.Join(model.Schedulers, ", ")+" (default "+model.DefaultScheduler+")")
 	f.Var(listValue{p: &s.schedFlags}, "b,sched-flags", "scheduler `FLAGS`, comma separated: sh-fallback, sh-port, mh-fallback, mh-port, ops (\"\" clears them)")
 	f.Int(&s.persist, "p,persistent", "persistence timeout in `SECONDS` (0 = off)")
 	f.Var(netmaskValue{p: &s.netmask}, "M,netmask", "persistence granularity: a prefix `LENGTH` or an IPv4 netmask (e.g. 24 or 255.255.255.0)")
-	f.Var(&enumValue{p: &s.forward, choices: []string{fsm.ForwardNAT, fsm.ForwardDR, fsm.ForwardTUN}}, "forward", "default forwarding `METHOD` of its real servers: nat, dr or tun (default nat)")
+	f.Var(&enumValue{p: &s.forward, choices: []string{model.ForwardNAT, model.ForwardDR, model.ForwardTUN}}, "forward", "default forwarding `METHOD` of its real servers: nat, dr or tun (default nat)")
 	s.health.register(f)
 }
 
@@ -56,8 +55,8 @@ func (s *serviceFlags) check(f *flagSet) error {
 
 // apply sets the fields of spec whose flags were given. Its errors are
 // usage errors: a health flag that does not fit the service's check, or
-// health settings that fsm.NormalizeService refuses.
-func (s *serviceFlags) apply(f *flagSet, spec *fsm.ServiceSpec) error {
+// health settings that model.NormalizeService refuses.
+func (s *serviceFlags) apply(f *flagSet, spec *model.ServiceSpec) error {
 	if len(f.anySet("t", "u", "sctp")) > 0 {
 		spec.Protocol, spec.Address, spec.Port = s.addr.proto, s.addr.ap.Addr().String(), int(s.addr.ap.Port())
 		spec.Fwmark, spec.Family = 0, "" // the family follows the address
@@ -107,7 +106,7 @@ func serviceCommands() []*command {
 					if len(f.anySet(addrFlags...)) == 0 {
 						return usagef("service add: missing -t, -u or -sctp ADDR:PORT, or -f MARK")
 					}
-					spec := fsm.NewServiceSpec()
+					spec := model.NewServiceSpec()
 					spec.Name = args[0]
 					if err := sf.apply(f, &spec); err != nil {
 						return err
@@ -135,7 +134,7 @@ func serviceCommands() []*command {
 					if !f.ownSet() {
 						return usagef("service update: nothing to change: give at least one flag")
 					}
-					resp, err := e.c.ModifyService(e.ctx, args[0], func(spec *fsm.ServiceSpec) error { return sf.apply(f, spec) })
+					resp, err := e.c.ModifyService(e.ctx, args[0], func(spec *model.ServiceSpec) error { return sf.apply(f, spec) })
 					if err != nil {
 						return err
 					}
@@ -183,7 +182,7 @@ func serviceCommands() []*command {
 }
 
 // serviceProto is the Prot column: TCP, UDP, SCTP or FWM.
-func serviceProto(s fsm.ServiceSpec) string {
+func serviceProto(s model.ServiceSpec) string {
 	if s.Fwmark != 0 {
 		return "FWM"
 	}
@@ -192,16 +191,16 @@ func serviceProto(s fsm.ServiceSpec) string {
 
 // serviceAddr is the LocalAddress:Port column: "192.0.2.10:80",
 // "[2001:db8::1]:443" or, for a fwmark service, "7 (inet)".
-func serviceAddr(s fsm.ServiceSpec) string {
+func serviceAddr(s model.ServiceSpec) string {
 	if s.Fwmark != 0 {
 		return fmt.Sprintf("%d (%s)", s.Fwmark, s.Family)
 	}
-	return fsm.RealKey(s.Address, s.Port)
+	return model.RealKey(s.Address, s.Port)
 }
 
 // serviceFlagsText is the Flags column, as ipvsadm prints it:
 // "persistent 300 mask 255.255.255.0 sh-port".
-func serviceFlagsText(s fsm.ServiceSpec) string {
+func serviceFlagsText(s model.ServiceSpec) string {
 	var parts []string
 	if s.Persistence != 0 {
 		parts = append(parts, "persistent "+strconv.Itoa(s.Persistence))
@@ -218,7 +217,7 @@ func serviceFlagsText(s fsm.ServiceSpec) string {
 // netmaskText prints an IPv4 persistence mask dotted and an IPv6 one as a
 // prefix length, like ipvsadm.
 func netmaskText(family string, bits int) string {
-	if family == fsm.FamilyInet && bits >= 0 && bits <= 32 {
+	if family == model.FamilyInet && bits >= 0 && bits <= 32 {
 		var b [4]byte
 		for i := range bits {
 			b[i/8] |= 0x80 >> (i % 8)
@@ -231,11 +230,11 @@ func netmaskText(family string, bits int) string {
 // forwardText is the Forward column in ipvsadm's words.
 func forwardText(f string) string {
 	switch f {
-	case fsm.ForwardNAT:
+	case model.ForwardNAT:
 		return "Masq"
-	case fsm.ForwardDR:
+	case model.ForwardDR:
 		return "Route"
-	case fsm.ForwardTUN:
+	case model.ForwardTUN:
 		return "Tunnel"
 	}
 	return f
@@ -246,13 +245,13 @@ func forwardText(f string) string {
 // server's health) are appended in realColumns.
 type realColumn struct {
 	title string
-	cell  func(s fsm.ServiceSpec, r fsm.RealServer) string
+	cell  func(s model.ServiceSpec, r model.RealServer) string
 }
 
 // svcReal is a real server with its service's spec.
 type svcReal struct {
-	spec fsm.ServiceSpec
-	real fsm.RealServer
+	spec model.ServiceSpec
+	real model.RealServer
 }
 
 // realColumns returns the columns for rows: the fixed ones, then those
@@ -261,20 +260,20 @@ type svcReal struct {
 // is free text).
 func realColumns(rows []svcReal) []realColumn {
 	cols := []realColumn{
-		{"RemoteAddress:Port", func(_ fsm.ServiceSpec, r fsm.RealServer) string { return r.Key() }},
-		{"Forward", func(s fsm.ServiceSpec, r fsm.RealServer) string { return forwardText(s.EffectiveForward(r)) }},
-		{"Weight", func(_ fsm.ServiceSpec, r fsm.RealServer) string { return strconv.Itoa(r.Weight) }},
-		{"State", func(_ fsm.ServiceSpec, r fsm.RealServer) string { return r.State }},
+		{"RemoteAddress:Port", func(_ model.ServiceSpec, r model.RealServer) string { return r.Key() }},
+		{"Forward", func(s model.ServiceSpec, r model.RealServer) string { return forwardText(s.EffectiveForward(r)) }},
+		{"Weight", func(_ model.ServiceSpec, r model.RealServer) string { return strconv.Itoa(r.Weight) }},
+		{"State", func(_ model.ServiceSpec, r model.RealServer) string { return r.State }},
 	}
 	optional := []struct {
 		col  realColumn
 		need func(svcReal) bool
 	}{
-		{realColumn{"Health", func(_ fsm.ServiceSpec, r fsm.RealServer) string { return healthText(r) }},
+		{realColumn{"Health", func(_ model.ServiceSpec, r model.RealServer) string { return healthText(r) }},
 			func(x svcReal) bool { return x.spec.Check != nil || x.real.Health != nil }},
-		{realColumn{"Flags", func(_ fsm.ServiceSpec, r fsm.RealServer) string { return realFlagsText(r) }},
+		{realColumn{"Flags", func(_ model.ServiceSpec, r model.RealServer) string { return realFlagsText(r) }},
 			func(x svcReal) bool { return realFlagsText(x.real) != "" }},
-		{realColumn{"Reason", func(_ fsm.ServiceSpec, r fsm.RealServer) string { return healthReason(r) }},
+		{realColumn{"Reason", func(_ model.ServiceSpec, r model.RealServer) string { return healthReason(r) }},
 			func(x svcReal) bool { return healthReason(x.real) != "" }},
 	}
 	for _, o := range optional {
@@ -306,7 +305,7 @@ func realTable(rows []svcReal) [][]string {
 
 // healthText is the Health column: the cluster's committed decision, up or
 // down, or "-" when there is none (the real server counts as up).
-func healthText(r fsm.RealServer) string {
+func healthText(r model.RealServer) string {
 	switch {
 	case r.Health == nil:
 		return "-"
@@ -316,14 +315,14 @@ func healthText(r fsm.RealServer) string {
 	return "down"
 }
 
-func healthReason(r fsm.RealServer) string {
+func healthReason(r model.RealServer) string {
 	if r.Health == nil {
 		return ""
 	}
 	return oneLine(r.Health.Reason)
 }
 
-func realFlagsText(r fsm.RealServer) string {
+func realFlagsText(r model.RealServer) string {
 	var parts []string
 	if r.UpperThreshold != 0 {
 		parts = append(parts, "uthreshold "+strconv.Itoa(r.UpperThreshold))
@@ -336,7 +335,7 @@ func realFlagsText(r fsm.RealServer) string {
 
 // checkText describes a service's health check on one line:
 // "http /health 200-299 every 2s timeout 1s rise 2 fall 3, policy majority".
-func checkText(s fsm.ServiceSpec) string {
+func checkText(s model.ServiceSpec) string {
 	c := s.Check
 	if c == nil {
 		return ""
@@ -392,7 +391,7 @@ func checkText(s fsm.ServiceSpec) string {
 			parts = append(parts, "dynamic")
 		}
 	}
-	if c.Type != health.TypeNone {
+	if c.Type != model.CheckNone {
 		parts = append(parts, "every "+durText(c.Interval), "timeout "+durText(c.Timeout))
 		if c.Retries > 0 {
 			parts = append(parts, fmt.Sprintf("retries %d delay %s", c.Retries, durText(c.RetryDelay)))
@@ -419,14 +418,14 @@ func bytesText(text, hex string) string {
 
 // usesQuorum reports whether a service has a quorum to show: it is
 // health-checked, or has a quorum, hysteresis or sorry server set.
-func usesQuorum(s fsm.Service) bool {
+func usesQuorum(s model.Service) bool {
 	return s.Check != nil || s.Quorum != 0 || s.Hysteresis != 0 || s.SorryServer != nil || s.QuorumLost
 }
 
 // quorumText describes a service's quorum: "2 hysteresis 1: LOST (healthy
 // weight 0)". The healthy weight is that of the enabled real servers not
 // decided down, the FSM's measure.
-func quorumText(s fsm.Service) string {
+func quorumText(s model.Service) string {
 	out := strconv.Itoa(s.EffectiveQuorum())
 	if s.Hysteresis != 0 {
 		out += " hysteresis " + strconv.Itoa(s.Hysteresis)
@@ -435,17 +434,11 @@ func quorumText(s fsm.Service) string {
 	if s.QuorumLost {
 		state = "LOST"
 	}
-	w := 0
-	for _, r := range s.Reals {
-		if r.State == fsm.StateEnabled && r.Healthy() {
-			w += r.Weight
-		}
-	}
-	return fmt.Sprintf("%s: %s (healthy weight %d)", out, state, w)
+	return fmt.Sprintf("%s: %s (healthy weight %d)", out, state, model.HealthyWeight(s.Reals))
 }
 
 // durText prints a duration without trailing zero units: 1m, 1h30m, 2s.
-func durText(d health.Duration) string {
+func durText(d model.Duration) string {
 	t := d.D().String()
 	if strings.HasSuffix(t, "m0s") {
 		t = strings.TrimSuffix(t, "0s")
@@ -458,17 +451,17 @@ func durText(d health.Duration) string {
 
 // sorryText is a sorry server's address and forwarding method:
 // "192.0.2.99:80 (Masq)".
-func sorryText(s fsm.ServiceSpec) string {
+func sorryText(s model.ServiceSpec) string {
 	ss := s.SorryServer
 	fwd := ss.Forward
 	if fwd == "" {
 		fwd = s.Forward
 	}
-	return fsm.RealKey(ss.Address, ss.Port) + " (" + forwardText(fwd) + ")"
+	return model.RealKey(ss.Address, ss.Port) + " (" + forwardText(fwd) + ")"
 }
 
 // sorryLine is the sorry server and whether it serves now.
-func sorryLine(s fsm.Service) string {
+func sorryLine(s model.Service) string {
 	if s.SorryServer == nil {
 		return ""
 	}
@@ -483,7 +476,7 @@ func sorryLine(s fsm.Service) string {
 // service, then a line per real server; each kind of line is aligned on its
 // own columns. A service with health checking has its check and quorum on
 // lines of their own below it.
-func writeServiceList(w io.Writer, svcs []fsm.Service) {
+func writeServiceList(w io.Writer, svcs []model.Service) {
 	var all []svcReal
 	for _, s := range svcs {
 		for _, r := range s.Reals {
@@ -518,7 +511,7 @@ func writeServiceList(w io.Writer, svcs []fsm.Service) {
 }
 
 // writeService prints one service in detail, then its real servers.
-func writeService(w io.Writer, s fsm.Service) {
+func writeService(w io.Writer, s model.Service) {
 	fields := [][2]string{
 		{"Name", s.Name},
 		{"Service", serviceProto(s.ServiceSpec) + " " + serviceAddr(s.ServiceSpec)},
@@ -541,7 +534,7 @@ func writeService(w io.Writer, s fsm.Service) {
 }
 
 // writeReals prints the real servers of s as a table.
-func writeReals(w io.Writer, s fsm.ServiceSpec, reals []fsm.RealServer) {
+func writeReals(w io.Writer, s model.ServiceSpec, reals []model.RealServer) {
 	if len(reals) == 0 {
 		fmt.Fprintf(w, "service %s has no real servers\n", s.Name)
 		return
@@ -557,7 +550,7 @@ func writeReals(w io.Writer, s fsm.ServiceSpec, reals []fsm.RealServer) {
 
 // healthFlags are the health-checking flags of service add and update.
 type healthFlags struct {
-	spec          health.Spec // the check's fields, as the flags give them
+	spec          model.Check // the check's fields, as the flags give them
 	typ           string
 	noCheck       bool
 	scriptArgs    []string
@@ -568,7 +561,7 @@ type healthFlags struct {
 }
 
 // healthFlagFields maps each health flag to the field of the service spec
-// it sets, in JSON spelling, so that a field fsm.NormalizeService refuses is
+// it sets, in JSON spelling, so that a field model.NormalizeService refuses is
 // reported with the flag that set it.
 var healthFlagFields = []struct{ flag, field string }{
 	{"check", "check.type"},
@@ -612,8 +605,8 @@ var healthFlagFields = []struct{ flag, field string }{
 }
 
 // checkTypes are the accepted -check values.
-var checkTypes = []string{health.TypeTCP, health.TypeHTTP, health.TypeHTTPS, health.TypeUDP, health.TypeDNS,
-	health.TypeICMP, health.TypeScript, health.TypeNone}
+var checkTypes = []string{model.CheckTCP, model.CheckHTTP, model.CheckHTTPS, model.CheckUDP, model.CheckDNS,
+	model.CheckICMP, model.CheckScript, model.CheckNone}
 
 func (h *healthFlags) register(f *flagSet) {
 	c := &h.spec
@@ -628,7 +621,7 @@ func (h *healthFlags) register(f *flagSet) {
 	f.Int(&c.Fall, "fall", "`N` consecutive failures to go down (default 3)")
 	f.Var(durationValue{&c.InitialDelayMax}, "initial-delay", "at most this random `DURATION` before a new real server's first check (default the interval)")
 	f.Bool(&c.StartDown, "start-down", "a new real server starts down and needs -rise successes (default: starts up)")
-	c.HTTP, c.UDP, c.DNS, c.Script = &health.HTTPSpec{}, &health.UDPSpec{}, &health.DNSSpec{}, &health.ScriptSpec{}
+	c.HTTP, c.UDP, c.DNS, c.Script = &model.HTTPCheck{}, &model.UDPCheck{}, &model.DNSCheck{}, &model.ScriptCheck{}
 	f.String(&c.HTTP.Path, "path", "", "http(s): the `PATH` to GET (default /)")
 	f.String(&c.HTTP.Status, "expect", "", "http(s): accepted status `CODES`, e.g. 200-299,301 (default 200-299)")
 	f.String(&c.HTTP.Host, "host", "", "http(s): the `HOST` header (default the real server's address)")
@@ -649,12 +642,12 @@ func (h *healthFlags) register(f *flagSet) {
 	f.Var(multiValue{&h.scriptArgs}, "script-arg", "script: one `ARG`ument; repeat for more (-script-arg \"\" alone clears them)")
 	f.Var(durationValue{&c.Script.Timeout}, "script-timeout", "script: kill it after `DURATION` (default -timeout)")
 	f.Bool(&c.Script.Dynamic, "script-dynamic", "script: exit 2-255 means up with weight exit-2 (keepalived's misc_dynamic)")
-	f.Var(&enumValue{p: &h.policy, choices: fsm.HealthPolicies}, "health-policy", "`POLICY` that turns the directors' views into the decision: majority, any (one director seeing a real server down is enough) or all (default majority)")
+	f.Var(&enumValue{p: &h.policy, choices: model.HealthPolicies}, "health-policy", "`POLICY` that turns the directors' views into the decision: majority, any (one director seeing a real server down is enough) or all (default majority)")
 	f.Bool(&h.inhibit, "inhibit", "keep a failed real server with weight 0 instead of removing it, so its connections are not cut (keepalived's inhibit_on_failure)")
 	f.Int(&h.quorum, "quorum", "the service is up while its healthy real servers weigh at least `WEIGHT` (default 1)")
 	f.Int(&h.hyst, "hysteresis", "`N`: the quorum is lost below quorum-N and regained at quorum+N (default 0)")
 	f.String(&h.sorry, "sorry-server", "", "`ADDR[:PORT]` that takes every new connection while the quorum is lost (\"\" removes it)")
-	f.Var(&enumValue{p: &h.sorryF, choices: []string{fsm.ForwardNAT, fsm.ForwardDR, fsm.ForwardTUN}, allowEmpty: true},
+	f.Var(&enumValue{p: &h.sorryF, choices: []string{model.ForwardNAT, model.ForwardDR, model.ForwardTUN}, allowEmpty: true},
 		"sorry-forward", "forwarding `METHOD` of the sorry server: nat, dr or tun; \"\" = the service's (the default)")
 }
 
@@ -698,9 +691,9 @@ func (h *healthFlags) check(f *flagSet) error {
 // checkBlock is the per-type block a check type uses ("" for none).
 func checkBlock(typ string) string {
 	switch typ {
-	case health.TypeHTTP, health.TypeHTTPS:
+	case model.CheckHTTP, model.CheckHTTPS:
 		return "http"
-	case health.TypeUDP, health.TypeDNS, health.TypeScript:
+	case model.CheckUDP, model.CheckDNS, model.CheckScript:
 		return typ
 	}
 	return ""
@@ -708,7 +701,7 @@ func checkBlock(typ string) string {
 
 // cloneCheck returns a deep copy of c, keeping only the per-type block of
 // c's type.
-func cloneCheck(c health.Spec) health.Spec {
+func cloneCheck(c model.Check) model.Check {
 	out := c
 	out.HTTP, out.UDP, out.DNS, out.Script = nil, nil, nil, nil
 	switch checkBlock(c.Type) {
@@ -739,9 +732,9 @@ func cloneCheck(c health.Spec) health.Spec {
 
 // apply sets the health fields of spec whose flags were given, on top of
 // what spec holds (service update keeps the rest of the current check),
-// and validates the result with fsm.NormalizeService: a refused health
+// and validates the result with model.NormalizeService: a refused health
 // field is a usage error naming the flag and the field.
-func (h *healthFlags) apply(f *flagSet, spec *fsm.ServiceSpec) error {
+func (h *healthFlags) apply(f *flagSet, spec *model.ServiceSpec) error {
 	given := f.anySet(healthFlagNames()...)
 	if len(given) == 0 {
 		return nil
@@ -752,7 +745,7 @@ func (h *healthFlags) apply(f *flagSet, spec *fsm.ServiceSpec) error {
 	details := checkFlagsSet(f)
 	switch {
 	case f.isSet("check"):
-		c := health.Spec{}
+		c := model.Check{}
 		if spec.Check != nil {
 			c = *spec.Check
 		}
@@ -788,7 +781,7 @@ func (h *healthFlags) apply(f *flagSet, spec *fsm.ServiceSpec) error {
 			if err != nil {
 				return usagef("-sorry-server: %v", err)
 			}
-			ss := fsm.SorryServer{Address: addr.String(), Port: port}
+			ss := model.SorryServer{Address: addr.String(), Port: port}
 			if spec.SorryServer != nil {
 				ss.Forward = spec.SorryServer.Forward
 			}
@@ -807,7 +800,7 @@ func (h *healthFlags) apply(f *flagSet, spec *fsm.ServiceSpec) error {
 }
 
 // applyCheck copies the check flags that were given into c.
-func (h *healthFlags) applyCheck(f *flagSet, c *health.Spec) {
+func (h *healthFlags) applyCheck(f *flagSet, c *model.Check) {
 	v := &h.spec
 	set := func(flag string, dst, src any) { copyIfSet(f, flag, dst, src) }
 	set("check-port", &c.Port, &v.Port)
@@ -821,7 +814,7 @@ func (h *healthFlags) applyCheck(f *flagSet, c *health.Spec) {
 	set("start-down", &c.StartDown, &v.StartDown)
 	if len(f.anySet("path", "expect", "host", "sni", "tls-verify", "tls-ca-file", "body-regex", "body-sha256")) > 0 {
 		if c.HTTP == nil {
-			c.HTTP = &health.HTTPSpec{}
+			c.HTTP = &model.HTTPCheck{}
 		}
 		set("path", &c.HTTP.Path, &v.HTTP.Path)
 		set("expect", &c.HTTP.Status, &v.HTTP.Status)
@@ -834,7 +827,7 @@ func (h *healthFlags) applyCheck(f *flagSet, c *health.Spec) {
 	}
 	if len(f.anySet("udp-payload", "udp-payload-hex", "udp-expect", "udp-expect-hex", "udp-require-reply")) > 0 {
 		if c.UDP == nil {
-			c.UDP = &health.UDPSpec{}
+			c.UDP = &model.UDPCheck{}
 		}
 		// Text and hex spell the same bytes: giving one replaces the other.
 		if f.isSet("udp-payload") || f.isSet("udp-payload-hex") {
@@ -847,7 +840,7 @@ func (h *healthFlags) applyCheck(f *flagSet, c *health.Spec) {
 	}
 	if len(f.anySet("dns-name", "dns-type", "dns-rcode")) > 0 {
 		if c.DNS == nil {
-			c.DNS = &health.DNSSpec{}
+			c.DNS = &model.DNSCheck{}
 		}
 		set("dns-name", &c.DNS.Name, &v.DNS.Name)
 		set("dns-type", &c.DNS.QType, &v.DNS.QType)
@@ -855,7 +848,7 @@ func (h *healthFlags) applyCheck(f *flagSet, c *health.Spec) {
 	}
 	if len(f.anySet("script", "script-arg", "script-timeout", "script-dynamic")) > 0 {
 		if c.Script == nil {
-			c.Script = &health.ScriptSpec{}
+			c.Script = &model.ScriptCheck{}
 		}
 		set("script", &c.Script.Path, &v.Script.Path)
 		if f.isSet("script-arg") {
@@ -881,20 +874,20 @@ func copyIfSet(f *flagSet, flag string, dst, src any) {
 		*d = *src.(*bool)
 	case *string:
 		*d = *src.(*string)
-	case *health.Duration:
-		*d = *src.(*health.Duration)
+	case *model.Duration:
+		*d = *src.(*model.Duration)
 	default:
 		panic(fmt.Sprintf("copyIfSet: %T", dst))
 	}
 }
 
-// validateHealth checks spec's health settings with fsm.NormalizeService,
+// validateHealth checks spec's health settings with model.NormalizeService,
 // the validation the API and every director apply. A refused health field
 // is a usage error naming the flag and the field; other fields are left to
 // the API, as without health flags.
-func validateHealth(f *flagSet, spec fsm.ServiceSpec) error {
-	_, err := fsm.NormalizeService(spec)
-	e := fsm.AsError(err)
+func validateHealth(f *flagSet, spec model.ServiceSpec) error {
+	_, err := model.NormalizeService(spec)
+	e := model.AsError(err)
 	if e == nil || !isHealthField(e.Field) {
 		return nil
 	}

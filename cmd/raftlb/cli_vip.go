@@ -4,7 +4,7 @@ import (
 	"io"
 	"net/netip"
 
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 )
 
 // raftlb vip ...
@@ -30,7 +30,7 @@ func vipCommands() []*command {
 			setup: func(f *flagSet) action {
 				var dev, grp string
 				f.String(&dev, "dev,interface", "", "`IFNAME` of the interface the leader adds the VIP to (required)")
-				f.String(&grp, "group", "", "VIP `GROUP` (default "+fsm.DefaultVIPGroup+")")
+				f.String(&grp, "group", "", "VIP `GROUP` (default "+model.DefaultVIPGroup+")")
 				return func(e *env, args []string) error {
 					if err := checkVIPAddr(args[0]); err != nil {
 						return err
@@ -38,7 +38,7 @@ func vipCommands() []*command {
 					if !f.isSet("dev") {
 						return usagef("vip add: missing -dev IFNAME")
 					}
-					v := fsm.NewVIP()
+					v := model.NewVIP()
 					v.Address, v.Interface = args[0], dev
 					if f.isSet("group") {
 						v.Group = grp
@@ -65,7 +65,7 @@ func vipCommands() []*command {
 					if err != nil {
 						return err
 					}
-					return e.wrote(resp, "vip %s deleted", fsm.VIPKey(args[0]))
+					return e.wrote(resp, "vip %s deleted", model.VIPKey(args[0]))
 				}
 			},
 		},

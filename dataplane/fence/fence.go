@@ -122,7 +122,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 	"golang.org/x/sys/unix"
 )
 
@@ -317,7 +317,7 @@ func (f *Fence) SetVIPs(addrs []netip.Addr, ifaces []string) error {
 		return err
 	}
 	for _, n := range ifaces {
-		if err := fsm.CheckIfName("interface", n); err != nil {
+		if err := model.CheckIfName("interface", n); err != nil {
 			return fmt.Errorf("fence: %w", err)
 		}
 		if strings.ContainsRune(n, 0) { // netlink would cut the name there

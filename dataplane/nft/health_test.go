@@ -6,8 +6,8 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/raftlb/raftlb/dataplane"
 	"github.com/raftlb/raftlb/fsm"
-	"github.com/raftlb/raftlb/health"
 	"github.com/raftlb/raftlb/internal/netlab"
+	"github.com/raftlb/raftlb/model"
 )
 
 // fsmDirector is one director's replicated state and dataplane: commands
@@ -89,21 +89,21 @@ func TestTrafficFollowsHealthDecisions(t *testing.T) {
 	l.lab.Serve(sorry, ":80", "sorry")
 
 	d := newFSMDirector(t, l.b)
-	web := fsm.NewServiceSpec()
+	web := model.NewServiceSpec()
 	web.Name, web.Protocol, web.Address, web.Port, web.Scheduler = "web", "tcp", vip4, 80, "rr"
-	web.Check = &health.Spec{Type: health.TypeTCP}
+	web.Check = &model.Check{Type: model.CheckTCP}
 	web.Quorum, web.Hysteresis = 3, 1 // lost below 2, back at 4 or more
-	web.SorryServer = &fsm.SorryServer{Address: "10.20.0.13"}
-	names := fsm.NewServiceSpec()
+	web.SorryServer = &model.SorryServer{Address: "10.20.0.13"}
+	names := model.NewServiceSpec()
 	names.Name, names.Protocol, names.Address, names.Port, names.Scheduler = "names", "tcp", vip4, 7000, "rr"
-	names.Check, names.InhibitOnFailure = &health.Spec{Type: health.TypeTCP}, true
+	names.Check, names.InhibitOnFailure = &model.Check{Type: model.CheckTCP}, true
 	for _, s := range []struct {
-		spec fsm.ServiceSpec
+		spec model.ServiceSpec
 		port int
 	}{{web, 80}, {names, 7000}} {
 		c := &fsm.CreateService{Service: s.spec}
 		for _, rs := range []string{"rs1", "rs2"} {
-			c.Reals = append(c.Reals, fsm.RealServer{Address: l.rsAddr4[rs], Port: s.port, Weight: 2, State: fsm.StateEnabled})
+			c.Reals = append(c.Reals, model.RealServer{Address: l.rsAddr4[rs], Port: s.port, Weight: 2, State: model.StateEnabled})
 		}
 		d.apply(c)
 	}

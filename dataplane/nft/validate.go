@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/raftlb/raftlb/dataplane"
+	"github.com/raftlb/raftlb/model"
 )
 
 // ErrNotExpressible wraps every refusal of a service or destination that
@@ -125,8 +126,8 @@ func validateDest(s dataplane.Service, d dataplane.Destination) error {
 	if d.UpperThreshold != 0 || d.LowerThreshold != 0 {
 		return notExpressible("connection thresholds on %s (nftables rules cannot count a destination's connections)", d.Key())
 	}
-	if d.Weight < 0 || d.Weight > 65535 {
-		return fmt.Errorf("weight %d of %s is not 0..65535", d.Weight, d.Key())
+	if d.Weight < 0 || d.Weight > model.MaxWeight {
+		return fmt.Errorf("weight %d of %s is not 0..%d", d.Weight, d.Key(), model.MaxWeight)
 	}
 	if d.Port == 0 && s.Fwmark == 0 && s.Port != 0 {
 		return fmt.Errorf("destination %s has port 0: give the real server's port (the service's is %d)", d.Key(), s.Port)

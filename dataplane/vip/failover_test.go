@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/netlab"
+	"github.com/raftlb/raftlb/model"
 )
 
 const (
@@ -152,7 +152,7 @@ func TestFailoverMovesNeighbours(t *testing.T) {
 	serveName(t, b, "B")
 
 	const vip4, vip6 = "10.77.0.100", "fd77::100"
-	vips := []fsm.VIP{vipOf(vip4+"/24", "eth0"), vipOf(vip6+"/64", "eth0")}
+	vips := []model.VIP{vipOf(vip4+"/24", "eth0"), vipOf(vip6+"/64", "eth0")}
 	links := map[string]*Netlink{a: newNetlink(t, a), b: newNetlink(t, b)}
 	names := map[string]string{a: "A", b: "B"}
 	// take makes director ns the holder with a new Manager announcing

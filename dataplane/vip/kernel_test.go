@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/mdlayher/packet"
-	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/netlab"
+	"github.com/raftlb/raftlb/model"
 )
 
 func nsPath(ns string) string { return "/run/netns/" + ns }
@@ -127,7 +127,7 @@ func TestRemoveUnownedKernel(t *testing.T) {
 	}
 	m := New(n, newAnnouncer(t, PacketConfig{Netns: nsPath(d)}), Options{})
 	defer m.Close()
-	state := []fsm.VIP{vipOf("10.66.0.100/24", "eth0"), vipOf("2001:db8:66::100/64", "eth0"), vipOf("10.66.9.9/24", "eth0")}
+	state := []model.VIP{vipOf("10.66.0.100/24", "eth0"), vipOf("2001:db8:66::100/64", "eth0"), vipOf("10.66.9.9/24", "eth0")}
 	if err := m.RemoveUnowned(state); err != nil {
 		t.Fatal(err)
 	}

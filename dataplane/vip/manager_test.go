@@ -11,7 +11,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 )
 
 func (f *FakeLinks) setFailAdd(ifname string, err error) {
@@ -87,8 +87,8 @@ func ms(ds ...int) []time.Duration {
 	return out
 }
 
-func vipOf(addr, ifname string) fsm.VIP {
-	return fsm.VIP{Address: addr, Interface: ifname, Group: fsm.DefaultVIPGroup}
+func vipOf(addr, ifname string) model.VIP {
+	return model.VIP{Address: addr, Interface: ifname, Group: model.DefaultVIPGroup}
 }
 
 var (
@@ -111,7 +111,7 @@ func TestBurstAndRefreshTiming(t *testing.T) {
 		m := New(fl, fa, Options{}) // defaults: 5 at 100 ms, refresh 10 s
 		defer m.Close()
 		t0 := time.Now()
-		if err := m.Set([]fsm.VIP{v4, v6}); err != nil {
+		if err := m.Set([]model.VIP{v4, v6}); err != nil {
 			t.Fatal(err)
 		}
 		// The first announcement is sent before Set returns.
@@ -130,7 +130,7 @@ func TestBurstAndRefreshTiming(t *testing.T) {
 
 		// A VIP taken later gets its own burst; the refresh stays on its period.
 		time.Sleep(time.Second) // t0+27 s
-		if err := m.Set([]fsm.VIP{v4, v6, v4b}); err != nil {
+		if err := m.Set([]model.VIP{v4, v6, v4b}); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(4 * time.Second) // t0+31 s
@@ -151,7 +151,7 @@ func TestBurstOptions(t *testing.T) {
 		m := New(fl, fa, Options{BurstCount: 3, BurstInterval: -1, Refresh: -1})
 		defer m.Close()
 		t0 := time.Now()
-		if err := m.Set([]fsm.VIP{v4}); err != nil {
+		if err := m.Set([]model.VIP{v4}); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(time.Hour)
@@ -161,7 +161,7 @@ func TestBurstOptions(t *testing.T) {
 		fa2 := NewFakeAnnouncer()
 		m2 := New(NewFakeLinks("eth0"), fa2, Options{BurstCount: -1, Refresh: time.Second})
 		defer m2.Close()
-		if err := m2.Set([]fsm.VIP{v4}); err != nil {
+		if err := m2.Set([]model.VIP{v4}); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(2500 * time.Millisecond)
@@ -178,11 +178,11 @@ func TestReleaseStopsAnnouncements(t *testing.T) {
 		m := New(fl, fa, Options{Refresh: time.Second})
 		defer m.Close()
 		t0 := time.Now()
-		if err := m.Set([]fsm.VIP{v4, v6}); err != nil {
+		if err := m.Set([]model.VIP{v4, v6}); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(150 * time.Millisecond)
-		if err := m.Set([]fsm.VIP{v6}); err != nil {
+		if err := m.Set([]model.VIP{v6}); err != nil {
 			t.Fatal(err)
 		}
 		equal(t, "kernel after release", fl.list(), []string{"2001:db8::100/64 eth0*"})
@@ -190,7 +190,7 @@ func TestReleaseStopsAnnouncements(t *testing.T) {
 		synctest.Wait()
 		equal(t, "released v4", fa.times("10.0.0.100", t0), ms(0, 100))
 		equal(t, "kept v6", fa.times("2001:db8::100", t0), ms(0, 100, 200, 300, 400, 1000, 2000, 3000))
-		equal(t, "owned", m.Owned(), []fsm.VIP{v6})
+		equal(t, "owned", m.Owned(), []model.VIP{v6})
 
 		if err := m.ReleaseAll(); err != nil {
 			t.Fatal(err)
@@ -220,7 +220,7 @@ func TestSetOnlyRemovesWhatIsRaftlbs(t *testing.T) {
 		fl.put("eth0", "2001:db8::100/64", false) // a VIP left unmarked (old kernel, or by hand)
 		m := New(fl, fa, Options{})
 		defer m.Close()
-		if err := m.Set([]fsm.VIP{v4, v6}); err != nil {
+		if err := m.Set([]model.VIP{v4, v6}); err != nil {
 			t.Fatal(err)
 		}
 		equal(t, "kernel", fl.list(), []string{"10.0.0.100/24 eth0*", "10.0.0.100/32 lo", "10.0.0.11/24 eth0", "2001:db8::100/64 eth0"})
@@ -249,10 +249,10 @@ func TestRemoveUnowned(t *testing.T) {
 		m := New(fl, NewFakeAnnouncer(), Options{})
 		defer m.Close()
 		// This director holds v6 already: RemoveUnowned leaves it.
-		if err := m.Set([]fsm.VIP{v6}); err != nil {
+		if err := m.Set([]model.VIP{v6}); err != nil {
 			t.Fatal(err)
 		}
-		state := []fsm.VIP{v4, v6, vipOf("10.0.1.100/24", "eth1")}
+		state := []model.VIP{v4, v6, vipOf("10.0.1.100/24", "eth1")}
 		if err := m.RemoveUnowned(state); err != nil {
 			t.Fatal(err)
 		}
@@ -271,7 +271,7 @@ func TestRefreshRepairsDrift(t *testing.T) {
 		m := New(fl, fa, Options{BurstCount: 2, Refresh: 10 * time.Second})
 		defer m.Close()
 		t0 := time.Now()
-		if err := m.Set([]fsm.VIP{v4}); err != nil {
+		if err := m.Set([]model.VIP{v4}); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(5 * time.Second)
@@ -294,14 +294,14 @@ func TestSecondaryRemovedWithPrimary(t *testing.T) {
 		fl.cascade = true
 		m := New(fl, fa, Options{})
 		defer m.Close()
-		if err := m.Set([]fsm.VIP{v4, v4b}); err != nil { // .100 primary, .101 secondary
+		if err := m.Set([]model.VIP{v4, v4b}); err != nil { // .100 primary, .101 secondary
 			t.Fatal(err)
 		}
-		if err := m.Set([]fsm.VIP{v4b}); err != nil {
+		if err := m.Set([]model.VIP{v4b}); err != nil {
 			t.Fatal(err)
 		}
 		equal(t, "kernel", fl.list(), []string{"10.0.0.101/24 eth0*"})
-		equal(t, "owned", m.Owned(), []fsm.VIP{v4b})
+		equal(t, "owned", m.Owned(), []model.VIP{v4b})
 	})
 }
 
@@ -313,7 +313,7 @@ func TestErrorsNameInterfaceAndVIP(t *testing.T) {
 		m := New(fl, fa, Options{BurstCount: 2})
 		defer m.Close()
 		bad := vipOf("10.0.1.100/24", "eth1")
-		err := m.Set([]fsm.VIP{v4, v6, bad, vipOf("10.0.0.300/24", "eth0"), vipOf("10.0.0.7/24", "")})
+		err := m.Set([]model.VIP{v4, v6, bad, vipOf("10.0.0.300/24", "eth0"), vipOf("10.0.0.7/24", "")})
 		for _, want := range []string{
 			"vip: add 10.0.1.100/24 on eth1: operation not permitted",
 			`vip: parse "10.0.0.300/24" on eth0`,
@@ -327,7 +327,7 @@ func TestErrorsNameInterfaceAndVIP(t *testing.T) {
 		if !errors.As(err, &e) {
 			t.Fatalf("%v is not a *vip.Error", err)
 		}
-		equal(t, "owned despite errors", m.Owned(), []fsm.VIP{v4, v6})
+		equal(t, "owned despite errors", m.Owned(), []model.VIP{v4, v6})
 		time.Sleep(time.Second)
 		synctest.Wait()
 		st := m.Stats()
@@ -341,7 +341,7 @@ func TestErrorsNameInterfaceAndVIP(t *testing.T) {
 		fl.setFailAdd("eth1", nil)
 		time.Sleep(DefaultRefresh)
 		synctest.Wait()
-		equal(t, "owned after refresh", m.Owned(), []fsm.VIP{v4, bad, v6})
+		equal(t, "owned after refresh", m.Owned(), []model.VIP{v4, bad, v6})
 	})
 }
 
@@ -353,7 +353,7 @@ func TestRetryWhenNothingHeld(t *testing.T) {
 		m := New(fl, fa, Options{Refresh: time.Second})
 		defer m.Close()
 		t0 := time.Now()
-		if err := m.Set([]fsm.VIP{v4}); err == nil || !strings.Contains(err.Error(), "10.0.0.100/24 on eth0") {
+		if err := m.Set([]model.VIP{v4}); err == nil || !strings.Contains(err.Error(), "10.0.0.100/24 on eth0") {
 			t.Fatalf("Set: %v", err)
 		}
 		time.Sleep(1500 * time.Millisecond)
@@ -362,7 +362,7 @@ func TestRetryWhenNothingHeld(t *testing.T) {
 		fl.mu.Unlock()
 		time.Sleep(time.Second)
 		synctest.Wait()
-		equal(t, "owned", m.Owned(), []fsm.VIP{v4})
+		equal(t, "owned", m.Owned(), []model.VIP{v4})
 		equal(t, "announced from the retry on", fa.times("10.0.0.100", t0)[:2], ms(2000, 2100))
 		if n := fl.callsCount("add "); n != 3 {
 			t.Fatalf("%d add attempts, want 3", n)
@@ -382,7 +382,7 @@ func TestNotAnnounceableIsSkipped(t *testing.T) {
 		ann := &notAnnounceable{}
 		m := New(NewFakeLinks("lo"), ann, Options{Refresh: time.Second})
 		defer m.Close()
-		if err := m.Set([]fsm.VIP{vipOf("10.0.0.100/32", "lo")}); err != nil {
+		if err := m.Set([]model.VIP{vipOf("10.0.0.100/32", "lo")}); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(time.Minute)
@@ -401,11 +401,11 @@ func TestDumpFailure(t *testing.T) {
 		fl.failDmp = errors.New("dump failed")
 		m := New(fl, NewFakeAnnouncer(), Options{})
 		defer m.Close()
-		if err := m.Set([]fsm.VIP{v4}); err == nil || !strings.Contains(err.Error(), "dump failed") {
+		if err := m.Set([]model.VIP{v4}); err == nil || !strings.Contains(err.Error(), "dump failed") {
 			t.Fatalf("Set error %v", err)
 		}
 		equal(t, "kernel", fl.list(), []string{"10.0.0.100/24 eth0*"})
-		equal(t, "owned", m.Owned(), []fsm.VIP{v4})
+		equal(t, "owned", m.Owned(), []model.VIP{v4})
 		m.Set(nil)
 		equal(t, "kernel after Set(nil)", fl.list(), nil)
 		if err := m.RemoveUnowned(nil); err == nil {
@@ -418,7 +418,7 @@ func TestClose(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fl, fa := NewFakeLinks("eth0"), NewFakeAnnouncer()
 		m := New(fl, fa, Options{})
-		if err := m.Set([]fsm.VIP{v4}); err != nil {
+		if err := m.Set([]model.VIP{v4}); err != nil {
 			t.Fatal(err)
 		}
 		m.Close()
@@ -428,7 +428,7 @@ func TestClose(t *testing.T) {
 		if n := fa.count("10.0.0.100"); n != 1 {
 			t.Fatalf("announced %d times after Close, want 1", n)
 		}
-		if err := m.Set([]fsm.VIP{v4, v6}); !errors.Is(err, ErrClosed) {
+		if err := m.Set([]model.VIP{v4, v6}); !errors.Is(err, ErrClosed) {
 			t.Fatalf("Set after Close: %v", err)
 		}
 		equal(t, "Close leaves addresses", fl.list(), []string{"10.0.0.100/24 eth0*"})
@@ -465,7 +465,7 @@ func TestConcurrentUse(t *testing.T) {
 	m := New(fl, fa, Options{BurstInterval: time.Millisecond, Refresh: 2 * time.Millisecond})
 	defer m.Close()
 	var wg sync.WaitGroup
-	sets := [][]fsm.VIP{nil, {v4}, {v4, v6}, {v6, v4b}}
+	sets := [][]model.VIP{nil, {v4}, {v4, v6}, {v6, v4b}}
 	for g := range 4 {
 		wg.Go(func() {
 			for i := range 50 {

@@ -46,7 +46,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 )
 
 // Links is the address side of the kernel. Implementations must be safe
@@ -190,7 +190,7 @@ func (k key) String() string { return k.prefix.String() + " on " + k.ifname }
 
 // held is a VIP this Manager holds.
 type held struct {
-	vip       fsm.VIP
+	vip       model.VIP
 	burstLeft int       // announcements still due in the burst
 	next      time.Time // when the next one of the burst is due
 	quiet     bool      // the interface cannot announce: don't try again
@@ -204,7 +204,7 @@ type Manager struct {
 	log   *slog.Logger
 
 	mu          sync.Mutex
-	desired     map[key]fsm.VIP // from the last Set
+	desired     map[key]model.VIP // from the last Set
 	held        map[key]*held
 	nextRefresh time.Time // zero: none scheduled
 	stats       Stats
@@ -222,7 +222,7 @@ func New(links Links, ann Announcer, opts Options) *Manager {
 	opts.setDefaults()
 	m := &Manager{
 		links: links, ann: ann, opts: opts, log: opts.Log,
-		desired: map[key]fsm.VIP{}, held: map[key]*held{},
+		desired: map[key]model.VIP{}, held: map[key]*held{},
 		kick: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	m.wg.Add(1)
@@ -247,8 +247,8 @@ func (m *Manager) Close() error {
 }
 
 // parseVIPs turns VIPs into keys; invalid ones become errors.
-func parseVIPs(vips []fsm.VIP) (map[key]fsm.VIP, []error) {
-	out := make(map[key]fsm.VIP, len(vips))
+func parseVIPs(vips []model.VIP) (map[key]model.VIP, []error) {
+	out := make(map[key]model.VIP, len(vips))
 	var errs []error
 	for _, v := range vips {
 		p, err := ParsePrefix(v.Address)
@@ -294,7 +294,7 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 // announcement is sent for a VIP it released. Errors name the interface and
 // VIP; the other VIPs are handled regardless. After Close, Set can only
 // release (vips empty); otherwise it returns ErrClosed.
-func (m *Manager) Set(vips []fsm.VIP) error {
+func (m *Manager) Set(vips []model.VIP) error {
 	want, errs := parseVIPs(vips)
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -312,14 +312,14 @@ func (m *Manager) Set(vips []fsm.VIP) error {
 func (m *Manager) ReleaseAll() error { return m.Set(nil) }
 
 // Owned returns the VIPs held now, sorted by address.
-func (m *Manager) Owned() []fsm.VIP {
+func (m *Manager) Owned() []model.VIP {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]fsm.VIP, 0, len(m.held))
+	out := make([]model.VIP, 0, len(m.held))
 	for _, h := range m.held {
 		out = append(out, h.vip)
 	}
-	slices.SortFunc(out, func(a, b fsm.VIP) int {
+	slices.SortFunc(out, func(a, b model.VIP) int {
 		if c := strings.Compare(a.Address, b.Address); c != 0 {
 			return c
 		}
@@ -346,7 +346,7 @@ func (m *Manager) Stats() Stats {
 // A VIP must therefore never be a director's own address: RemoveUnowned
 // (and Set, when releasing a VIP it found present) would remove it.
 // Validation of the state should reject such VIPs.
-func (m *Manager) RemoveUnowned(vips []fsm.VIP) error {
+func (m *Manager) RemoveUnowned(vips []model.VIP) error {
 	state, errs := parseVIPs(vips)
 	stateAddr := map[string]map[netip.Addr]bool{} // interface -> VIP addresses
 	for k := range state {

@@ -25,8 +25,8 @@ import (
 	"github.com/raftlb/raftlb/agent"
 	"github.com/raftlb/raftlb/api/client"
 	"github.com/raftlb/raftlb/cluster"
-	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/benchrec"
+	"github.com/raftlb/raftlb/model"
 )
 
 func main() {
@@ -148,7 +148,7 @@ var seq atomic.Uint64
 // the index it committed at.
 func write(ctx context.Context, c *client.Client) (uint64, error) {
 	n := seq.Add(1)
-	r := fsm.NewRealServer()
+	r := model.NewRealServer()
 	r.Address = fmt.Sprintf("10.%d.%d.%d", (n>>16)&255, (n>>8)&255, n&255)
 	res, err := c.CreateReal(ctx, "bench", r)
 	return res.Index, err
@@ -169,7 +169,7 @@ func run(profile string, latN int, dur time.Duration, conc int) ([]string, error
 		return nil, err
 	}
 	ctx := context.Background()
-	spec := fsm.NewServiceSpec()
+	spec := model.NewServiceSpec()
 	spec.Name, spec.Protocol, spec.Address, spec.Port, spec.Scheduler = "bench", "tcp", "192.0.2.1", 80, "wrr"
 	if _, err := c.CreateService(ctx, client.ServiceCreate{ServiceSpec: spec}); err != nil {
 		return nil, err

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/dataplane"
-	"github.com/raftlb/raftlb/fsm"
+	"github.com/raftlb/raftlb/model"
 )
 
 // TestAgentProgramsIPVS runs the real `raftlb agent` (-dataplane ipvs) in a
@@ -65,7 +65,7 @@ func TestAgentProgramsIPVS(t *testing.T) {
 	// must hold.
 	want := func() dataplane.Table {
 		t.Helper()
-		var svcs []fsm.Service
+		var svcs []model.Service
 		if err := json.Unmarshal([]byte(cli("service", "list", "-o", "json")), &svcs); err != nil {
 			t.Fatal(err)
 		}

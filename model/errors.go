@@ -1,17 +1,17 @@
-package fsm
+package model
 
 import (
 	"errors"
 	"fmt"
 )
 
-// Error codes. The API maps them to HTTP status codes.
+// Error codes (the API maps them to HTTP statuses).
 const (
-	CodeInvalid     = "invalid"      // 400: a field is malformed or out of range
-	CodeNotFound    = "not_found"    // 404
-	CodeConflict    = "conflict"     // 409: duplicate name or key
-	CodeCASMismatch = "cas_mismatch" // 409: compare-and-set index did not match
-	CodeInternal    = "internal"     // 500
+	CodeInvalid     = "invalid"      // a field is malformed or out of range
+	CodeNotFound    = "not_found"    // no such object
+	CodeConflict    = "conflict"     // a duplicate name or key
+	CodeCASMismatch = "cas_mismatch" // a compare-and-set index did not match
+	CodeInternal    = "internal"     // a bug or an unexpected failure
 )
 
 // Error is a rejection of a command or an input. Field names the offending
@@ -29,25 +29,29 @@ func (e *Error) Error() string {
 	return e.Message
 }
 
-func invalid(field, format string, args ...any) *Error {
+// Invalid is a CodeInvalid error on field.
+func Invalid(field, format string, args ...any) *Error {
 	return &Error{Code: CodeInvalid, Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
-func notFound(field, format string, args ...any) *Error {
+// NotFound is a CodeNotFound error on field.
+func NotFound(field, format string, args ...any) *Error {
 	return &Error{Code: CodeNotFound, Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
-func conflict(field, format string, args ...any) *Error {
+// Conflict is a CodeConflict error on field.
+func Conflict(field, format string, args ...any) *Error {
 	return &Error{Code: CodeConflict, Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
-func casMismatch(want, have uint64) *Error {
+// CASMismatch says an object's modify_index was have, not want.
+func CASMismatch(want, have uint64) *Error {
 	return &Error{Code: CodeCASMismatch, Field: "cas",
 		Message: fmt.Sprintf("modify_index is %d, not %d: the object changed since it was read", have, want)}
 }
 
-// prefixField returns err with its field placed under prefix ("reals[1]").
-func prefixField(prefix string, err error) error {
+// PrefixField returns err with its field placed under prefix ("reals[1]").
+func PrefixField(prefix string, err error) error {
 	var fe *Error
 	if !errors.As(err, &fe) {
 		return err

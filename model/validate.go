@@ -1,4 +1,4 @@
-package fsm
+package model
 
 import (
 	"errors"
@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/raftlb/raftlb/health"
 )
 
 // Limits on user input.
@@ -38,21 +36,21 @@ func ValidName(s string) bool { return nameRE.MatchString(s) }
 // parseAddr parses a unicast IPv4 or IPv6 address for field.
 func parseAddr(field, s string) (netip.Addr, error) {
 	if s == "" {
-		return netip.Addr{}, invalid(field, "required")
+		return netip.Addr{}, Invalid(field, "required")
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil {
-		return a, invalid(field, "%q is not an IPv4 or IPv6 address", s)
+		return a, Invalid(field, "%q is not an IPv4 or IPv6 address", s)
 	}
 	switch {
 	case a.Zone() != "":
-		return a, invalid(field, "%q: zoned addresses are not supported", s)
+		return a, Invalid(field, "%q: zoned addresses are not supported", s)
 	case a.Is4In6():
-		return a, invalid(field, "%q: write IPv4-mapped addresses in IPv4 form (%s)", s, a.Unmap())
+		return a, Invalid(field, "%q: write IPv4-mapped addresses in IPv4 form (%s)", s, a.Unmap())
 	case a.IsUnspecified():
-		return a, invalid(field, "%q: the unspecified address cannot be used", s)
+		return a, Invalid(field, "%q: the unspecified address cannot be used", s)
 	case a.IsMulticast():
-		return a, invalid(field, "%q: multicast addresses cannot be used", s)
+		return a, Invalid(field, "%q: multicast addresses cannot be used", s)
 	}
 	return a, nil
 }
@@ -67,9 +65,9 @@ func familyOf(a netip.Addr) string {
 func checkPort(field string, p int, allowZero bool) error {
 	if p < 0 || p > 65535 || (p == 0 && !allowZero) {
 		if allowZero {
-			return invalid(field, "%d is not a port (0-65535)", p)
+			return Invalid(field, "%d is not a port (0-65535)", p)
 		}
-		return invalid(field, "%d is not a port (1-65535)", p)
+		return Invalid(field, "%d is not a port (1-65535)", p)
 	}
 	return nil
 }
@@ -82,18 +80,18 @@ func checkForward(field, f string, allowEmpty bool) error {
 		if allowEmpty {
 			return nil
 		}
-		return invalid(field, "required: one of nat, dr, tun")
+		return Invalid(field, "required: one of nat, dr, tun")
 	}
-	return invalid(field, "%q is not a forwarding method: one of nat, dr, tun", f)
+	return Invalid(field, "%q is not a forwarding method: one of nat, dr, tun", f)
 }
 
 // CheckIfName validates a Linux interface name.
 func CheckIfName(field, s string) error {
 	if s == "" {
-		return invalid(field, "required")
+		return Invalid(field, "required")
 	}
 	if len(s) > 15 || s == "." || s == ".." || strings.ContainsAny(s, "/: \t\n") {
-		return invalid(field, "%q is not a valid interface name (at most 15 characters, no '/', ':' or spaces)", s)
+		return Invalid(field, "%q is not a valid interface name (at most 15 characters, no '/', ':' or spaces)", s)
 	}
 	return nil
 }
@@ -105,26 +103,26 @@ func NormalizeService(spec ServiceSpec) (ServiceSpec, error) {
 	s := spec
 	s.SchedFlags = slices.Clone(spec.SchedFlags)
 	if !ValidName(s.Name) {
-		return s, invalid("name", "%q is not a valid name (1-63 of A-Z a-z 0-9 _ . -, starting with a letter or digit)", s.Name)
+		return s, Invalid("name", "%q is not a valid name (1-63 of A-Z a-z 0-9 _ . -, starting with a letter or digit)", s.Name)
 	}
 	s.Protocol = strings.ToLower(s.Protocol)
 	if s.Fwmark != 0 {
 		if s.Protocol != "" || s.Address != "" || s.Port != 0 {
-			return s, invalid("fwmark", "a fwmark service has no protocol, address or port")
+			return s, Invalid("fwmark", "a fwmark service has no protocol, address or port")
 		}
 		if s.Family == "" {
 			s.Family = FamilyInet
 		}
 		if s.Family != FamilyInet && s.Family != FamilyInet6 {
-			return s, invalid("family", "%q is not an address family: inet or inet6", s.Family)
+			return s, Invalid("family", "%q is not an address family: inet or inet6", s.Family)
 		}
 	} else {
 		switch s.Protocol {
 		case "tcp", "udp", "sctp":
 		case "":
-			return s, invalid("protocol", "required: tcp, udp or sctp (or set fwmark)")
+			return s, Invalid("protocol", "required: tcp, udp or sctp (or set fwmark)")
 		default:
-			return s, invalid("protocol", "%q is not a protocol: tcp, udp or sctp", s.Protocol)
+			return s, Invalid("protocol", "%q is not a protocol: tcp, udp or sctp", s.Protocol)
 		}
 		a, err := parseAddr("address", s.Address)
 		if err != nil {
@@ -133,54 +131,54 @@ func NormalizeService(spec ServiceSpec) (ServiceSpec, error) {
 		s.Address = a.String()
 		fam := familyOf(a)
 		if s.Family != "" && s.Family != fam {
-			return s, invalid("family", "%q does not match address %s", s.Family, s.Address)
+			return s, Invalid("family", "%q does not match address %s", s.Family, s.Address)
 		}
 		s.Family = fam
 		if err := checkPort("port", s.Port, true); err != nil {
 			return s, err
 		}
 		if s.Port == 0 && s.Persistence == 0 {
-			return s, invalid("port", "port 0 (all ports) requires persistence")
+			return s, Invalid("port", "port 0 (all ports) requires persistence")
 		}
 	}
 	if s.Scheduler == "" {
 		s.Scheduler = DefaultScheduler
 	}
 	if !slices.Contains(Schedulers, s.Scheduler) {
-		return s, invalid("scheduler", "%q is not a scheduler: one of %s", s.Scheduler, strings.Join(Schedulers, ", "))
+		return s, Invalid("scheduler", "%q is not a scheduler: one of %s", s.Scheduler, strings.Join(Schedulers, ", "))
 	}
 	slices.Sort(s.SchedFlags)
 	s.SchedFlags = slices.Compact(s.SchedFlags)
 	for _, f := range s.SchedFlags {
 		scheds, ok := schedFlags[f]
 		if !ok {
-			return s, invalid("sched_flags", "%q is not a scheduler flag: sh-fallback, sh-port, mh-fallback, mh-port or ops", f)
+			return s, Invalid("sched_flags", "%q is not a scheduler flag: sh-fallback, sh-port, mh-fallback, mh-port or ops", f)
 		}
 		if scheds != nil && !slices.Contains(scheds, s.Scheduler) {
-			return s, invalid("sched_flags", "%q applies only to the %s scheduler", f, scheds[0])
+			return s, Invalid("sched_flags", "%q applies only to the %s scheduler", f, scheds[0])
 		}
 		if f == "ops" && s.Protocol != "udp" && s.Fwmark == 0 {
-			return s, invalid("sched_flags", "ops (one-packet scheduling) applies only to udp and fwmark services")
+			return s, Invalid("sched_flags", "ops (one-packet scheduling) applies only to udp and fwmark services")
 		}
 	}
 	if len(s.SchedFlags) == 0 {
 		s.SchedFlags = nil
 	}
 	if s.Persistence < 0 || s.Persistence > MaxPersistence {
-		return s, invalid("persistence", "%d is out of range (0-%d seconds)", s.Persistence, MaxPersistence)
+		return s, Invalid("persistence", "%d is out of range (0-%d seconds)", s.Persistence, MaxPersistence)
 	}
 	maxBits := 32
 	if s.Family == FamilyInet6 {
 		maxBits = 128
 	}
 	if s.PersistNetmask < 0 || s.PersistNetmask > maxBits {
-		return s, invalid("persist_netmask", "%d is not a prefix length for %s (1-%d)", s.PersistNetmask, s.Family, maxBits)
+		return s, Invalid("persist_netmask", "%d is not a prefix length for %s (1-%d)", s.PersistNetmask, s.Family, maxBits)
 	}
 	if s.PersistNetmask == maxBits {
 		s.PersistNetmask = 0 // canonical: whole address
 	}
 	if s.PersistNetmask != 0 && s.Persistence == 0 {
-		return s, invalid("persist_netmask", "set only with persistence")
+		return s, Invalid("persist_netmask", "set only with persistence")
 	}
 	if s.Forward == "" {
 		s.Forward = DefaultForward
@@ -197,27 +195,27 @@ const MaxQuorum = 1 << 30
 // normalizeHealth validates the health-checking fields of a service.
 func normalizeHealth(s ServiceSpec) (ServiceSpec, error) {
 	if s.Check != nil {
-		c, err := health.Normalize(*s.Check)
+		c, err := NormalizeCheck(*s.Check)
 		if err != nil {
-			var he *health.Error
-			if errors.As(err, &he) {
-				return s, prefixField("check", &Error{Code: CodeInvalid, Field: he.Field, Message: he.Message})
+			var fe *Error
+			if errors.As(err, &fe) {
+				return s, PrefixField("check", fe)
 			}
-			return s, invalid("check", "%v", err)
+			return s, Invalid("check", "%v", err)
 		}
 		s.Check = &c
 	}
 	if s.HealthPolicy != "" && !slices.Contains(HealthPolicies, s.HealthPolicy) {
-		return s, invalid("health_policy", "%q is not a policy: majority, any or all", s.HealthPolicy)
+		return s, Invalid("health_policy", "%q is not a policy: majority, any or all", s.HealthPolicy)
 	}
 	if s.HealthPolicy == HealthPolicyMajority {
 		s.HealthPolicy = "" // canonical: the default
 	}
 	if s.Quorum < 0 || s.Quorum > MaxQuorum {
-		return s, invalid("quorum", "%d is out of range (0-%d; 0 = 1)", s.Quorum, MaxQuorum)
+		return s, Invalid("quorum", "%d is out of range (0-%d; 0 = 1)", s.Quorum, MaxQuorum)
 	}
 	if s.Hysteresis < 0 || s.Hysteresis > s.EffectiveQuorum() {
-		return s, invalid("hysteresis", "%d is out of range (0 to the quorum, %d)", s.Hysteresis, s.EffectiveQuorum())
+		return s, Invalid("hysteresis", "%d is out of range (0 to the quorum, %d)", s.Hysteresis, s.EffectiveQuorum())
 	}
 	if ss := s.SorryServer; ss != nil {
 		c := *ss
@@ -240,10 +238,10 @@ func normalizeHealth(s ServiceSpec) (ServiceSpec, error) {
 			fwd = s.Forward
 		}
 		if familyOf(a) != s.Family && fwd != ForwardTUN {
-			return s, invalid("sorry_server.address", "%s is %s but the service is %s", c.Address, familyOf(a), s.Family)
+			return s, Invalid("sorry_server.address", "%s is %s but the service is %s", c.Address, familyOf(a), s.Family)
 		}
 		if fwd != ForwardNAT && s.Fwmark == 0 && c.Port != s.Port {
-			return s, invalid("sorry_server.port", "%s forwarding cannot change the port: use %d (the service's) or nat", fwd, s.Port)
+			return s, Invalid("sorry_server.port", "%s forwarding cannot change the port: use %d (the service's) or nat", fwd, s.Port)
 		}
 		s.SorryServer = &c
 	}
@@ -263,7 +261,7 @@ func NormalizeReal(svc ServiceSpec, r RealServer) (RealServer, error) {
 	}
 	fwd := svc.EffectiveForward(r)
 	if familyOf(a) != svc.Family && fwd != ForwardTUN {
-		return r, invalid("address", "%s is %s but service %s is %s (mixed families need tun forwarding)",
+		return r, Invalid("address", "%s is %s but service %s is %s (mixed families need tun forwarding)",
 			r.Address, familyOf(a), svc.Name, svc.Family)
 	}
 	if err := checkPort("port", r.Port, true); err != nil {
@@ -273,26 +271,26 @@ func NormalizeReal(svc ServiceSpec, r RealServer) (RealServer, error) {
 		r.Port = svc.Port
 	}
 	if fwd != ForwardNAT && svc.Fwmark == 0 && r.Port != svc.Port {
-		return r, invalid("port", "%s forwarding cannot change the port: use %d (the service's) or nat", fwd, svc.Port)
+		return r, Invalid("port", "%s forwarding cannot change the port: use %d (the service's) or nat", fwd, svc.Port)
 	}
 	if r.Weight < 0 || r.Weight > MaxWeight {
-		return r, invalid("weight", "%d is out of range (0-%d)", r.Weight, MaxWeight)
+		return r, Invalid("weight", "%d is out of range (0-%d)", r.Weight, MaxWeight)
 	}
 	if r.UpperThreshold < 0 {
-		return r, invalid("upper_threshold", "%d is negative", r.UpperThreshold)
+		return r, Invalid("upper_threshold", "%d is negative", r.UpperThreshold)
 	}
 	if r.LowerThreshold < 0 {
-		return r, invalid("lower_threshold", "%d is negative", r.LowerThreshold)
+		return r, Invalid("lower_threshold", "%d is negative", r.LowerThreshold)
 	}
 	if r.UpperThreshold != 0 && r.LowerThreshold > r.UpperThreshold {
-		return r, invalid("lower_threshold", "%d is above upper_threshold %d", r.LowerThreshold, r.UpperThreshold)
+		return r, Invalid("lower_threshold", "%d is above upper_threshold %d", r.LowerThreshold, r.UpperThreshold)
 	}
 	switch r.State {
 	case "":
 		r.State = StateEnabled
 	case StateEnabled, StateDrain, StateDisabled:
 	default:
-		return r, invalid("state", "%q is not a state: enabled, drain or disabled", r.State)
+		return r, Invalid("state", "%q is not a state: enabled, drain or disabled", r.State)
 	}
 	return r, nil
 }
@@ -300,7 +298,7 @@ func NormalizeReal(svc ServiceSpec, r RealServer) (RealServer, error) {
 // NormalizeVIP validates v and returns it in canonical form.
 func NormalizeVIP(v VIP) (VIP, error) {
 	if v.Address == "" {
-		return v, invalid("address", "required (address/prefix, e.g. 192.0.2.10/24)")
+		return v, Invalid("address", "required (address/prefix, e.g. 192.0.2.10/24)")
 	}
 	s := v.Address
 	if !strings.Contains(s, "/") {
@@ -312,13 +310,13 @@ func NormalizeVIP(v VIP) (VIP, error) {
 	}
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
-		return v, invalid("address", "%q is not an address/prefix", v.Address)
+		return v, Invalid("address", "%q is not an address/prefix", v.Address)
 	}
 	if _, err := parseAddr("address", p.Addr().String()); err != nil {
 		return v, err
 	}
 	if p.Addr().IsLoopback() || p.Addr().IsLinkLocalUnicast() {
-		return v, invalid("address", "%s: loopback and link-local addresses cannot be VIPs", p.Addr())
+		return v, Invalid("address", "%s: loopback and link-local addresses cannot be VIPs", p.Addr())
 	}
 	v.Address = p.String()
 	if err := CheckIfName("interface", v.Interface); err != nil {
@@ -328,7 +326,7 @@ func NormalizeVIP(v VIP) (VIP, error) {
 		v.Group = DefaultVIPGroup
 	}
 	if !ValidName(v.Group) {
-		return v, invalid("group", "%q is not a valid group name", v.Group)
+		return v, Invalid("group", "%q is not a valid group name", v.Group)
 	}
 	return v, nil
 }
@@ -339,14 +337,14 @@ func NormalizeSettings(s Settings) (Settings, error) {
 		s.TimingProfile = DefaultProfile
 	}
 	if !slices.Contains(TimingProfiles, s.TimingProfile) {
-		return s, invalid("timing_profile", "%q is not a timing profile: %s", s.TimingProfile, strings.Join(TimingProfiles, ", "))
+		return s, Invalid("timing_profile", "%q is not a timing profile: %s", s.TimingProfile, strings.Join(TimingProfiles, ", "))
 	}
 	for _, t := range []struct {
 		field string
 		v     int
 	}{{"ipvs_timeouts.tcp", s.Timeouts.TCP}, {"ipvs_timeouts.tcpfin", s.Timeouts.TCPFin}, {"ipvs_timeouts.udp", s.Timeouts.UDP}} {
 		if t.v < 0 || t.v > MaxTimeout {
-			return s, invalid(t.field, "%d is out of range (0-%d seconds; 0 keeps the kernel's value)", t.v, MaxTimeout)
+			return s, Invalid(t.field, "%d is out of range (0-%d seconds; 0 keeps the kernel's value)", t.v, MaxTimeout)
 		}
 	}
 	y := &s.Sync
@@ -354,10 +352,10 @@ func NormalizeSettings(s Settings) (Settings, error) {
 		y.Mode = SyncModeBoth
 	}
 	if y.Mode != SyncModeBoth && y.Mode != SyncModeLeader {
-		return s, invalid("sync.mode", "%q is not a sync mode: both or leader", y.Mode)
+		return s, Invalid("sync.mode", "%q is not a sync mode: both or leader", y.Mode)
 	}
 	if y.SyncID < 0 || y.SyncID > 255 {
-		return s, invalid("sync.sync_id", "%d is out of range (0-255)", y.SyncID)
+		return s, Invalid("sync.sync_id", "%d is out of range (0-255)", y.SyncID)
 	}
 	if y.Enabled || y.Interface != "" {
 		if err := CheckIfName("sync.interface", y.Interface); err != nil {
@@ -366,17 +364,17 @@ func NormalizeSettings(s Settings) (Settings, error) {
 	}
 	g, err := netip.ParseAddr(y.McastGroup)
 	if err != nil || !g.IsMulticast() || g.Zone() != "" {
-		return s, invalid("sync.mcast_group", "%q is not a multicast group address", y.McastGroup)
+		return s, Invalid("sync.mcast_group", "%q is not a multicast group address", y.McastGroup)
 	}
 	y.McastGroup = g.String()
 	if err := checkPort("sync.mcast_port", y.McastPort, false); err != nil {
 		return s, err
 	}
 	if y.McastTTL < 1 || y.McastTTL > 255 {
-		return s, invalid("sync.mcast_ttl", "%d is out of range (1-255)", y.McastTTL)
+		return s, Invalid("sync.mcast_ttl", "%d is out of range (1-255)", y.McastTTL)
 	}
 	if y.MaxLen != 0 && (y.MaxLen < 256 || y.MaxLen > 65507) {
-		return s, invalid("sync.maxlen", "%d is out of range (256-65507, or 0 for the kernel default)", y.MaxLen)
+		return s, Invalid("sync.maxlen", "%d is out of range (256-65507, or 0 for the kernel default)", y.MaxLen)
 	}
 	return s, nil
 }
@@ -384,37 +382,37 @@ func NormalizeSettings(s Settings) (Settings, error) {
 // NormalizeNode validates director metadata.
 func NormalizeNode(n Node) (Node, error) {
 	if !ValidName(n.ID) {
-		return n, invalid("id", "%q is not a valid node id", n.ID)
+		return n, Invalid("id", "%q is not a valid node id", n.ID)
 	}
 	if _, _, err := net.SplitHostPort(n.RaftAddr); err != nil {
-		return n, invalid("raft_addr", "%q is not host:port", n.RaftAddr)
+		return n, Invalid("raft_addr", "%q is not host:port", n.RaftAddr)
 	}
 	if _, _, err := net.SplitHostPort(n.APIAddr); err != nil {
-		return n, invalid("api_addr", "%q is not host:port", n.APIAddr)
+		return n, Invalid("api_addr", "%q is not host:port", n.APIAddr)
 	}
 	if n.APIScheme == "" {
 		n.APIScheme = "http"
 	}
 	if n.APIScheme != "http" && n.APIScheme != "https" {
-		return n, invalid("api_scheme", "%q is not http or https", n.APIScheme)
+		return n, Invalid("api_scheme", "%q is not http or https", n.APIScheme)
 	}
 	switch n.Dataplane {
 	case "", "ipvs", "nft", "none":
 	default:
-		return n, invalid("dataplane", "%q is not ipvs, nft or none", n.Dataplane)
+		return n, Invalid("dataplane", "%q is not ipvs, nft or none", n.Dataplane)
 	}
 	if n.Priority < 0 || n.Priority > 255 {
-		return n, invalid("priority", "%d is out of range (1-255; 0 = %d)", n.Priority, DefaultPriority)
+		return n, Invalid("priority", "%d is out of range (1-255; 0 = %d)", n.Priority, DefaultPriority)
 	}
 	if n.PreemptDelay != "" {
 		d, err := time.ParseDuration(n.PreemptDelay)
 		if err != nil || d < 0 || d > time.Hour {
-			return n, invalid("preempt_delay", "%q is not a duration between 0s and 1h", n.PreemptDelay)
+			return n, Invalid("preempt_delay", "%q is not a duration between 0s and 1h", n.PreemptDelay)
 		}
 	}
 	if n.GossipAddr != "" {
 		if _, _, err := net.SplitHostPort(n.GossipAddr); err != nil {
-			return n, invalid("gossip_addr", "%q is not host:port", n.GossipAddr)
+			return n, Invalid("gossip_addr", "%q is not host:port", n.GossipAddr)
 		}
 	}
 	if len(n.Fault) > 512 {

@@ -1,9 +1,4 @@
-// Package health runs the health checks of one director: checkers for each
-// check type, and a Prober that schedules thousands of targets from one
-// timer-driven goroutine onto a bounded worker pool and keeps a rise/fall
-// state per target. Results are reported to the caller (for gossip); the
-// leader decides.
-package health
+package model
 
 import (
 	"crypto/sha256"
@@ -21,57 +16,34 @@ import (
 
 // Check types.
 const (
-	TypeTCP    = "tcp"
-	TypeHTTP   = "http"
-	TypeHTTPS  = "https"
-	TypeUDP    = "udp"
-	TypeDNS    = "dns"
-	TypeICMP   = "icmp"
-	TypeScript = "script"
-	TypeNone   = "none" // not checked: the real server counts as up
+	CheckTCP    = "tcp"
+	CheckHTTP   = "http"
+	CheckHTTPS  = "https"
+	CheckUDP    = "udp"
+	CheckDNS    = "dns"
+	CheckICMP   = "icmp"
+	CheckScript = "script"
+	CheckNone   = "none" // not checked: the real server counts as up
 )
 
 // Defaults and limits.
 const (
-	DefaultInterval   = 2 * time.Second
-	DefaultTimeout    = time.Second
-	DefaultRise       = 2
-	DefaultFall       = 3
-	DefaultRetryDelay = time.Second // used only when Retries > 0
-	DefaultStatus     = "200-299"
+	DefaultCheckInterval = 2 * time.Second
+	DefaultCheckTimeout  = time.Second
+	DefaultRise          = 2
+	DefaultFall          = 3
+	DefaultRetryDelay    = time.Second // used only when Retries > 0
+	DefaultHTTPStatus    = "200-299"
 
-	MinInterval = 10 * time.Millisecond
-	MaxInterval = time.Hour
-	MaxTimeout  = time.Minute
-	MaxRetries  = 10
-	MaxRiseFall = 100
-	MaxBody     = 1 << 20 // bytes of an HTTP body read for body checks
-	MaxPayload  = 1400    // bytes of a UDP payload or expected reply
-	MaxArgs     = 64
+	MinCheckInterval = 10 * time.Millisecond
+	MaxCheckInterval = time.Hour
+	MaxCheckTimeout  = time.Minute
+	MaxRetries       = 10
+	MaxRiseFall      = 100
+	MaxCheckBody     = 1 << 20 // bytes of an HTTP body read for body checks
+	MaxUDPPayload    = 1400    // bytes of a UDP payload or expected reply
+	MaxScriptArgs    = 64
 )
-
-// CodeInvalid is the code of every Normalize error; it equals fsm.CodeInvalid.
-const CodeInvalid = "invalid"
-
-// Error is a rejected field; it has the shape of fsm.Error (code, field in
-// JSON spelling, message) so the service model can convert it by prefixing
-// the field ("health.http.status").
-type Error struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Field   string `json:"field,omitempty"`
-}
-
-func (e *Error) Error() string {
-	if e.Field != "" {
-		return e.Field + ": " + e.Message
-	}
-	return e.Message
-}
-
-func invalid(field, format string, args ...any) *Error {
-	return &Error{Code: CodeInvalid, Field: field, Message: fmt.Sprintf(format, args...)}
-}
 
 // Duration is a time.Duration that reads and writes JSON as a Go duration
 // string ("1.5s", "200ms"); a JSON number is read as seconds.
@@ -102,9 +74,9 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Spec is one health check, as set on a virtual service (later embedded in
-// the service model). Zero fields take defaults in Normalize.
-type Spec struct {
+// Check is one health check, as set on a virtual service (later embedded in
+// the service model). Zero fields take defaults in NormalizeCheck.
+type Check struct {
 	Type string `json:"type"` // tcp | http | https | udp | dns | icmp | script | none; empty = tcp
 	// Port overrides the real server's port for the check (keepalived's
 	// connect_port); 0 = the real server's port.
@@ -123,17 +95,17 @@ type Spec struct {
 	// default it starts up (it needs Fall failures to go down).
 	StartDown bool `json:"start_down,omitempty"`
 
-	HTTP   *HTTPSpec   `json:"http,omitempty"`   // type http and https
-	UDP    *UDPSpec    `json:"udp,omitempty"`    // type udp
-	DNS    *DNSSpec    `json:"dns,omitempty"`    // type dns
-	Script *ScriptSpec `json:"script,omitempty"` // type script
+	HTTP   *HTTPCheck   `json:"http,omitempty"`   // type http and https
+	UDP    *UDPCheck    `json:"udp,omitempty"`    // type udp
+	DNS    *DNSCheck    `json:"dns,omitempty"`    // type dns
+	Script *ScriptCheck `json:"script,omitempty"` // type script
 }
 
-// HTTPSpec is an HTTP(S) GET check.
-type HTTPSpec struct {
+// HTTPCheck is an HTTP(S) GET check.
+type HTTPCheck struct {
 	Path   string `json:"path,omitempty"`   // default "/"
 	Status string `json:"status,omitempty"` // accepted status codes, "200-299,301"; default 200-299
-	// BodySHA256 is the hex SHA-256 of the whole body (at most MaxBody
+	// BodySHA256 is the hex SHA-256 of the whole body (at most MaxCheckBody
 	// bytes); BodyRegex must match the body. Either, both or neither.
 	BodySHA256 string `json:"body_sha256,omitempty"`
 	BodyRegex  string `json:"body_regex,omitempty"`
@@ -145,12 +117,12 @@ type HTTPSpec struct {
 	CAFile    string `json:"ca_file,omitempty"` // PEM roots for TLSVerify; default the system roots
 }
 
-// UDPSpec is a UDP check: send Payload, then wait for a reply. With an
+// UDPCheck is a UDP check: send Payload, then wait for a reply. With an
 // expected reply the reply must start with it; with RequireReply any reply
 // will do; otherwise no ICMP error within the timeout counts as up (as
 // keepalived's UDP_CHECK). Each byte string is given as text or as hex, not
 // both.
-type UDPSpec struct {
+type UDPCheck struct {
 	Payload      string `json:"payload,omitempty"`
 	PayloadHex   string `json:"payload_hex,omitempty"`
 	Expect       string `json:"expect,omitempty"`
@@ -158,19 +130,19 @@ type UDPSpec struct {
 	RequireReply bool   `json:"require_reply,omitempty"`
 }
 
-// DNSSpec is a DNS query over UDP; the check passes when the answer has the
+// DNSCheck is a DNS query over UDP; the check passes when the answer has the
 // expected rcode.
-type DNSSpec struct {
+type DNSCheck struct {
 	Name  string `json:"name"`            // query name; made fully qualified
 	QType string `json:"qtype,omitempty"` // A, AAAA, SOA, ...; default A
 	Rcode string `json:"rcode,omitempty"` // NOERROR, NXDOMAIN, ...; default NOERROR
 }
 
-// ScriptSpec runs a program (keepalived's MISC_CHECK). Exit 0 = up, 1 =
+// ScriptCheck runs a program (keepalived's MISC_CHECK). Exit 0 = up, 1 =
 // down; 2-255 = down, or with Dynamic up with weight exit-2. A script that
 // outlives its timeout is killed with its whole process group. The target
 // is passed in RAFTLB_CHECK_ADDRESS and RAFTLB_CHECK_PORT.
-type ScriptSpec struct {
+type ScriptCheck struct {
 	Path    string   `json:"path"`
 	Args    []string `json:"args,omitempty"`
 	Timeout Duration `json:"timeout,omitempty"` // default the check's Timeout
@@ -182,38 +154,38 @@ var (
 	hexRE  = regexp.MustCompile(`^([0-9a-fA-F]{2})*$`)
 )
 
-// Normalize validates s and returns it with defaults filled in and values in
+// NormalizeCheck validates s and returns it with defaults filled in and values in
 // canonical form. Errors are *Error naming the field in JSON spelling.
-func Normalize(s Spec) (Spec, error) {
+func NormalizeCheck(s Check) (Check, error) {
 	s.Type = strings.ToLower(strings.TrimSpace(s.Type))
 	if s.Type == "" {
-		s.Type = TypeTCP
+		s.Type = CheckTCP
 	}
 	switch s.Type {
-	case TypeTCP, TypeHTTP, TypeHTTPS, TypeUDP, TypeDNS, TypeICMP, TypeScript, TypeNone:
+	case CheckTCP, CheckHTTP, CheckHTTPS, CheckUDP, CheckDNS, CheckICMP, CheckScript, CheckNone:
 	default:
-		return s, invalid("type", "%q is not a check type (tcp, http, https, udp, dns, icmp, script, none)", s.Type)
+		return s, Invalid("type", "%q is not a check type (tcp, http, https, udp, dns, icmp, script, none)", s.Type)
 	}
 	if s.Port < 0 || s.Port > 65535 {
-		return s, invalid("port", "%d is not a port (0-65535, 0 = the real server's)", s.Port)
+		return s, Invalid("port", "%d is not a port (0-65535, 0 = the real server's)", s.Port)
 	}
 	if s.Interval == 0 {
-		s.Interval = Duration(DefaultInterval)
+		s.Interval = Duration(DefaultCheckInterval)
 	}
-	if s.Interval.D() < MinInterval || s.Interval.D() > MaxInterval {
-		return s, invalid("interval", "%s is out of range (%s-%s)", s.Interval.D(), MinInterval, MaxInterval)
+	if s.Interval.D() < MinCheckInterval || s.Interval.D() > MaxCheckInterval {
+		return s, Invalid("interval", "%s is out of range (%s-%s)", s.Interval.D(), MinCheckInterval, MaxCheckInterval)
 	}
 	if s.Timeout == 0 {
-		s.Timeout = Duration(min(DefaultTimeout, s.Interval.D()))
+		s.Timeout = Duration(min(DefaultCheckTimeout, s.Interval.D()))
 	}
-	if s.Timeout.D() < time.Millisecond || s.Timeout.D() > MaxTimeout {
-		return s, invalid("timeout", "%s is out of range (1ms-%s)", s.Timeout.D(), MaxTimeout)
+	if s.Timeout.D() < time.Millisecond || s.Timeout.D() > MaxCheckTimeout {
+		return s, Invalid("timeout", "%s is out of range (1ms-%s)", s.Timeout.D(), MaxCheckTimeout)
 	}
 	if s.Retries < 0 || s.Retries > MaxRetries {
-		return s, invalid("retries", "%d is out of range (0-%d)", s.Retries, MaxRetries)
+		return s, Invalid("retries", "%d is out of range (0-%d)", s.Retries, MaxRetries)
 	}
-	if s.RetryDelay < 0 || s.RetryDelay.D() > MaxTimeout {
-		return s, invalid("retry_delay", "%s is out of range (0-%s)", s.RetryDelay.D(), MaxTimeout)
+	if s.RetryDelay < 0 || s.RetryDelay.D() > MaxCheckTimeout {
+		return s, Invalid("retry_delay", "%s is out of range (0-%s)", s.RetryDelay.D(), MaxCheckTimeout)
 	}
 	if s.RetryDelay == 0 && s.Retries > 0 {
 		s.RetryDelay = Duration(DefaultRetryDelay)
@@ -222,44 +194,44 @@ func Normalize(s Spec) (Spec, error) {
 		s.Rise = DefaultRise
 	}
 	if s.Rise < 1 || s.Rise > MaxRiseFall {
-		return s, invalid("rise", "%d is out of range (1-%d)", s.Rise, MaxRiseFall)
+		return s, Invalid("rise", "%d is out of range (1-%d)", s.Rise, MaxRiseFall)
 	}
 	if s.Fall == 0 {
 		s.Fall = DefaultFall
 	}
 	if s.Fall < 1 || s.Fall > MaxRiseFall {
-		return s, invalid("fall", "%d is out of range (1-%d)", s.Fall, MaxRiseFall)
+		return s, Invalid("fall", "%d is out of range (1-%d)", s.Fall, MaxRiseFall)
 	}
 	if s.InitialDelayMax == 0 {
 		s.InitialDelayMax = s.Interval
 	}
-	if s.InitialDelayMax < 0 || s.InitialDelayMax.D() > MaxInterval {
-		return s, invalid("initial_delay_max", "%s is out of range (0-%s)", s.InitialDelayMax.D(), MaxInterval)
+	if s.InitialDelayMax < 0 || s.InitialDelayMax.D() > MaxCheckInterval {
+		return s, Invalid("initial_delay_max", "%s is out of range (0-%s)", s.InitialDelayMax.D(), MaxCheckInterval)
 	}
 
 	// Per-type blocks: only the one for the type.
-	want := map[string]string{TypeHTTP: "http", TypeHTTPS: "http", TypeUDP: "udp", TypeDNS: "dns", TypeScript: "script"}[s.Type]
+	want := map[string]string{CheckHTTP: "http", CheckHTTPS: "http", CheckUDP: "udp", CheckDNS: "dns", CheckScript: "script"}[s.Type]
 	for name, set := range map[string]bool{"http": s.HTTP != nil, "udp": s.UDP != nil, "dns": s.DNS != nil, "script": s.Script != nil} {
 		if set && name != want {
-			return s, invalid(name, "only with type %s", map[string]string{"http": "http or https", "udp": "udp", "dns": "dns", "script": "script"}[name])
+			return s, Invalid(name, "only with type %s", map[string]string{"http": "http or https", "udp": "udp", "dns": "dns", "script": "script"}[name])
 		}
 	}
 	var err error
 	switch s.Type {
-	case TypeHTTP, TypeHTTPS:
-		s.HTTP, err = normHTTP(s.HTTP, s.Type == TypeHTTPS)
-	case TypeUDP:
+	case CheckHTTP, CheckHTTPS:
+		s.HTTP, err = normHTTP(s.HTTP, s.Type == CheckHTTPS)
+	case CheckUDP:
 		s.UDP, err = normUDP(s.UDP)
-	case TypeDNS:
+	case CheckDNS:
 		s.DNS, err = normDNS(s.DNS)
-	case TypeScript:
+	case CheckScript:
 		s.Script, err = normScript(s.Script, s.Timeout)
 	}
 	return s, err
 }
 
-func normHTTP(h *HTTPSpec, tls bool) (*HTTPSpec, error) {
-	var c HTTPSpec
+func normHTTP(h *HTTPCheck, tls bool) (*HTTPCheck, error) {
+	var c HTTPCheck
 	if h != nil {
 		c = *h
 	}
@@ -267,32 +239,32 @@ func normHTTP(h *HTTPSpec, tls bool) (*HTTPSpec, error) {
 		c.Path = "/"
 	}
 	if !strings.HasPrefix(c.Path, "/") || strings.ContainsAny(c.Path, " \r\n\t") || len(c.Path) > 2048 {
-		return nil, invalid("http.path", "%q must start with / and contain no spaces (at most 2048 bytes)", c.Path)
+		return nil, Invalid("http.path", "%q must start with / and contain no spaces (at most 2048 bytes)", c.Path)
 	}
 	if c.Status == "" {
-		c.Status = DefaultStatus
+		c.Status = DefaultHTTPStatus
 	}
-	rs, err := parseStatus(c.Status)
+	rs, err := ParseStatus(c.Status)
 	if err != nil {
-		return nil, invalid("http.status", "%v", err)
+		return nil, Invalid("http.status", "%v", err)
 	}
 	c.Status = formatStatus(rs)
 	if c.BodySHA256 != "" {
 		c.BodySHA256 = strings.ToLower(c.BodySHA256)
 		if len(c.BodySHA256) != 64 || !hexRE.MatchString(c.BodySHA256) {
-			return nil, invalid("http.body_sha256", "want 64 hex digits (SHA-256)")
+			return nil, Invalid("http.body_sha256", "want 64 hex digits (SHA-256)")
 		}
 	}
 	if c.BodyRegex != "" {
 		if _, err := regexp.Compile(c.BodyRegex); err != nil {
-			return nil, invalid("http.body_regex", "%v", err)
+			return nil, Invalid("http.body_regex", "%v", err)
 		}
 	}
 	if c.Host != "" && !hostRE.MatchString(c.Host) {
-		return nil, invalid("http.host", "%q is not a host name", c.Host)
+		return nil, Invalid("http.host", "%q is not a host name", c.Host)
 	}
 	if c.SNI != "" && (!hostRE.MatchString(c.SNI) || strings.ContainsAny(c.SNI, ":[]")) {
-		return nil, invalid("http.sni", "%q is not a DNS name", c.SNI)
+		return nil, Invalid("http.sni", "%q is not a DNS name", c.SNI)
 	}
 	if !tls && (c.SNI != "" || c.TLSVerify || c.CAFile != "") {
 		f := "http.sni"
@@ -301,24 +273,28 @@ func normHTTP(h *HTTPSpec, tls bool) (*HTTPSpec, error) {
 		} else if c.CAFile != "" {
 			f = "http.ca_file"
 		}
-		return nil, invalid(f, "only with type https")
+		return nil, Invalid(f, "only with type https")
 	}
 	if c.CAFile != "" {
 		if !filepath.IsAbs(c.CAFile) {
-			return nil, invalid("http.ca_file", "%q must be an absolute path", c.CAFile)
+			return nil, Invalid("http.ca_file", "%q must be an absolute path", c.CAFile)
 		}
 		if !c.TLSVerify {
-			return nil, invalid("http.ca_file", "only with tls_verify")
+			return nil, Invalid("http.ca_file", "only with tls_verify")
 		}
 	}
 	return &c, nil
 }
 
-// statusRange is an inclusive range of HTTP status codes.
-type statusRange struct{ lo, hi int }
+// StatusRange is an inclusive range of HTTP status codes.
+type StatusRange struct{ Lo, Hi int }
 
-func parseStatus(s string) ([]statusRange, error) {
-	var out []statusRange
+// Contains reports whether code is in r.
+func (r StatusRange) Contains(code int) bool { return code >= r.Lo && code <= r.Hi }
+
+// ParseStatus reads a status list such as "200-299,301" (normalised).
+func ParseStatus(s string) ([]StatusRange, error) {
+	var out []StatusRange
 	for part := range strings.SplitSeq(s, ",") {
 		part = strings.TrimSpace(part)
 		lo, hi, isRange := strings.Cut(part, "-")
@@ -334,33 +310,33 @@ func parseStatus(s string) ([]statusRange, error) {
 		if a < 100 || b > 599 || a > b {
 			return nil, fmt.Errorf("%q is out of range (100-599, low-high)", part)
 		}
-		out = append(out, statusRange{a, b})
+		out = append(out, StatusRange{Lo: a, Hi: b})
 	}
 	return out, nil
 }
 
-func formatStatus(rs []statusRange) string {
+func formatStatus(rs []StatusRange) string {
 	parts := make([]string, len(rs))
 	for i, r := range rs {
-		if r.lo == r.hi {
-			parts[i] = strconv.Itoa(r.lo)
+		if r.Lo == r.Hi {
+			parts[i] = strconv.Itoa(r.Lo)
 		} else {
-			parts[i] = strconv.Itoa(r.lo) + "-" + strconv.Itoa(r.hi)
+			parts[i] = strconv.Itoa(r.Lo) + "-" + strconv.Itoa(r.Hi)
 		}
 	}
 	return strings.Join(parts, ",")
 }
 
-func normUDP(u *UDPSpec) (*UDPSpec, error) {
-	var c UDPSpec
+func normUDP(u *UDPCheck) (*UDPCheck, error) {
+	var c UDPCheck
 	if u != nil {
 		c = *u
 	}
 	if c.Payload != "" && c.PayloadHex != "" {
-		return nil, invalid("udp.payload_hex", "give payload or payload_hex, not both")
+		return nil, Invalid("udp.payload_hex", "give payload or payload_hex, not both")
 	}
 	if c.Expect != "" && c.ExpectHex != "" {
-		return nil, invalid("udp.expect_hex", "give expect or expect_hex, not both")
+		return nil, Invalid("udp.expect_hex", "give expect or expect_hex, not both")
 	}
 	for _, f := range []struct {
 		name string
@@ -368,20 +344,21 @@ func normUDP(u *UDPSpec) (*UDPSpec, error) {
 	}{{"udp.payload_hex", &c.PayloadHex}, {"udp.expect_hex", &c.ExpectHex}} {
 		*f.v = strings.ToLower(strings.ReplaceAll(*f.v, " ", ""))
 		if !hexRE.MatchString(*f.v) {
-			return nil, invalid(f.name, "not an even number of hex digits")
+			return nil, Invalid(f.name, "not an even number of hex digits")
 		}
 	}
-	if len(c.Payload) > MaxPayload || len(c.PayloadHex)/2 > MaxPayload {
-		return nil, invalid("udp.payload", "longer than %d bytes", MaxPayload)
+	if len(c.Payload) > MaxUDPPayload || len(c.PayloadHex)/2 > MaxUDPPayload {
+		return nil, Invalid("udp.payload", "longer than %d bytes", MaxUDPPayload)
 	}
-	if len(c.Expect) > MaxPayload || len(c.ExpectHex)/2 > MaxPayload {
-		return nil, invalid("udp.expect", "longer than %d bytes", MaxPayload)
+	if len(c.Expect) > MaxUDPPayload || len(c.ExpectHex)/2 > MaxUDPPayload {
+		return nil, Invalid("udp.expect", "longer than %d bytes", MaxUDPPayload)
 	}
 	return &c, nil
 }
 
-// bytes returns the payload and the expected reply of a normalised UDPSpec.
-func (u *UDPSpec) bytes() (payload, expect []byte) {
+// bytes returns the payload and the expected reply of a normalised UDPCheck.
+// Bytes returns the payload and the expected reply, decoded.
+func (u *UDPCheck) Bytes() (payload, expect []byte) {
 	payload, expect = []byte(u.Payload), []byte(u.Expect)
 	if u.PayloadHex != "" {
 		payload, _ = hex.DecodeString(u.PayloadHex)
@@ -392,60 +369,60 @@ func (u *UDPSpec) bytes() (payload, expect []byte) {
 	return payload, expect
 }
 
-func normDNS(d *DNSSpec) (*DNSSpec, error) {
+func normDNS(d *DNSCheck) (*DNSCheck, error) {
 	if d == nil || d.Name == "" {
-		return nil, invalid("dns.name", "required")
+		return nil, Invalid("dns.name", "required")
 	}
 	c := *d
 	c.Name = dns.Fqdn(strings.ToLower(c.Name))
 	if _, ok := dns.IsDomainName(c.Name); !ok {
-		return nil, invalid("dns.name", "%q is not a domain name", d.Name)
+		return nil, Invalid("dns.name", "%q is not a domain name", d.Name)
 	}
 	c.QType = strings.ToUpper(c.QType)
 	if c.QType == "" {
 		c.QType = "A"
 	}
 	if _, ok := dns.StringToType[c.QType]; !ok {
-		return nil, invalid("dns.qtype", "%q is not a DNS type (A, AAAA, SOA, ...)", d.QType)
+		return nil, Invalid("dns.qtype", "%q is not a DNS type (A, AAAA, SOA, ...)", d.QType)
 	}
 	c.Rcode = strings.ToUpper(c.Rcode)
 	if c.Rcode == "" {
 		c.Rcode = "NOERROR"
 	}
 	if _, ok := dns.StringToRcode[c.Rcode]; !ok {
-		return nil, invalid("dns.rcode", "%q is not an rcode (NOERROR, NXDOMAIN, SERVFAIL, REFUSED, ...)", d.Rcode)
+		return nil, Invalid("dns.rcode", "%q is not an rcode (NOERROR, NXDOMAIN, SERVFAIL, REFUSED, ...)", d.Rcode)
 	}
 	return &c, nil
 }
 
-func normScript(s *ScriptSpec, timeout Duration) (*ScriptSpec, error) {
+func normScript(s *ScriptCheck, timeout Duration) (*ScriptCheck, error) {
 	if s == nil || s.Path == "" {
-		return nil, invalid("script.path", "required")
+		return nil, Invalid("script.path", "required")
 	}
 	c := *s
 	if !filepath.IsAbs(c.Path) {
-		return nil, invalid("script.path", "%q must be an absolute path", c.Path)
+		return nil, Invalid("script.path", "%q must be an absolute path", c.Path)
 	}
-	if len(c.Args) > MaxArgs {
-		return nil, invalid("script.args", "more than %d arguments", MaxArgs)
+	if len(c.Args) > MaxScriptArgs {
+		return nil, Invalid("script.args", "more than %d arguments", MaxScriptArgs)
 	}
 	for i, a := range c.Args {
 		if strings.ContainsRune(a, 0) {
-			return nil, invalid(fmt.Sprintf("script.args[%d]", i), "contains a NUL byte")
+			return nil, Invalid(fmt.Sprintf("script.args[%d]", i), "contains a NUL byte")
 		}
 	}
 	if c.Timeout == 0 {
 		c.Timeout = timeout
 	}
-	if c.Timeout.D() < time.Millisecond || c.Timeout.D() > MaxTimeout {
-		return nil, invalid("script.timeout", "%s is out of range (1ms-%s)", c.Timeout.D(), MaxTimeout)
+	if c.Timeout.D() < time.Millisecond || c.Timeout.D() > MaxCheckTimeout {
+		return nil, Invalid("script.timeout", "%s is out of range (1ms-%s)", c.Timeout.D(), MaxCheckTimeout)
 	}
 	c.Args = append([]string(nil), c.Args...)
 	return &c, nil
 }
 
 // Hash identifies a normalised spec: equal specs have equal hashes.
-func (s Spec) Hash() string {
+func (s Check) Hash() string {
 	b, _ := json.Marshal(s)
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:8])

@@ -6,14 +6,12 @@
 // The API, the CLI and (later) the keepalived.conf importer call the same
 // functions, and Apply calls them again, so a command that is invalid against
 // the state it is applied to changes nothing on any director.
-package fsm
+package model
 
 import (
 	"net/netip"
 	"reflect"
 	"strconv"
-
-	"github.com/raftlb/raftlb/health"
 )
 
 // Schedulers are the IPVS scheduling algorithms raftlb accepts, in ipvsadm's
@@ -70,7 +68,7 @@ type ServiceSpec struct {
 
 	// Health checking (encoding version 2). Check nil: not checked, every
 	// real server counts as up.
-	Check *health.Spec `json:"check,omitempty"`
+	Check *Check `json:"check,omitempty"`
 	// HealthPolicy is how the leader combines the directors' views of a
 	// real server: majority (default), any, all. See HealthPolicy*.
 	HealthPolicy string `json:"health_policy,omitempty"`
@@ -122,8 +120,10 @@ func (s ServiceSpec) EffectivePolicy() string {
 	return s.HealthPolicy
 }
 
-// needsV2 reports whether the spec uses fields of encoding version 2.
-func (s ServiceSpec) needsV2() bool {
+// UsesHealth reports whether the spec sets any health-checking field (the
+// fields of encoding version 2: the FSM writes a spec without them as
+// version 1, and derives no quorum state for it).
+func (s ServiceSpec) UsesHealth() bool {
 	return s.Check != nil || s.HealthPolicy != "" || s.InhibitOnFailure || s.Quorum != 0 || s.Hysteresis != 0 || s.SorryServer != nil
 }
 
@@ -132,7 +132,7 @@ func (s ServiceSpec) needsV2() bool {
 type RealServer struct {
 	Address        string `json:"address"`
 	Port           int    `json:"port"`              // 0 = the service's port (normalised on write)
-	Weight         int    `json:"weight"`            // 0..65535
+	Weight         int    `json:"weight"`            // 0..MaxWeight
 	Forward        string `json:"forward,omitempty"` // empty = the service's default
 	UpperThreshold int    `json:"upper_threshold,omitempty"`
 	LowerThreshold int    `json:"lower_threshold,omitempty"`
@@ -156,6 +156,40 @@ type RealHealth struct {
 
 // Healthy reports whether the committed decision lets r serve.
 func (r RealServer) Healthy() bool { return r.Health == nil || r.Health.Up }
+
+// HealthyWeight is what r adds to its service's healthy weight, the
+// measure of the quorum: its weight while it is enabled and not decided
+// down.
+func (r RealServer) HealthyWeight() int {
+	if r.State == StateEnabled && r.Healthy() {
+		return r.Weight
+	}
+	return 0
+}
+
+// HealthyWeight is the healthy weight of a service's real servers.
+func HealthyWeight(reals []RealServer) int {
+	w := 0
+	for _, r := range reals {
+		w += r.HealthyWeight()
+	}
+	return w
+}
+
+// EffectiveWeight is the weight every dataplane gives r in service s, and
+// whether r is programmed at all: a disabled real server is absent; one
+// decided down is absent, or kept with weight 0 when the service inhibits
+// (keepalived's inhibit_on_failure: its connections are not cut); a
+// draining one has weight 0 (its connections finish, no new ones come).
+func (s ServiceSpec) EffectiveWeight(r RealServer) (weight int, programmed bool) {
+	switch healthy := r.Healthy(); {
+	case r.State == StateDisabled, !healthy && !s.InhibitOnFailure:
+		return 0, false
+	case r.State == StateDrain, !healthy:
+		return 0, true
+	}
+	return r.Weight, true
+}
 
 // NewRealServer returns a RealServer holding the defaults; decode user input
 // over it so that absent fields keep their defaults.
@@ -327,10 +361,6 @@ func (n Node) EffectivePriority() int {
 		return DefaultPriority
 	}
 	return n.Priority
-}
-
-func (n Node) needsV2() bool {
-	return n.Priority != 0 || n.PreemptDelay != "" || n.NoPreempt || n.Witness || n.Fault != "" || n.GossipAddr != "" || n.LogChecksums
 }
 
 // LeaseRelease records that the VIP holder of a raft term released the
