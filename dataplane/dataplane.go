@@ -138,7 +138,24 @@ type Backend interface {
 	// nft applies the batch in one transaction; if the kernel refuses it,
 	// each service is retried alone and only the changes of services that
 	// still fail are returned.
-	Apply(changes []Change) []ChangeError
+	//
+	// programmed is the reconciler's cache: what it believes the kernel
+	// holds before these changes, the only copy of it. A backend reads it
+	// (nft: the destinations a changed service keeps, since it rewrites
+	// the service whole; IPVS: those of a service it must recreate) and
+	// neither changes it nor keeps it past the call.
+	//
+	// Every change is idempotent, whatever the kernel holds (as the
+	// operations of Cilium's reconciler are): adding what exists updates
+	// it, updating what is absent creates it, deleting what is absent
+	// succeeds. A backend that finds a changed service absent when the
+	// cache has it (deleted behind raftlb's back) recreates it with the
+	// cached destinations, and one that finds it present when the cache
+	// has not (made by someone else, or by an earlier run) makes it hold
+	// only what the batch gives it: the change converges at once, not at
+	// the next resync. A change is returned as failed only when the
+	// kernel refuses what it asks for.
+	Apply(programmed Table, changes []Change) []ChangeError
 	// SetTimeouts sets the connection timeouts (IPVS only; others ignore).
 	SetTimeouts(Timeouts) error
 	// Close releases the backend's sockets. It does not remove what was

@@ -275,7 +275,7 @@ func (r *Reconciler) apply(changes []Change) {
 	if len(changes) == 0 {
 		return
 	}
-	failed := r.b.Apply(changes)
+	failed := r.b.Apply(r.programmed, changes)
 	bad := make(map[string]error, len(failed))
 	for _, f := range failed {
 		bad[f.Change.String()] = f.Err

@@ -14,7 +14,9 @@ import (
 )
 
 // fakeBackend is an in-memory kernel that counts operations and can fail
-// chosen changes.
+// chosen changes. Its operations are idempotent as the Backend contract
+// says, one per change as IPVS's are: the reference for what the real
+// backends do when the kernel contradicts the cache.
 type fakeBackend struct {
 	mu       sync.Mutex
 	kernel   Table
@@ -23,7 +25,10 @@ type fakeBackend struct {
 	failures map[string]int // change string -> how many more times to fail
 	timeouts Timeouts
 	daemons  []SyncDaemon
+	cache    Table // the reconciler's cache as the last Apply was given it
 }
+
+var errNoService = errors.New("no such service")
 
 func newFake() *fakeBackend { return &fakeBackend{kernel: Table{}, failures: map[string]int{}} }
 
@@ -36,9 +41,11 @@ func (f *fakeBackend) Dump() (Table, error) {
 	return f.kernel.Clone(), nil
 }
 
-func (f *fakeBackend) Apply(cs []Change) []ChangeError {
+func (f *fakeBackend) Apply(programmed Table, cs []Change) []ChangeError {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.cache = programmed.Clone()
+	batch := NewBatch(programmed, cs)
 	var out []ChangeError
 	for _, c := range cs {
 		if n := f.failures[c.String()]; n > 0 {
@@ -46,10 +53,44 @@ func (f *fakeBackend) Apply(cs []Change) []ChangeError {
 			out = append(out, ChangeError{Change: c, Err: errors.New("injected failure")})
 			continue
 		}
+		if err := f.apply(batch, c); err != nil {
+			out = append(out, ChangeError{Change: c, Err: err})
+			continue
+		}
 		f.applied = append(f.applied, c)
-		f.kernel.Apply(c)
 	}
 	return out
+}
+
+// apply makes one change idempotently; see Backend.Apply.
+func (f *fakeBackend) apply(b Batch, c Change) error {
+	k := c.Service.Key()
+	vs, exists := f.kernel[k]
+	switch c.Op {
+	case AddService:
+		if exists && !b.Cached(k) { // made behind the cache's back
+			keep := b.Given(k)
+			for dk := range vs.Dests {
+				if !keep[dk] {
+					delete(vs.Dests, dk)
+				}
+			}
+		}
+	case UpdateService, AddDest, UpdateDest, DeleteDest:
+		if !exists {
+			if !b.Cached(k) {
+				return errNoService
+			}
+			// Deleted behind the cache's back: recreate it.
+			re := VirtualService{Service: c.Service, Dests: map[string]Destination{}}
+			for _, d := range b.Kept(k) {
+				re.Dests[d.Key()] = d
+			}
+			f.kernel[k] = re
+		}
+	}
+	f.kernel.Apply(c)
+	return nil
 }
 
 func (f *fakeBackend) SetTimeouts(t Timeouts) error { f.timeouts = t; return nil }
@@ -322,4 +363,165 @@ func TestDiffProperty(t *testing.T) {
 
 func TestFromFSMStates(t *testing.T) {
 	_ = fmt.Sprint() // keep fmt for future table names
+}
+
+// staleStart programs want with a full pass, then lets edit change the
+// fake kernel behind the reconciler's back, so that its cache is wrong.
+func staleStart(t *testing.T, want Table, edit func(kernel Table)) (*fakeBackend, *Reconciler) {
+	t.Helper()
+	fb := newFake()
+	r := NewReconciler(fb, Options{Resync: -1})
+	r.FullPass(Desired{Table: want})
+	if len(r.Status().Errors) != 0 {
+		t.Fatalf("first pass: %+v", r.Status().Errors)
+	}
+	fb.takeApplied()
+	fb.mu.Lock()
+	edit(fb.kernel)
+	fb.mu.Unlock()
+	return fb, r
+}
+
+// requireConverged checks that the fake kernel holds want after an
+// incremental pass: no errors, no retry pending, no kernel read beyond the
+// first pass's, no drift counted (only a full pass counts drift).
+func requireConverged(t *testing.T, fb *fakeBackend, r *Reconciler, want Table) {
+	t.Helper()
+	if d := tableDiffFake(fb.snapshot(), want); d != "" {
+		t.Fatalf("kernel after the incremental pass: %s", d)
+	}
+	st := r.Status()
+	if len(st.Errors) != 0 || !r.retryAt.IsZero() {
+		t.Fatalf("errors %+v, retry at %v", st.Errors, r.retryAt)
+	}
+	if fb.dumps != 1 || st.DriftRepairs != 0 {
+		t.Fatalf("%d dumps, %d drift repairs: the pass was not incremental", fb.dumps, st.DriftRepairs)
+	}
+	if !reflect.DeepEqual(r.programmed, want) {
+		t.Fatal("the cache differs from the kernel after the pass")
+	}
+}
+
+func tableDiffFake(got, want Table) string {
+	if reflect.DeepEqual(got, want) {
+		return ""
+	}
+	return fmt.Sprintf("got %v, want %v", got, want)
+}
+
+// TestStaleCacheServiceDeletedBehindItsBack: someone deleted a service
+// (ipvsadm -D); the next incremental change to it recreates it with every
+// destination the cache has, without waiting for the resync.
+func TestStaleCacheServiceDeletedBehindItsBack(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		next func(Table) // the change made after the deletion
+	}{
+		{"one more destination", func(n Table) { d := dst(9, 1); n[svc(2).Key()].Dests[d.Key()] = d }},
+		{"a weight", func(n Table) { d := dst(2, 5); n[svc(2).Key()].Dests[d.Key()] = d }},
+		{"a destination less", func(n Table) { delete(n[svc(2).Key()].Dests, dst(3, 1).Key()) }},
+		{"the scheduler", func(n Table) { vs := n[svc(2).Key()]; vs.Scheduler = "rr"; n[svc(2).Key()] = vs }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := table(3, 3)
+			fb, r := staleStart(t, want, func(k Table) { delete(k, svc(2).Key()) })
+			next := want.Clone()
+			tc.next(next)
+			r.Sync(Desired{Table: next})
+			requireConverged(t, fb, r, next)
+			if n := len(fb.takeApplied()); n != 1 {
+				t.Fatalf("%d changes for one", n)
+			}
+		})
+	}
+}
+
+// TestStaleCacheServiceMadeBehindItsBack: the reverse. The kernel has a
+// service the cache does not (someone added it, with a destination of
+// their own and a weight of their own); when the state asks for it, the
+// add updates it and leaves only what the state gives it.
+func TestStaleCacheServiceMadeBehindItsBack(t *testing.T) {
+	want := table(3, 2)
+	k := svc(2).Key()
+	start := want.Clone()
+	delete(start, k)
+	fb, r := staleStart(t, start, func(kernel Table) {
+		vs := VirtualService{Service: svc(2), Dests: map[string]Destination{}}
+		vs.Scheduler = "lc"
+		for _, d := range []Destination{dst(1, 7), dst(50, 1)} {
+			vs.Dests[d.Key()] = d
+		}
+		kernel[k] = vs
+	})
+	r.Sync(Desired{Table: want})
+	requireConverged(t, fb, r, want)
+}
+
+// TestDeletingWhatIsAbsentSucceeds: deletions of a service and of a
+// destination the kernel no longer has succeed, and nothing is retried.
+func TestDeletingWhatIsAbsentSucceeds(t *testing.T) {
+	want := table(2, 2)
+	fb, r := staleStart(t, want, func(kernel Table) {
+		delete(kernel, svc(1).Key())
+		delete(kernel[svc(2).Key()].Dests, dst(2, 1).Key())
+	})
+	next := want.Clone()
+	delete(next, svc(1).Key())
+	delete(next[svc(2).Key()].Dests, dst(2, 1).Key())
+	r.Sync(Desired{Table: next})
+	requireConverged(t, fb, r, next)
+	if got := fb.takeApplied(); len(got) != 2 || got[0].Op != DeleteDest || got[1].Op != DeleteService {
+		t.Fatalf("changes %v, want the two deletions", got)
+	}
+}
+
+// TestStaleCacheIncrementalPath: the same through SyncDelta, the path the
+// agent takes (the FSM says which services changed).
+func TestStaleCacheIncrementalPath(t *testing.T) {
+	want := table(3, 3)
+	fb, r := staleStart(t, want, func(k Table) { delete(k, svc(3).Key()) })
+	r.names = map[string]string{"s3": svc(3).Key()}
+	vs := want.Clone()[svc(3).Key()]
+	d := dst(7, 2)
+	vs.Dests[d.Key()] = d
+	r.SyncDelta(Delta{Services: map[string]VirtualService{"s3": vs}, Index: 2})
+	next := want.Clone()
+	next[svc(3).Key()] = vs
+	requireConverged(t, fb, r, next)
+}
+
+// TestBackendSeesTheOneCache: the backend is given the reconciler's cache
+// as it stands before each batch (what was programmed, without what
+// failed) and keeps nothing of its own: the fake has no other record of
+// what it programmed, and still converges after a failure.
+func TestBackendSeesTheOneCache(t *testing.T) {
+	fb := newFake()
+	r := NewReconciler(fb, Options{Resync: -1})
+	want := table(2, 2)
+	r.FullPass(Desired{Table: want})
+	if len(fb.cache) != 0 {
+		t.Fatalf("first batch saw cache %v, want the empty kernel it dumped", fb.cache)
+	}
+	next := want.Clone()
+	d := dst(5, 1)
+	next[svc(1).Key()].Dests[d.Key()] = d
+	w := dst(1, 4)
+	next[svc(2).Key()].Dests[w.Key()] = w
+	fb.failures[Change{Op: AddDest, Service: svc(1), Dest: d}.String()] = 1
+	r.Sync(Desired{Table: next})
+	if !reflect.DeepEqual(fb.cache, want) {
+		t.Fatalf("second batch saw %v, want the table programmed before it", fb.cache)
+	}
+	seen := want.Clone()
+	seen[svc(2).Key()].Dests[w.Key()] = w // the weight change succeeded, the add did not
+	if !reflect.DeepEqual(r.programmed, seen) {
+		t.Fatalf("cache after a partial failure: %v", r.programmed)
+	}
+	r.Sync(Desired{Table: next}) // the retry
+	if !reflect.DeepEqual(fb.cache, seen) {
+		t.Fatalf("the retry saw %v, want the cache without the failed change", fb.cache)
+	}
+	if !reflect.DeepEqual(fb.snapshot(), next) || len(r.Status().Errors) != 0 {
+		t.Fatalf("not converged: %+v", r.Status())
+	}
 }

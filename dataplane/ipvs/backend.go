@@ -149,59 +149,157 @@ func (b *Backend) Dump() (dataplane.Table, error) {
 
 // Apply makes the changes one by one, in order, and returns those the
 // kernel refused. A failed change does not stop the ones after it.
-func (b *Backend) Apply(changes []dataplane.Change) []dataplane.ChangeError {
+//
+// Each change is idempotent (see dataplane.Backend): an add of what exists
+// becomes an update, an update of what is absent an add, a deletion of
+// what is absent a success. Beyond that, IPVS's answers say when the
+// reconciler's cache is wrong about a service, and the service is then
+// made what the cache and the batch say: ESRCH (no such service) for a
+// service the cache has recreates it with the cached destinations the
+// batch does not touch, and EEXIST for a service the cache lacks takes it
+// over, deleting the destinations the batch does not give it. Each costs
+// reading or writing that one service, never the table.
+func (b *Backend) Apply(programmed dataplane.Table, changes []dataplane.Change) []dataplane.ChangeError {
+	batch := dataplane.NewBatch(programmed, changes)
 	var failed []dataplane.ChangeError
 	for _, c := range changes {
-		if err := b.apply(c); err != nil {
+		if err := b.apply(batch, c); err != nil {
 			failed = append(failed, dataplane.ChangeError{Change: c, Err: err})
 		}
 	}
 	return failed
 }
 
-// apply makes one change: one netlink request.
-func (b *Backend) apply(c dataplane.Change) error {
-	var (
-		svc *moby.Service
-		err error
-	)
+// apply makes one change: one netlink request, a second when the kernel
+// contradicts the cache, and the repair of the service described at Apply.
+func (b *Backend) apply(batch dataplane.Batch, c dataplane.Change) error {
+	key := c.Service.Key()
 	switch c.Op {
 	case dataplane.AddService, dataplane.UpdateService:
-		svc, err = toKernelService(c.Service)
+		svc, err := toKernelService(c.Service)
+		if err != nil {
+			return err
+		}
+		if c.Op == dataplane.AddService {
+			err = b.h.NewService(svc)
+			if errors.Is(err, syscall.EEXIST) { // there though the cache has it not
+				if err = b.h.UpdateService(svc); err == nil {
+					err = b.prune(svc, batch.Given(key))
+				}
+			}
+		} else {
+			err = b.h.UpdateService(svc)
+			if errors.Is(err, syscall.ESRCH) { // deleted behind raftlb's back
+				err = b.recreate(batch, c.Service, svc)
+			}
+		}
+		return explain(c, err)
+	case dataplane.DeleteService:
+		svc, err := toKernelServiceKey(c.Service)
+		if err != nil {
+			return err
+		}
+		if err = b.h.DelService(svc); errors.Is(err, syscall.ESRCH) {
+			return nil
+		}
+		return explain(c, err)
+	case dataplane.AddDest, dataplane.UpdateDest, dataplane.DeleteDest:
 	default:
-		svc, err = toKernelServiceKey(c.Service)
+		return fmt.Errorf("unknown operation %v", c.Op)
 	}
+	svc, err := toKernelServiceKey(c.Service)
 	if err != nil {
 		return err
 	}
-	switch c.Op {
-	case dataplane.AddService:
-		err = b.h.NewService(svc)
-	case dataplane.UpdateService:
-		err = b.h.UpdateService(svc)
-	case dataplane.DeleteService:
-		err = b.h.DelService(svc)
-	case dataplane.AddDest, dataplane.UpdateDest, dataplane.DeleteDest:
-		var d *moby.Destination
-		if d, err = toKernelDest(svc.AddressFamily, c.Dest); err != nil {
-			return err
+	d, err := toKernelDest(svc.AddressFamily, c.Dest)
+	if err != nil {
+		return err
+	}
+	err = b.upsertDest(c.Op, svc, d)
+	if errors.Is(err, syscall.ESRCH) && batch.Cached(key) {
+		// The service was deleted behind raftlb's back: recreate it, then
+		// make the change (a deletion has nothing left to do).
+		full, cerr := toKernelService(c.Service)
+		if cerr != nil {
+			return fmt.Errorf("the kernel has no service %s, and it cannot be recreated: %w", key, cerr)
 		}
-		switch c.Op {
-		case dataplane.AddDest:
-			err = b.h.NewDestination(svc, d)
-		case dataplane.UpdateDest:
-			err = b.h.UpdateDestination(svc, d)
-		default:
-			err = b.h.DelDestination(svc, d)
+		if err = b.recreate(batch, c.Service, full); err == nil && c.Op != dataplane.DeleteDest {
+			err = b.upsertDest(c.Op, svc, d)
 		}
-	default:
-		return fmt.Errorf("unknown operation %v", c.Op)
 	}
 	return explain(c, err)
 }
 
+// upsertDest makes one destination change idempotent: an add of an
+// existing destination updates it, an update of a missing one adds it, a
+// deletion of a missing one succeeds (ENOENT: the service has no such
+// destination; a missing service is ESRCH, left to the caller).
+func (b *Backend) upsertDest(op dataplane.Op, svc *moby.Service, d *moby.Destination) error {
+	switch op {
+	case dataplane.AddDest:
+		err := b.destCmd(cmdNewDest, svc, d)
+		if errors.Is(err, syscall.EEXIST) {
+			err = b.destCmd(cmdSetDest, svc, d)
+		}
+		return err
+	case dataplane.UpdateDest:
+		err := b.destCmd(cmdSetDest, svc, d)
+		if errors.Is(err, syscall.ENOENT) {
+			err = b.destCmd(cmdNewDest, svc, d)
+		}
+		return err
+	}
+	if err := b.destCmd(cmdDelDest, svc, d); err != nil && !errors.Is(err, syscall.ENOENT) {
+		return err
+	}
+	return nil
+}
+
+// recreate adds service s (svc, its kernel form) back with the cached
+// destinations the batch does not touch; the batch's own changes make the
+// rest.
+func (b *Backend) recreate(batch dataplane.Batch, s dataplane.Service, svc *moby.Service) error {
+	err := b.h.NewService(svc)
+	if errors.Is(err, syscall.EEXIST) {
+		err = b.h.UpdateService(svc)
+	}
+	if err != nil {
+		return err
+	}
+	for _, cd := range batch.Kept(s.Key()) {
+		d, err := toKernelDest(svc.AddressFamily, cd)
+		if err == nil {
+			err = b.upsertDest(dataplane.AddDest, svc, d)
+		}
+		if err != nil {
+			return fmt.Errorf("recreating %s with destination %s: %w", s.Key(), cd.Key(), err)
+		}
+	}
+	return nil
+}
+
+// prune deletes the kernel's destinations of svc that keep does not name:
+// a service the cache did not have holds only what the batch gives it.
+func (b *Backend) prune(svc *moby.Service, keep map[string]bool) error {
+	kds, err := b.h.GetDestinations(svc)
+	if err != nil {
+		return fmt.Errorf("listing the destinations of a service raftlb did not know: %w", err)
+	}
+	for _, kd := range kds {
+		d, err := fromKernelDest(kd)
+		if err != nil || keep[d.Key()] {
+			continue // one raftlb cannot read is one it never wrote
+		}
+		if err := b.destCmd(cmdDelDest, svc, kd); err != nil && !errors.Is(err, syscall.ENOENT) {
+			return fmt.Errorf("deleting destination %s of a service raftlb did not know: %w", d.Key(), err)
+		}
+	}
+	return nil
+}
+
 // explain adds what an errno from the kernel means for this change. The
-// errno stays wrapped (errors.Is works).
+// errno stays wrapped (errors.Is works). EEXIST, and ENOENT and ESRCH for
+// what is absent, no longer come here: Apply makes them successes.
 func explain(c dataplane.Change, err error) error {
 	if err == nil {
 		return nil
@@ -209,22 +307,33 @@ func explain(c dataplane.Change, err error) error {
 	var hint string
 	switch {
 	case errors.Is(err, syscall.ESRCH):
-		hint = "the kernel has no such service (changed behind raftlb's back? the next resync repairs it)"
-	case errors.Is(err, syscall.EEXIST) && c.Op == dataplane.AddService:
-		hint = "the service already exists in the kernel"
-	case errors.Is(err, syscall.EEXIST) && c.Op == dataplane.AddDest:
-		hint = "the destination already exists in the service"
+		hint = "the kernel has no such service, and the batch did not create it"
 	case errors.Is(err, syscall.ENOENT) && (c.Op == dataplane.AddService || c.Op == dataplane.UpdateService):
 		hint = fmt.Sprintf("the kernel has no scheduler %q: load module ip_vs_%s (twos needs Linux 6.2 or later)",
 			c.Service.Scheduler, c.Service.Scheduler)
-	case errors.Is(err, syscall.ENOENT):
-		hint = "the service has no such destination"
+	case errors.Is(err, syscall.EINVAL) && crossesFamilies(c):
+		hint = "the kernel refuses a destination of the other address family while a connection-sync daemon runs"
 	case errors.Is(err, syscall.EINVAL):
 		hint = "the kernel rejected a value"
+	case errors.Is(err, syscall.ERANGE):
+		hint = "the kernel refuses a lower threshold above the upper one (0 = none)"
 	default:
 		return fmt.Errorf("ipvs: %w", err)
 	}
 	return fmt.Errorf("ipvs: %w: %s", err, hint)
+}
+
+// crossesFamilies reports whether c is a destination change whose
+// destination is not of its service's address family.
+func crossesFamilies(c dataplane.Change) bool {
+	if !c.Dest.Address.IsValid() {
+		return false
+	}
+	fam := c.Service.Family
+	if fam == "" && c.Service.Address.IsValid() {
+		fam = addrFamily(c.Service.Address)
+	}
+	return addrFamily(c.Dest.Address) != fam
 }
 
 // SetTimeouts sets the IPVS connection timeouts; a zero field keeps the
@@ -272,20 +381,4 @@ func (b *Backend) Timeouts() (dataplane.Timeouts, error) {
 		TCPFin: int(c.TimeoutTCPFin / time.Second),
 		UDP:    int(c.TimeoutUDP / time.Second),
 	}, nil
-}
-
-// Schedulers are the IPVS schedulers raftlb knows, in ipvsadm's spelling.
-// twos exists from Linux 6.2 on; the others since 2.6/3.x/4.x.
-var Schedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf", "twos"}
-
-// Capabilities says what the IPVS backend can express: everything.
-func Capabilities() dataplane.Capabilities {
-	return dataplane.Capabilities{
-		Schedulers:  append([]string(nil), Schedulers...),
-		Flags:       []string{"mh-fallback", "mh-port", "ops", "sh-fallback", "sh-port"},
-		Forwards:    []string{"nat", "dr", "tun"},
-		Persistence: true,
-		Fwmark:      true,
-		Thresholds:  true,
-	}
 }

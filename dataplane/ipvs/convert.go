@@ -12,6 +12,7 @@ import (
 	moby "github.com/moby/ipvs"
 
 	"github.com/raftlb/raftlb/dataplane"
+	"github.com/raftlb/raftlb/model"
 )
 
 // Service flags (IP_VS_SVC_F_* in include/uapi/linux/ip_vs.h).
@@ -328,7 +329,9 @@ func ipToAddr(ip net.IP, af uint16) (netip.Addr, error) {
 }
 
 // toKernelDest converts a dataplane destination of a service of address
-// family af (AF_INET or AF_INET6) into the moby/ipvs form.
+// family af (AF_INET or AF_INET6) into the moby/ipvs form, with the
+// destination's own family: only tun forwarding may cross families (the
+// kernel tunnels IPv4 in IPv6 and IPv6 in IPv4, and refuses nat and dr).
 func toKernelDest(af uint16, d dataplane.Destination) (*moby.Destination, error) {
 	family, err := familyName(af)
 	if err != nil {
@@ -337,15 +340,18 @@ func toKernelDest(af uint16, d dataplane.Destination) (*moby.Destination, error)
 	if !d.Address.IsValid() {
 		return nil, fmt.Errorf("destination %s has no address", d.Key())
 	}
-	if addrFamily(d.Address) != family {
-		return nil, fmt.Errorf("destination %s is not an %s address like its service", d.Key(), family)
-	}
 	fwd, ok := forwardFlags[d.Forward]
 	if !ok {
 		return nil, fmt.Errorf("destination %s: forwarding method %q is not nat, dr or tun", d.Key(), d.Forward)
 	}
-	if d.Weight < 0 || d.Weight > 65535 {
-		return nil, fmt.Errorf("destination %s: weight %d is out of range (0-65535)", d.Key(), d.Weight)
+	if addrFamily(d.Address) != family {
+		if d.Forward != "tun" {
+			return nil, fmt.Errorf("destination %s is not an %s address like its service: only tun forwarding crosses address families", d.Key(), family)
+		}
+		af = familyNumbers[addrFamily(d.Address)]
+	}
+	if d.Weight < 0 || d.Weight > model.MaxWeight {
+		return nil, fmt.Errorf("destination %s: weight %d is out of range (0-%d)", d.Key(), d.Weight, model.MaxWeight)
 	}
 	return &moby.Destination{
 		AddressFamily:   af,

@@ -191,7 +191,7 @@ func (b *Backend) StartSyncDaemon(d dataplane.SyncDaemon) error {
 	if err != nil {
 		return fmt.Errorf("ipvs: %w", err)
 	}
-	if err := b.daemonCmd(cmdNewDaemon, data); err != nil {
+	if err := b.command(cmdNewDaemon, data); err != nil {
 		var hint string
 		switch {
 		case errors.Is(err, syscall.EEXIST):
@@ -205,7 +205,7 @@ func (b *Backend) StartSyncDaemon(d dataplane.SyncDaemon) error {
 		case errors.Is(err, syscall.ENODEV):
 			hint = fmt.Sprintf(": no interface %q in this network namespace", d.Interface)
 		case errors.Is(err, syscall.EINVAL):
-			hint = " (mixed-family services and sync do not go together; check the group and lengths)"
+			hint = " (the kernel refuses a sync daemon while a destination of the other address family exists; else check the group and lengths)"
 		}
 		return fmt.Errorf("ipvs: starting the %s sync daemon on %s: %w%s", d.Role, d.Interface, err, hint)
 	}
@@ -229,14 +229,15 @@ func (b *Backend) StopSyncDaemon(role string) error {
 	if err != nil {
 		return fmt.Errorf("ipvs: %w", err)
 	}
-	if err := b.daemonCmd(cmdDelDaemon, data); err != nil && !errors.Is(err, syscall.ESRCH) {
+	if err := b.command(cmdDelDaemon, data); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("ipvs: stopping the %s sync daemon: %w", role, err)
 	}
 	return nil
 }
 
-// daemonCmd sends one acknowledged daemon command.
-func (b *Backend) daemonCmd(cmd uint8, data []byte) error {
+// command sends one acknowledged IPVS command (sync daemons,
+// destinations).
+func (b *Backend) command(cmd uint8, data []byte) error {
 	_, err := b.genl.Execute(genetlink.Message{
 		Header: genetlink.Header{Command: cmd, Version: genlVersion},
 		Data:   data,

@@ -11,10 +11,7 @@ import (
 )
 
 var (
-	errNoService   = errors.New("no such service")
-	errServiceDup  = errors.New("service already exists")
-	errNoDest      = errors.New("no such destination")
-	errDestDup     = errors.New("destination already exists")
+	errNoService   = errors.New("no such service (the batch did not create it)")
 	errPlaceholder = errors.New("service was changed behind raftlb's back; update it to rewrite it")
 )
 
@@ -23,8 +20,9 @@ var (
 type group struct {
 	key     string
 	id      dataplane.Service // the service's identity
-	before  svcState          // what the kernel holds now
-	exists  bool              // the service exists after the changes
+	before  svcState          // what is known of the service's kernel objects
+	was     dataplane.VirtualService
+	exists  bool // the service exists after the changes
 	vs      dataplane.VirtualService
 	changes []dataplane.Change // those that passed validation
 	epochs  map[string]uint32  // persistent: by destination key (0 or missing: draw one)
@@ -33,13 +31,23 @@ type group struct {
 
 // Apply makes the changes in one nftables transaction: every service the
 // batch touches is rewritten whole (its chain, sets and dispatch entry),
-// no other object is touched. Changes that are invalid or not expressible
-// fail on their own before anything is sent. If the transaction fails, each
-// touched service is retried in a transaction of its own, so one bad
-// service cannot block the others; the changes of services that still fail
-// are returned, each with the kernel's error.
-func (b *Backend) Apply(changes []dataplane.Change) []dataplane.ChangeError {
-	groups, errs := b.fold(changes)
+// no other object is touched. A touched service's other destinations come
+// from programmed, the reconciler's cache; the backend keeps no copy of
+// it. Changes that are invalid or not expressible fail on their own
+// before anything is sent. If the transaction fails, each touched service
+// is retried in a transaction of its own, writing all of its objects
+// whatever the kernel was last known to hold (so that a service changed
+// behind raftlb's back is written back whole), and one bad service cannot
+// block the others; the changes of services that still fail are
+// returned, each with the kernel's error.
+//
+// Every change is idempotent (see dataplane.Backend): adding a service or
+// destination that exists replaces it, updating one that does not
+// creates it, deleting one that does not succeeds. Rewriting services
+// whole makes a stale cache converge at the next change to the service:
+// the kernel then holds exactly the cache's service with the changes.
+func (b *Backend) Apply(programmed dataplane.Table, changes []dataplane.Change) []dataplane.ChangeError {
+	groups, errs := b.fold(programmed, changes)
 	if len(groups) == 0 {
 		return errs
 	}
@@ -47,6 +55,7 @@ func (b *Backend) Apply(changes []dataplane.Change) []dataplane.ChangeError {
 		return errs
 	}
 	for _, g := range groups {
+		g.before.ok = false // trust nothing of what was known of it
 		if err := b.commit([]*group{g}); err != nil {
 			for _, c := range g.changes {
 				errs = append(errs, dataplane.ChangeError{Change: c, Err: fmt.Errorf("nftables transaction for %s: %w", g.key, err)})
@@ -59,21 +68,22 @@ func (b *Backend) Apply(changes []dataplane.Change) []dataplane.ChangeError {
 // fold validates the changes in order against the state each service is
 // in at that point, and returns the touched services (sorted by key) and
 // the refused changes.
-func (b *Backend) fold(changes []dataplane.Change) ([]*group, []dataplane.ChangeError) {
+func (b *Backend) fold(programmed dataplane.Table, changes []dataplane.Change) ([]*group, []dataplane.ChangeError) {
 	byKey := map[string]*group{}
 	var errs []dataplane.ChangeError
 	for _, c := range changes {
 		k := c.Service.Key()
 		g := byKey[k]
 		if g == nil {
-			g = b.newGroup(k, identity(c.Service))
+			g = b.newGroup(programmed, k, identity(c.Service))
 			byKey[k] = g
 		}
-		if err := g.apply(c); err != nil {
+		switch write, err := g.apply(c); {
+		case err != nil:
 			errs = append(errs, dataplane.ChangeError{Change: c, Err: err})
-			continue
+		case write:
+			g.changes = append(g.changes, c)
 		}
-		g.changes = append(g.changes, c)
 	}
 	var out []*group
 	for _, k := range slices.Sorted(maps.Keys(byKey)) {
@@ -92,34 +102,39 @@ func (b *Backend) fold(changes []dataplane.Change) ([]*group, []dataplane.Change
 	return out, errs
 }
 
-// newGroup starts a group from what the kernel holds for key: what was
-// dumped or written, nothing if a dump did not see it, or (before the first
-// dump) unknown.
-func (b *Backend) newGroup(key string, id dataplane.Service) *group {
+// newGroup starts a group from the reconciler's cache of the service and
+// from what is known of its kernel objects: what was dumped or written,
+// nothing if a dump did not see it, or (before the first dump) unknown.
+// The objects are trusted to be exactly the cached service only when both
+// say so.
+func (b *Backend) newGroup(programmed dataplane.Table, key string, id dataplane.Service) *group {
 	g := &group{key: key, id: id}
 	switch st, ok := b.state[key]; {
 	case ok:
-		g.before, g.exists = *st, true
-		g.vs = dataplane.VirtualService{Service: st.vs.Service, Dests: maps.Clone(st.vs.Dests)}
-		g.epochs = maps.Clone(st.epochs)
+		g.before = *st
 	case b.dumped:
 		g.before = svcState{ok: true, absent: true}
 	}
+	cached, ok := programmed[key]
+	if ok {
+		g.exists, g.was = true, cached
+		g.vs = dataplane.VirtualService{Service: cached.Service, Dests: maps.Clone(cached.Dests)}
+	}
+	if g.before.ok && !g.before.absent && !ok {
+		g.before.ok = false // objects of a service the cache does not know
+	}
+	g.epochs = maps.Clone(g.before.epochs)
 	return g
 }
 
-// apply folds one change into the group, or says why it is refused.
-func (g *group) apply(c dataplane.Change) error {
+// apply folds one change into the group, or says why it is refused;
+// write is false for a change that leaves nothing to write (deleting a
+// destination of a service that does not exist).
+func (g *group) apply(c dataplane.Change) (write bool, err error) {
 	switch c.Op {
 	case dataplane.AddService, dataplane.UpdateService:
-		if c.Op == dataplane.AddService && g.exists && g.vs.Scheduler != "" {
-			return errServiceDup
-		}
-		if c.Op == dataplane.UpdateService && !g.exists {
-			return errNoService
-		}
 		if err := validateService(c.Service); err != nil {
-			return err
+			return false, err
 		}
 		if !g.exists {
 			g.vs.Dests = map[string]dataplane.Destination{}
@@ -128,42 +143,33 @@ func (g *group) apply(c dataplane.Change) error {
 			g.epochs = nil
 		}
 		g.vs.Service, g.exists = c.Service, true
-		return nil
+		return true, nil
 	case dataplane.DeleteService:
-		if !g.exists {
-			return errNoService
-		}
 		g.vs, g.exists, g.epochs = dataplane.VirtualService{}, false, nil
-		return nil
-	}
-	if !g.exists {
-		return errNoService
+		return true, nil
 	}
 	k := c.Dest.Key()
-	_, had := g.vs.Dests[k]
-	switch {
-	case c.Op == dataplane.AddDest && had:
-		return errDestDup
-	case c.Op != dataplane.AddDest && !had:
-		return errNoDest
-	case c.Op == dataplane.DeleteDest:
+	if c.Op == dataplane.DeleteDest {
 		delete(g.vs.Dests, k)
 		delete(g.epochs, k)
-		return nil
+		return g.exists, nil
+	}
+	if !g.exists {
+		return false, errNoService
 	}
 	if err := validateDest(g.vs.Service, c.Dest); err != nil {
-		return err
+		return false, err
 	}
 	next := dataplane.VirtualService{Service: g.vs.Service, Dests: maps.Clone(g.vs.Dests)}
 	next.Dests[k] = c.Dest
 	if _, err := keepsPort(next); err != nil {
-		return err
+		return false, err
 	}
-	g.vs.Dests[k] = c.Dest
-	if c.Op == dataplane.AddDest {
+	if _, had := g.vs.Dests[k]; c.Op == dataplane.AddDest || !had {
 		delete(g.epochs, k) // a new destination gets a new epoch
 	}
-	return nil
+	g.vs.Dests[k] = c.Dest
+	return true, nil
 }
 
 // drawEpochs gives every destination of a persistent service an epoch,
@@ -210,7 +216,7 @@ func (b *Backend) commit(groups []*group) error {
 	b.baseOK = true
 	for _, g := range groups {
 		if g.exists {
-			b.state[g.key] = &svcState{vs: g.vs, ok: true, elem: elemOurs, pins: g.pins, epochs: g.epochs}
+			b.state[g.key] = &svcState{ok: true, elem: elemOurs, pins: g.pins, epochs: g.epochs}
 		} else {
 			delete(b.state, g.key)
 		}
@@ -238,7 +244,7 @@ func (b *Backend) build(x *txn, groups []*group) error {
 		if err != nil {
 			return err
 		}
-		if err := x.writeService(p, g.before); err != nil {
+		if err := x.writeService(p, g.before, g.was); err != nil {
 			return err
 		}
 		g.pins = g.pins[:0]

@@ -32,7 +32,7 @@ func TestOneChangeTouchesOneService(t *testing.T) {
 	target := svc("tcp/10.0.0.1:0", "rr") // persistent: chain and pins
 	target.Timeout = 300
 	before := ruleHandles(t, c)
-	mustApply(t, b, []dataplane.Change{{Op: dataplane.AddDest, Service: target, Dest: dest("10.1.0.3:0", 1)}})
+	mustApply(t, b, want, []dataplane.Change{{Op: dataplane.AddDest, Service: target, Dest: dest("10.1.0.3:0", 1)}})
 	after := ruleHandles(t, c)
 	for chain, hs := range before {
 		if !strings.Contains(chain, suffix(target)) && !slices.Equal(hs, after[chain]) {
@@ -48,12 +48,12 @@ func TestOneChangeTouchesOneService(t *testing.T) {
 	want[target.Key()].Dests["10.1.0.3:0"] = dest("10.1.0.3:0", 1)
 
 	// The transaction's size does not depend on the other services.
-	mustApply(t, b, []dataplane.Change{{Op: dataplane.UpdateDest, Service: target, Dest: dest("10.1.0.3:0", 2)}})
+	mustApply(t, b, want, []dataplane.Change{{Op: dataplane.UpdateDest, Service: target, Dest: dest("10.1.0.3:0", 2)}})
 	small := b.lastMsgs
 	want[target.Key()].Dests["10.1.0.3:0"] = dest("10.1.0.3:0", 2)
 	maps.Copy(want, manyServices(200))
 	program(t, b, mustDump(t, b), want)
-	mustApply(t, b, []dataplane.Change{{Op: dataplane.UpdateDest, Service: target, Dest: dest("10.1.0.3:0", 3)}})
+	mustApply(t, b, want, []dataplane.Change{{Op: dataplane.UpdateDest, Service: target, Dest: dest("10.1.0.3:0", 3)}})
 	if b.lastMsgs != small {
 		t.Errorf("one weight change: %d netlink messages with 27 services, %d with 227", small, b.lastMsgs)
 	}
@@ -73,7 +73,7 @@ func TestBadServiceDoesNotBlockTheBatch(t *testing.T) {
 	}
 	mustFlush(t, c)
 
-	errs := b.Apply(dataplane.Diff(dataplane.Table{}, tableOf(good, bad)))
+	errs := b.Apply(dataplane.Table{}, dataplane.Diff(dataplane.Table{}, tableOf(good, bad)))
 	if len(errs) != 2 {
 		t.Fatalf("errors %v, want the bad service's two changes", errs)
 	}
@@ -94,7 +94,7 @@ func TestApplyRefusesWhatItCannotExpress(t *testing.T) {
 	rr := svc("tcp/10.0.0.2:80", "rr")
 	dr := dest("10.1.0.2:80", 1)
 	dr.Forward = "dr"
-	errs := b.Apply([]dataplane.Change{
+	errs := b.Apply(dataplane.Table{}, []dataplane.Change{
 		{Op: dataplane.AddService, Service: lc},
 		{Op: dataplane.AddService, Service: rr},
 		{Op: dataplane.AddDest, Service: lc, Dest: dest("10.1.0.1:80", 1)},
@@ -117,39 +117,42 @@ func TestApplyRefusesWhatItCannotExpress(t *testing.T) {
 	}
 }
 
-func TestApplyChecksExistence(t *testing.T) {
+// TestApplyIsIdempotent: adding what exists, updating what does not and
+// deleting what does not all succeed and leave exactly what the cache and
+// the changes say; only a destination of a service that neither the cache
+// nor the batch has is refused.
+func TestApplyIsIdempotent(t *testing.T) {
 	_, _, b := nsBackend(t)
 	s := svc("tcp/10.0.0.1:80", "rr")
 	d := dest("10.1.0.1:80", 1)
-	for _, tc := range []struct {
-		c   dataplane.Change
-		err error
-	}{
-		{dataplane.Change{Op: dataplane.AddDest, Service: s, Dest: d}, errNoService},
-		{dataplane.Change{Op: dataplane.UpdateService, Service: s}, errNoService},
-		{dataplane.Change{Op: dataplane.DeleteService, Service: s}, errNoService},
-	} {
-		if errs := b.Apply([]dataplane.Change{tc.c}); len(errs) != 1 || !errors.Is(errs[0].Err, tc.err) {
-			t.Errorf("%v: %v, want %v", tc.c, errs, tc.err)
-		}
+	if errs := b.Apply(dataplane.Table{}, []dataplane.Change{{Op: dataplane.AddDest, Service: s, Dest: d}}); len(errs) != 1 || !errors.Is(errs[0].Err, errNoService) {
+		t.Fatalf("a destination of no service: %v, want %v", errs, errNoService)
 	}
-	mustApply(t, b, []dataplane.Change{{Op: dataplane.AddService, Service: s}, {Op: dataplane.AddDest, Service: s, Dest: d}})
-	for _, tc := range []struct {
-		c   dataplane.Change
-		err error
+	empty := dataplane.Table{}
+	for _, step := range []struct {
+		name    string
+		from    dataplane.Table
+		changes []dataplane.Change
+		want    dataplane.Table
 	}{
-		{dataplane.Change{Op: dataplane.AddService, Service: s}, errServiceDup},
-		{dataplane.Change{Op: dataplane.AddDest, Service: s, Dest: d}, errDestDup},
-		{dataplane.Change{Op: dataplane.UpdateDest, Service: s, Dest: dest("10.1.0.2:80", 1)}, errNoDest},
+		{"update of an absent service creates it", empty,
+			[]dataplane.Change{{Op: dataplane.UpdateService, Service: s}, {Op: dataplane.UpdateDest, Service: s, Dest: d}}, tableOf(vsOf(s, d))},
+		{"add of an existing service and destination replaces them", tableOf(vsOf(s, d)),
+			[]dataplane.Change{{Op: dataplane.AddService, Service: s}, {Op: dataplane.AddDest, Service: s, Dest: dest("10.1.0.1:80", 4)}},
+			tableOf(vsOf(s, dest("10.1.0.1:80", 4)))},
+		{"delete of an absent destination", tableOf(vsOf(s, dest("10.1.0.1:80", 4))),
+			[]dataplane.Change{{Op: dataplane.DeleteDest, Service: s, Dest: dest("10.1.0.9:80", 1)}}, tableOf(vsOf(s, dest("10.1.0.1:80", 4)))},
+		{"delete of an absent service", tableOf(vsOf(s, dest("10.1.0.1:80", 4))),
+			[]dataplane.Change{{Op: dataplane.DeleteService, Service: svc("udp/10.0.0.1:53", "rr")}}, tableOf(vsOf(s, dest("10.1.0.1:80", 4)))},
+		{"added and deleted in one batch", tableOf(vsOf(s, dest("10.1.0.1:80", 4))),
+			[]dataplane.Change{{Op: dataplane.AddService, Service: svc("udp/10.0.0.1:53", "wrr")}, {Op: dataplane.DeleteService, Service: svc("udp/10.0.0.1:53", "wrr")}},
+			tableOf(vsOf(s, dest("10.1.0.1:80", 4)))},
 	} {
-		if errs := b.Apply([]dataplane.Change{tc.c}); len(errs) != 1 || !errors.Is(errs[0].Err, tc.err) {
-			t.Errorf("%v: %v, want %v", tc.c, errs, tc.err)
+		if errs := b.Apply(step.from, step.changes); len(errs) != 0 {
+			t.Fatalf("%s: %v", step.name, errs)
 		}
-	}
-	// Added and deleted in one batch: nothing to write, no error.
-	s2 := svc("udp/10.0.0.1:53", "wrr")
-	mustApply(t, b, []dataplane.Change{{Op: dataplane.AddService, Service: s2}, {Op: dataplane.DeleteService, Service: s2}})
-	if d := tableDiff(mustDump(t, b), tableOf(vsOf(s, d))); d != "" {
-		t.Fatal(d)
+		if d := tableDiff(mustDump(t, b), step.want); d != "" {
+			t.Fatalf("%s: %s", step.name, d)
+		}
 	}
 }

@@ -77,7 +77,7 @@ func benchOne(t *testing.T, dests, per int, persistent bool) benchRow {
 		mustDump(t, b) // as the reconciler does at start
 		changes := dataplane.Diff(dataplane.Table{}, tbl)
 		start := time.Now()
-		mustApply(t, b, changes)
+		mustApply(t, b, dataplane.Table{}, changes)
 		row.program, row.programMsgs = time.Since(start), b.lastMsgs
 
 		start = time.Now()
@@ -102,7 +102,7 @@ func benchOne(t *testing.T, dests, per int, persistent bool) benchRow {
 			d := sortedDests(vs)[0]
 			d.Weight = 10 + i
 			start := time.Now()
-			mustApply(t, b, []dataplane.Change{{Op: dataplane.UpdateDest, Service: vs.Service, Dest: d}})
+			mustApply(t, b, tbl, []dataplane.Change{{Op: dataplane.UpdateDest, Service: vs.Service, Dest: d}})
 			times = append(times, time.Since(start))
 			vs.Dests[d.Key()] = d
 		}

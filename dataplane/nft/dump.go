@@ -237,9 +237,9 @@ func (s *snapshot) service(id dataplane.Service, entry dispatchEntryState, baseE
 		}
 		s.drift[id.Key()] = err.Error()
 		ph := dataplane.VirtualService{Service: identity(id), Dests: map[string]dataplane.Destination{}}
-		return ph, &svcState{vs: ph, elem: entry.state, pins: pins}
+		return ph, &svcState{elem: entry.state, pins: pins}
 	}
-	return vs, &svcState{vs: vs, ok: true, elem: elemOurs, pins: pins, epochs: epochs}
+	return vs, &svcState{ok: true, elem: elemOurs, pins: pins, epochs: epochs}
 }
 
 // decode reads a service's description: the comment of the first rule of

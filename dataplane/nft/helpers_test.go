@@ -30,9 +30,11 @@ func openBackend(t *testing.T, ns string) *Backend {
 	return b
 }
 
-func mustApply(t *testing.T, b *Backend, changes []dataplane.Change) {
+// mustApply applies changes to what from says b holds (the reconciler's
+// cache).
+func mustApply(t *testing.T, b *Backend, from dataplane.Table, changes []dataplane.Change) {
 	t.Helper()
-	if errs := b.Apply(changes); len(errs) > 0 {
+	if errs := b.Apply(from, changes); len(errs) > 0 {
 		t.Fatalf("Apply: %v", errs)
 	}
 }
@@ -40,7 +42,7 @@ func mustApply(t *testing.T, b *Backend, changes []dataplane.Change) {
 // program applies the changes that build tbl from what b holds.
 func program(t *testing.T, b *Backend, from, to dataplane.Table) {
 	t.Helper()
-	mustApply(t, b, dataplane.Diff(from, to))
+	mustApply(t, b, from, dataplane.Diff(from, to))
 }
 
 func mustDump(t *testing.T, b *Backend) dataplane.Table {

@@ -59,9 +59,12 @@ type Backend struct {
 	raw  *netlink.Conn  // our own socket: rule, element and generation dumps
 	t    *nftables.Table
 
-	state  map[string]*svcState // by service key: what the kernel holds
-	dumped bool                 // state is complete (a Dump ran)
-	baseOK bool                 // the base chains and maps are known good
+	// state is, by service key, what is known of the service's kernel
+	// objects (see svcState: handles and kernel data, not the desired
+	// state, which is the reconciler's cache alone).
+	state  map[string]*svcState
+	dumped bool // state is complete (a Dump ran)
+	baseOK bool // the base chains and maps are known good
 
 	// drift says, by service key, why the last Dump returned a service
 	// with its identity only.
@@ -243,7 +246,7 @@ func writeProbe(x *txn) error {
 		if err != nil {
 			return err
 		}
-		if err := x.writeService(p, svcState{}); err != nil {
+		if err := x.writeService(p, svcState{}, dataplane.VirtualService{}); err != nil {
 			return err
 		}
 	}

@@ -18,14 +18,34 @@ const (
 	elemForeign                  // something else (drift)
 )
 
-// svcState is what the backend believes the kernel holds for one service.
+// svcState is what the backend knows of one service's objects in the
+// kernel. It is not a copy of the desired state: which services exist with
+// which destinations is the reconciler's cache alone (Apply is given it).
+// These are what the kernel holds besides, that nothing else records and
+// that addressing the objects needs:
+//
+//   - ok: the objects were written by the last transaction that touched
+//     the service, or verified by the last Dump, so they are exactly what
+//     Apply generates for the service the cache holds (with absent: there
+//     are none), and pin chains that stay the same need not be rewritten
+//     (which is what keeps remembered clients). Cleared when a
+//     transaction fails, so that the retry writes every object.
+//   - elem: the dispatch map's entry for the key; a foreign one must be
+//     deleted before ours is added (the kernel does not overwrite an
+//     element that has other data).
+//   - pins: the per_ chains the kernel holds, so that stale ones can be
+//     deleted (their names are not in the cache: one per destination
+//     ever programmed, including deleted ones).
+//   - epochs: the random numbers in the keys of a persistent service's
+//     remembered clients, per destination (kernel data; the cache has no
+//     place for them): rewriting a service with the same epochs keeps
+//     its clients where they were.
 type svcState struct {
-	vs     dataplane.VirtualService
-	ok     bool              // the kernel holds exactly vs (written or verified by Dump)
-	absent bool              // (with ok) the kernel holds nothing of the service
-	elem   elemState         // for !ok: the dispatch map's entry for the key
-	pins   []string          // the service's per_ chains the kernel holds
-	epochs map[string]uint32 // persistent services: by destination key
+	ok     bool
+	absent bool
+	elem   elemState
+	pins   []string
+	epochs map[string]uint32
 }
 
 // txn buffers one nftables transaction (sent by Conn.Flush as one batch,
@@ -68,14 +88,15 @@ func (x *txn) base() error {
 }
 
 // writeService makes the kernel hold p, whatever it held for the service
-// before (st). Flushing a chain first unbinds everything its old rules
+// before (st; was is the cached service those objects were written for,
+// when st.ok). Flushing a chain first unbinds everything its old rules
 // referenced, so sets can then change and stale objects go. The pin chains
 // of destinations that stay are left alone when nothing they depend on
 // changed, so a weight change rewrites the service chain and the dst_ set
 // only, and remembered clients are kept.
-func (x *txn) writeService(p *servicePlan, st svcState) error {
+func (x *txn) writeService(p *servicePlan, st svcState, was dataplane.VirtualService) error {
 	chain := x.flushedChain(p.chain)
-	keep := pinsUnchanged(p, st) // pin chains left as they are
+	keep := pinsUnchanged(p, st, was) // pin chains left as they are
 	rewrite := map[string]*nftables.Chain{}
 	for _, pin := range p.pins {
 		if !keep[pin.name] {
@@ -92,7 +113,7 @@ func (x *txn) writeService(p *servicePlan, st svcState) error {
 	if err := x.destSet(p); err != nil {
 		return err
 	}
-	if err := x.pinSet(p, st); err != nil {
+	if err := x.pinSet(p, st, was); err != nil {
 		return err
 	}
 	for _, pin := range p.pins {
@@ -106,7 +127,7 @@ func (x *txn) writeService(p *servicePlan, st svcState) error {
 		return err
 	}
 	x.deleteChains(stale)
-	if p.pinSet == "" && (!st.ok || st.vs.Timeout > 0) {
+	if p.pinSet == "" && (!st.ok || (!st.absent && was.Timeout > 0)) {
 		if err := x.deleteSet(pinSetDef(x.t, pinSetOf(p.vs.Service), p.fam)); err != nil {
 			return err
 		}
@@ -116,7 +137,7 @@ func (x *txn) writeService(p *servicePlan, st svcState) error {
 
 // pinSet creates the pin set of a persistent service, emptying it when the
 // netmask changed: remembered clients survive every other change.
-func (x *txn) pinSet(p *servicePlan, st svcState) error {
+func (x *txn) pinSet(p *servicePlan, st svcState, was dataplane.VirtualService) error {
 	if p.pinSet == "" {
 		return nil
 	}
@@ -126,7 +147,7 @@ func (x *txn) pinSet(p *servicePlan, st svcState) error {
 		return fmt.Errorf("set %s: %w", p.pinSet, err)
 	}
 	x.msgs++
-	if st.ok && !st.absent && st.vs.Netmask != p.vs.Netmask {
+	if st.ok && !st.absent && was.Netmask != p.vs.Netmask {
 		x.c.FlushSet(def)
 		x.msgs++
 	}
@@ -137,12 +158,12 @@ func (x *txn) pinSet(p *servicePlan, st svcState) error {
 // as planned: st is trusted, the chain existed for the same epoch, and the
 // parameters its rules depend on (timeout, netmask, keeping the port) are
 // the same.
-func pinsUnchanged(p *servicePlan, st svcState) map[string]bool {
+func pinsUnchanged(p *servicePlan, st svcState, was dataplane.VirtualService) map[string]bool {
 	out := map[string]bool{}
-	if !st.ok || st.absent || st.vs.Timeout != p.vs.Timeout || st.vs.Netmask != p.vs.Netmask {
+	if !st.ok || st.absent || was.Timeout != p.vs.Timeout || was.Netmask != p.vs.Netmask {
 		return out
 	}
-	if keep, err := keepsPort(st.vs); err != nil || keep != p.keep {
+	if keep, err := keepsPort(was); err != nil || keep != p.keep {
 		return out
 	}
 	for _, pin := range p.pins {

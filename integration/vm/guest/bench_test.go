@@ -100,7 +100,7 @@ func TestBenchmark(t *testing.T) {
 
 		changes := addChanges(tab)
 		start := time.Now()
-		applyAll(t, b, changes)
+		applyAll(t, b, dataplane.Table{}, changes)
 		row.program, row.programOps = time.Since(start), len(changes)
 
 		start = time.Now()

@@ -107,10 +107,11 @@ func requireKernelHas(t testing.TB, b *ipvs.Backend, ns string, want dataplane.T
 	}
 }
 
-// applyAll applies changes and fails the test on any error.
-func applyAll(t testing.TB, b dataplane.Backend, changes []dataplane.Change) {
+// applyAll applies changes to what from says b holds (the reconciler's
+// cache) and fails the test on any error.
+func applyAll(t testing.TB, b dataplane.Backend, from dataplane.Table, changes []dataplane.Change) {
 	t.Helper()
-	if errs := b.Apply(changes); len(errs) > 0 {
+	if errs := b.Apply(from, changes); len(errs) > 0 {
 		for _, e := range errs {
 			t.Errorf("apply: %v", e)
 		}

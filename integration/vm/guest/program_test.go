@@ -84,7 +84,7 @@ func TestProgramUpdateDelete(t *testing.T) {
 	t.Logf("schedulers in this kernel: %v; missing: %v", have, missing)
 
 	want := everything(have)
-	applyAll(t, b, addChanges(want))
+	applyAll(t, b, dataplane.Table{}, addChanges(want))
 	requireKernelHas(t, b, ns, want)
 	nsvc, ndest := want.Count()
 	t.Logf("programmed %d services, %d destinations; Dump and ipvsadm agree", nsvc, ndest)
@@ -129,7 +129,7 @@ func TestProgramUpdateDelete(t *testing.T) {
 			t.Fatalf("expected only updates, got %v", c)
 		}
 	}
-	applyAll(t, b, changes)
+	applyAll(t, b, want, changes)
 	requireKernelHas(t, b, ns, next)
 	t.Logf("%d updates applied", len(changes))
 
@@ -141,11 +141,11 @@ func TestProgramUpdateDelete(t *testing.T) {
 	delete(last, "fwmark/inet/7")
 	delete(last, "sctp/192.0.2.4:3868")
 	changes = dataplane.Diff(next, last)
-	applyAll(t, b, changes)
+	applyAll(t, b, next, changes)
 	requireKernelHas(t, b, ns, last)
 	t.Logf("%d deletions applied", len(changes))
 
-	applyAll(t, b, dataplane.Diff(last, dataplane.Table{}))
+	applyAll(t, b, last, dataplane.Diff(last, dataplane.Table{}))
 	requireKernelHas(t, b, ns, dataplane.Table{})
 }
 
@@ -168,40 +168,47 @@ func TestMissingScheduler(t *testing.T) {
 		t.Skipf("kernel %s has every scheduler", release)
 	}
 	b := backend(t, newNS(t, "nosched"))
-	errs := b.Apply([]dataplane.Change{{Op: dataplane.AddService, Service: svc("tcp", "192.0.2.9:80", "twos")}})
+	errs := b.Apply(dataplane.Table{}, []dataplane.Change{{Op: dataplane.AddService, Service: svc("tcp", "192.0.2.9:80", "twos")}})
 	if len(errs) != 1 || !errors.Is(errs[0].Err, syscall.ENOENT) || !strings.Contains(errs[0].Err.Error(), "load module ip_vs_twos") {
 		t.Fatalf("want ENOENT naming ip_vs_twos, got %v", errs)
 	}
 	t.Logf("kernel %s: %v", release, errs[0])
 }
 
-// TestApplyErrors: per-change errors with the kernel's errno; a failed
-// change does not stop the ones after it.
-func TestApplyErrors(t *testing.T) {
-	ns := "errs"
+// TestApplyIdempotent: adding what exists updates it, updating what is
+// absent adds it, deleting what is absent succeeds; what is left as an
+// error is what no retry can change without a new batch: a destination of
+// a service neither the kernel, the cache nor the batch has (ESRCH), and a
+// conversion error. A failed change does not stop the ones after it.
+func TestApplyIdempotent(t *testing.T) {
+	ns := "idem"
 	b := backend(t, newNS(t, ns))
 	s := svc("tcp", "192.0.2.10:80", "rr")
 	other := svc("tcp", "192.0.2.11:80", "rr")
-	d1, d2 := dest("10.1.1.1:80", "nat", 1), dest("10.1.1.2:80", "nat", 1)
+	d1, d2, d3, d4 := dest("10.1.1.1:80", "nat", 1), dest("10.1.1.2:80", "nat", 1), dest("10.1.1.3:80", "nat", 1), dest("10.1.1.4:80", "nat", 1)
+	d1w := d1
+	d1w.Weight = 2
+	lc := s
+	lc.Scheduler = "lc"
 	bad := s
 	bad.Flags = []string{"sh-port"} // not with rr: refused before the kernel
 	changes := []dataplane.Change{
 		{Op: dataplane.AddService, Service: s},
-		{Op: dataplane.AddService, Service: s},            // EEXIST
-		{Op: dataplane.AddDest, Service: s, Dest: d1},     //
-		{Op: dataplane.AddDest, Service: s, Dest: d1},     // EEXIST
-		{Op: dataplane.AddDest, Service: other, Dest: d1}, // ESRCH
-		{Op: dataplane.UpdateDest, Service: s, Dest: d2},  // ENOENT
-		{Op: dataplane.DeleteDest, Service: s, Dest: d2},  // ENOENT
-		{Op: dataplane.DeleteService, Service: other},     // ESRCH
+		{Op: dataplane.AddService, Service: lc},           // exists: updated (EEXIST, then SET)
+		{Op: dataplane.AddDest, Service: lc, Dest: d1},    //
+		{Op: dataplane.AddDest, Service: lc, Dest: d1w},   // exists: updated
+		{Op: dataplane.AddDest, Service: other, Dest: d1}, // ESRCH: no service, in the cache or the batch
+		{Op: dataplane.UpdateDest, Service: lc, Dest: d2}, // absent: added (ENOENT, then NEW)
+		{Op: dataplane.DeleteDest, Service: lc, Dest: d3}, // absent: done
+		{Op: dataplane.DeleteService, Service: other},     // absent: done
 		{Op: dataplane.UpdateService, Service: bad},       // conversion error
-		{Op: dataplane.AddDest, Service: s, Dest: d2},     // still applied
+		{Op: dataplane.AddDest, Service: lc, Dest: d4},    // still applied
 	}
-	errs := b.Apply(changes)
+	errs := b.Apply(dataplane.Table{}, changes)
 	want := []struct {
 		index int
 		errno error
-	}{{1, syscall.EEXIST}, {3, syscall.EEXIST}, {4, syscall.ESRCH}, {5, syscall.ENOENT}, {6, syscall.ENOENT}, {7, syscall.ESRCH}, {8, nil}}
+	}{{4, syscall.ESRCH}, {8, nil}}
 	if len(errs) != len(want) {
 		t.Fatalf("want %d errors, got %d: %v", len(want), len(errs), errs)
 	}
@@ -215,7 +222,7 @@ func TestApplyErrors(t *testing.T) {
 		}
 		t.Logf("%v", e)
 	}
-	requireKernelHas(t, b, ns, table(s, d1, d2))
+	requireKernelHas(t, b, ns, table(lc, d1w, d2, d4))
 }
 
 // TestTimeouts: SetTimeouts changes only the non-zero fields; ipvsadm -L

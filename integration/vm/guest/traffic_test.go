@@ -160,8 +160,8 @@ func TestNATTraffic(t *testing.T) {
 	topo.setup(t)
 	b := backend(t, "/run/netns/dir1")
 	web := webService("80")
-	applyAll(t, b, addChanges(web))
-	t.Cleanup(func() { b.Apply(dataplane.Diff(web, dataplane.Table{})) })
+	applyAll(t, b, dataplane.Table{}, addChanges(web))
+	t.Cleanup(func() { b.Apply(web, dataplane.Diff(web, dataplane.Table{})) })
 	requireKernelHas(t, b, "dir1", web)
 
 	count := map[string]int{}
@@ -190,8 +190,8 @@ func TestSyncDaemon(t *testing.T) {
 	master, backup := backend(t, "/run/netns/dir1"), backend(t, "/run/netns/dir2")
 	web := webService("8080")
 	for _, b := range []dataplane.Backend{master, backup} {
-		applyAll(t, b, addChanges(web))
-		t.Cleanup(func() { b.Apply(dataplane.Diff(web, dataplane.Table{})) })
+		applyAll(t, b, dataplane.Table{}, addChanges(web))
+		t.Cleanup(func() { b.Apply(web, dataplane.Diff(web, dataplane.Table{})) })
 	}
 	cfg := dataplane.SyncDaemon{SyncID: 42, Interface: "s0", McastPort: 8850, McastTTL: 2, MaxLen: 1200}
 	mcfg, bcfg := cfg, cfg
