@@ -12,6 +12,8 @@ func init() {
 		if err != nil {
 			return nil, nil, err
 		}
-		return b, nil, nil // IPVS expresses everything the model has: no limits
+		// Everything the model has, with the schedulers this kernel has
+		// and tun's rule on address families (model.DataplaneCaps).
+		return b, capsOf(b.Capabilities()), nil
 	}
 }

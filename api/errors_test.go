@@ -276,6 +276,7 @@ func errorCases(nodeAddr string) []errCase {
 		invalid("real: forward unknown", "POST", "/v1/services/web/reals", `{"address":"10.0.1.3","forward":"snat"}`, "forward"),
 		invalid("real: upper threshold negative", "POST", "/v1/services/web/reals", `{"address":"10.0.1.3","upper_threshold":-1}`, "upper_threshold"),
 		invalid("real: lower threshold negative", "POST", "/v1/services/web/reals", `{"address":"10.0.1.3","lower_threshold":-1}`, "lower_threshold"),
+		invalid("real: lower threshold without an upper one", "POST", "/v1/services/web/reals", `{"address":"10.0.1.3","lower_threshold":5}`, "lower_threshold"),
 		invalid("real: dr port change", "POST", "/v1/services/dr/reals", `{"address":"10.0.2.2","port":8080}`, "port"),
 		conflict("real: duplicate, port from service", "POST", "/v1/services/web/reals", `{"address":"10.0.1.1"}`, "address"),
 		conflict("real: duplicate, explicit port", "POST", "/v1/services/web/reals", `{"address":"10.0.1.2","port":80,"weight":9}`, "address"),

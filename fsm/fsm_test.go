@@ -640,3 +640,71 @@ func TestServicesChangedSinceAfterRestoreIsFull(t *testing.T) {
 		t.Fatalf("caught-up reader: %+v", c)
 	}
 }
+
+// TestCrossFamilyTunAndSyncDaemon: a real server or sorry server of the
+// other address family (tun) and the connection-sync daemon exclude each
+// other on a director whose dataplane tunnels (IPVS: the kernel refuses
+// whichever comes second with EINVAL, on every retry), so Apply refuses
+// the second write, naming the field and the director, and changes
+// nothing. A director without limits (nil caps) imposes none.
+func TestCrossFamilyTunAndSyncDaemon(t *testing.T) {
+	f := New(nil)
+	ipvsCaps := &model.DataplaneCaps{Schedulers: model.Schedulers, Flags: []string{"mh-fallback", "mh-port", "ops", "sh-fallback", "sh-port"},
+		Forwards: []string{model.ForwardNAT, model.ForwardDR, model.ForwardTUN}, Persistence: true, Fwmark: true, Thresholds: true}
+	idx := uint64(0)
+	apply := func(c Command) *Result { idx++; return applyCmd(t, f, idx, c) }
+	mustApply := func(c Command) {
+		t.Helper()
+		if r := apply(c); r.Err != nil {
+			t.Fatalf("%T: %+v", c, r.Err)
+		}
+	}
+	refused := func(c Command, field string) {
+		t.Helper()
+		before := f.Dump()
+		r := apply(c)
+		if r.Err == nil || r.Err.Code != model.CodeInvalid || r.Err.Field != field ||
+			!strings.Contains(r.Err.Message, "ipvs dataplane of director d1") || !strings.Contains(r.Err.Message, "sync") {
+			t.Fatalf("%T: %+v, want %s refused naming the ipvs dataplane of director d1 and the sync daemon", c, r.Err, field)
+		}
+		after := f.Dump()
+		after.Index = before.Index
+		if !reflect.DeepEqual(before, after) {
+			t.Fatalf("%T was refused but changed the state", c)
+		}
+		t.Logf("%s: %s", r.Err.Field, r.Err.Message)
+	}
+	mustApply(&RegisterNode{Node: model.Node{ID: "d1", RaftAddr: "127.0.0.1:1", APIAddr: "127.0.0.1:2", Dataplane: "ipvs", Caps: ipvsCaps}})
+	spec := model.NewServiceSpec()
+	spec.Name, spec.Protocol, spec.Address, spec.Port = "web", "tcp", "192.0.2.1", 80
+	mustApply(&CreateService{Service: spec})
+	withSync := model.DefaultSettings()
+	withSync.Sync.Enabled, withSync.Sync.Interface = true, "eth1"
+	mustApply(&UpdateSettings{Settings: withSync})
+
+	cross := model.RealServer{Address: "2001:db8::1", Weight: 1, Forward: model.ForwardTUN, State: model.StateEnabled}
+	refused(&CreateReal{Service: "web", Real: cross}, "address")
+	spec2 := spec
+	spec2.Name, spec2.Address = "api", "192.0.2.2"
+	refused(&CreateService{Service: spec2, Reals: []model.RealServer{{Address: "10.0.0.1", Weight: 1}, cross}}, "reals[1].address")
+	sorry := spec
+	sorry.SorryServer = &model.SorryServer{Address: "2001:db8::9", Forward: model.ForwardTUN}
+	refused(&UpdateService{Name: "web", Spec: sorry}, "sorry_server.address")
+	// Same-family tun is not affected; a service whose address changes
+	// family turns its tun real servers into cross-family ones.
+	mustApply(&CreateReal{Service: "web", Real: model.RealServer{Address: "10.0.0.5", Weight: 1, Forward: model.ForwardTUN, State: model.StateEnabled}})
+	six := spec
+	six.Address = "2001:db8::80"
+	refused(&UpdateService{Name: "web", Spec: six}, "reals[10.0.0.5:80].address")
+	mustApply(&DeleteReal{Service: "web", Key: "10.0.0.5:80"})
+
+	// Without the daemon the real server is fine; then the daemon is not.
+	mustApply(&UpdateSettings{Settings: model.DefaultSettings()})
+	mustApply(&CreateReal{Service: "web", Real: cross})
+	refused(&UpdateSettings{Settings: withSync}, "sync.enabled")
+
+	// A director without limits does not refuse either.
+	mustApply(&DeregisterNode{ID: "d1"})
+	mustApply(&RegisterNode{Node: model.Node{ID: "d2", RaftAddr: "127.0.0.1:3", APIAddr: "127.0.0.1:4", Dataplane: "none"}})
+	mustApply(&UpdateSettings{Settings: withSync})
+}

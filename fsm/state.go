@@ -184,6 +184,9 @@ func (s *state) applyCmd(idx uint64, c Command) (any, *model.Error) {
 		if err := s.checkCaps(e.spec, []model.RealServer{r}, true); err != nil {
 			return nil, err
 		}
+		if err := s.checkSyncConflict(e.spec, []model.RealServer{r}, realField(true, nil)); err != nil {
+			return nil, err
+		}
 		r.CreateIndex, r.ModifyIndex = idx, idx
 		r.Health = initialHealth(e.spec, idx)
 		e.reals[r.Key()] = &r
@@ -208,6 +211,9 @@ func (s *state) applyCmd(idx uint64, c Command) (any, *model.Error) {
 			return nil, model.Invalid("address", "a real server's address and port cannot change (%s → %s): add the new one and delete the old", c.Key, r.Key())
 		}
 		if err := s.checkCaps(e.spec, []model.RealServer{r}, true); err != nil {
+			return nil, err
+		}
+		if err := s.checkSyncConflict(e.spec, []model.RealServer{r}, realField(true, nil)); err != nil {
 			return nil, err
 		}
 		r.CreateIndex, r.ModifyIndex = old.CreateIndex, idx
@@ -281,6 +287,11 @@ func (s *state) applyCmd(idx uint64, c Command) (any, *model.Error) {
 		if err != nil {
 			return nil, model.AsError(err)
 		}
+		if st.Sync.Enabled && !s.settings.Sync.Enabled {
+			if err := s.checkSyncCanStart(); err != nil {
+				return nil, err
+			}
+		}
 		st.ModifyIndex = idx
 		s.settings = st
 		return st, nil
@@ -336,6 +347,9 @@ func (s *state) createService(idx uint64, c *CreateService) (any, *model.Error) 
 	if err := s.checkCaps(spec, c.Reals, false); err != nil {
 		return nil, err
 	}
+	if err := s.checkSyncConflict(spec, c.Reals, realField(false, nil)); err != nil {
+		return nil, err
+	}
 	e := &service{spec: spec, reals: make(map[string]*model.RealServer, len(c.Reals)), create: idx, modif: idx}
 	for i, r := range c.Reals {
 		nr, err := model.NormalizeReal(spec, r)
@@ -376,7 +390,9 @@ func (s *state) updateService(idx uint64, c *UpdateService) (any, *model.Error) 
 		return nil, err
 	}
 	// Every real server must still be valid under the new spec.
-	for _, k := range sortedKeys(e.reals) {
+	keys := sortedKeys(e.reals)
+	reals := make([]model.RealServer, 0, len(keys))
+	for _, k := range keys {
 		r := *e.reals[k]
 		nr, err := model.NormalizeReal(spec, r)
 		if err != nil {
@@ -385,6 +401,10 @@ func (s *state) updateService(idx uint64, c *UpdateService) (any, *model.Error) 
 		if nr.Port != r.Port {
 			return nil, model.Invalid("reals["+k+"].port", "port 0 follows the client's port, which a service on port %d would change: give the real server a port first", spec.Port)
 		}
+		reals = append(reals, nr)
+	}
+	if err := s.checkSyncConflict(spec, reals, realField(false, keys)); err != nil {
+		return nil, err
 	}
 	delete(s.keys, e.spec.Key())
 	s.keys[spec.Key()] = spec.Name
@@ -557,12 +577,7 @@ func stateFromDump(d Dump) (*state, error) {
 // With single, reals holds the one real server being written and fields are
 // named without a reals[i] prefix.
 func (s *state) checkCaps(spec model.ServiceSpec, reals []model.RealServer, single bool) *model.Error {
-	field := func(i int, f string) string {
-		if single {
-			return f
-		}
-		return fmt.Sprintf("reals[%d].%s", i, f)
-	}
+	field := realField(single, nil)
 	for _, id := range sortedKeys(s.nodes) {
 		n := s.nodes[id]
 		c := n.Caps
@@ -602,6 +617,112 @@ func (s *state) checkCaps(spec model.ServiceSpec, reals []model.RealServer, sing
 			}
 			if (r.UpperThreshold != 0 || r.LowerThreshold != 0) && !c.Thresholds {
 				return model.Invalid(field(i, "upper_threshold"), "connection thresholds cannot be expressed by %s", who)
+			}
+		}
+	}
+	return nil
+}
+
+// realField names field f of the i-th real server of a write: f alone for
+// a write of one real server (single), reals[i].f, or reals[key].f when
+// keys are given (a service update checking the real servers it has).
+func realField(single bool, keys []string) func(i int, f string) string {
+	return func(i int, f string) string {
+		switch {
+		case single:
+			return f
+		case keys != nil:
+			return "reals[" + keys[i] + "]." + f
+		}
+		return fmt.Sprintf("reals[%d].%s", i, f)
+	}
+}
+
+// crossTarget is a destination of a service in the other address family:
+// a real server or the sorry server.
+type crossTarget struct {
+	field, addr, fwd string
+	what             string // "real server 192.0.2.1:80", "sorry server 192.0.2.9"
+}
+
+// crossTargets returns the real servers (raw or normalised) and the sorry
+// server of spec whose address is of the other family than the service.
+func crossTargets(spec model.ServiceSpec, reals []model.RealServer, field func(int, string) string) []crossTarget {
+	other := func(addr string) bool {
+		a, err := netip.ParseAddr(addr)
+		if err != nil {
+			return false // refused by NormalizeReal
+		}
+		fam := model.FamilyInet6
+		if a.Unmap().Is4() {
+			fam = model.FamilyInet
+		}
+		return fam != spec.Family
+	}
+	var out []crossTarget
+	for i, r := range reals {
+		if other(r.Address) {
+			out = append(out, crossTarget{field(i, "address"), r.Address, spec.EffectiveForward(r), "real server " + r.Key()})
+		}
+	}
+	if ss := spec.SorryServer; ss != nil && other(ss.Address) {
+		fwd := ss.Forward
+		if fwd == "" {
+			fwd = spec.Forward
+		}
+		out = append(out, crossTarget{"sorry_server.address", ss.Address, fwd, "sorry server " + ss.Address})
+	}
+	return out
+}
+
+// syncConflict returns the director whose dataplane cannot program t while
+// the connection-sync daemon runs (model.DataplaneCaps.CrossesFamilies),
+// and a description of it, or "".
+func (s *state) syncConflict(t crossTarget) (who string) {
+	for _, id := range sortedKeys(s.nodes) {
+		n := s.nodes[id]
+		if n.Caps == nil {
+			continue
+		}
+		if ok, syncOK := n.Caps.CrossesFamilies(t.fwd); ok && !syncOK {
+			return fmt.Sprintf("the %s dataplane of director %s", n.Dataplane, n.ID)
+		}
+	}
+	return ""
+}
+
+// checkSyncConflict refuses, while the connection-sync daemon is enabled, a
+// real server or sorry server of the other address family that a
+// registered director's dataplane would have to program beside the daemon:
+// the kernel refuses the two together, on every retry.
+func (s *state) checkSyncConflict(spec model.ServiceSpec, reals []model.RealServer, field func(int, string) string) *model.Error {
+	if !s.settings.Sync.Enabled {
+		return nil
+	}
+	for _, t := range crossTargets(spec, reals, field) {
+		if who := s.syncConflict(t); who != "" {
+			return model.Invalid(t.field, "%s is not of service %s's family (%s): %s cannot program a %s destination of the other family while the connection-sync daemon is enabled (sync.enabled; the kernel refuses the two together)",
+				t.addr, spec.Name, spec.Family, who, t.fwd)
+		}
+	}
+	return nil
+}
+
+// checkSyncCanStart refuses turning the connection-sync daemon on while a
+// service has a real server or sorry server of the other address family
+// that a registered director programs (see checkSyncConflict).
+func (s *state) checkSyncCanStart() *model.Error {
+	for _, name := range sortedKeys(s.services) {
+		e := s.services[name]
+		keys := sortedKeys(e.reals)
+		reals := make([]model.RealServer, len(keys))
+		for i, k := range keys {
+			reals[i] = *e.reals[k]
+		}
+		for _, t := range crossTargets(e.spec, reals, realField(false, keys)) {
+			if who := s.syncConflict(t); who != "" {
+				return model.Invalid("sync.enabled", "the connection-sync daemon cannot run on %s while service %s has %s of the other address family (the kernel refuses the two together; remove it, or give it an address of the service's family, first)",
+					who, name, t.what)
 			}
 		}
 	}

@@ -11,6 +11,7 @@ package model
 import (
 	"net/netip"
 	"reflect"
+	"slices"
 	"strconv"
 )
 
@@ -336,7 +337,7 @@ type Node struct {
 	APIAddr   string         `json:"api_addr"`            // host:port
 	APIScheme string         `json:"api_scheme"`          // http | https
 	Dataplane string         `json:"dataplane,omitempty"` // ipvs | nft | none
-	Caps      *DataplaneCaps `json:"caps,omitempty"`      // nil: no limits (ipvs, none)
+	Caps      *DataplaneCaps `json:"caps,omitempty"`      // nil: no limits (none, and ipvs directors of earlier releases)
 
 	// Who should lead (encoding version 2), as VRRP priority does.
 	Priority     int    `json:"priority,omitempty"`      // 1-255; 0 = DefaultPriority
@@ -380,6 +381,13 @@ func (n Node) Equal(o Node) bool {
 
 // DataplaneCaps is what a director's dataplane can express. Services and
 // real servers beyond it are refused while that director is registered.
+//
+// ForwardTUN in Forwards is IPVS tunnelling, the only forwarding that
+// reaches a real server of the other address family, and the kernel
+// refuses such a real server and a connection-sync daemon together (see
+// CrossesFamilies). That rule is read from Forwards rather than from a
+// field of its own: older directors decode registrations strictly, and a
+// new field would stop them applying the log in a rolling upgrade.
 type DataplaneCaps struct {
 	Schedulers  []string `json:"schedulers"`
 	Flags       []string `json:"flags"`
@@ -387,4 +395,16 @@ type DataplaneCaps struct {
 	Persistence bool     `json:"persistence"`
 	Fwmark      bool     `json:"fwmark"`
 	Thresholds  bool     `json:"thresholds"`
+}
+
+// CrossesFamilies reports whether the dataplane can program a real server
+// of the other address family than its service's with forwarding method
+// fwd: only with tun, the one forwarding that crosses families (IPv4 in
+// IPv6, IPv6 in IPv4; IPVS refuses nat and dr, nftables does NAT only),
+// when the dataplane has it. syncOK says whether it can while the
+// connection-sync daemon runs: IPVS, the only dataplane with either,
+// refuses the second of the two with EINVAL, whichever order they come
+// in (found in the VM: integration/vm/guest/kernel_test.go).
+func (c DataplaneCaps) CrossesFamilies(fwd string) (ok, syncOK bool) {
+	return fwd == ForwardTUN && slices.Contains(c.Forwards, ForwardTUN), false
 }

@@ -282,7 +282,13 @@ func NormalizeReal(svc ServiceSpec, r RealServer) (RealServer, error) {
 	if r.LowerThreshold < 0 {
 		return r, Invalid("lower_threshold", "%d is negative", r.LowerThreshold)
 	}
-	if r.UpperThreshold != 0 && r.LowerThreshold > r.UpperThreshold {
+	// IPVS refuses a lower threshold above the upper one with ERANGE, also
+	// when the upper one is 0 (none), so the write is refused here rather
+	// than by the kernel on every retry.
+	if r.LowerThreshold > r.UpperThreshold {
+		if r.UpperThreshold == 0 {
+			return r, Invalid("lower_threshold", "%d needs an upper_threshold at least as large (without one, the lower threshold must be 0)", r.LowerThreshold)
+		}
 		return r, Invalid("lower_threshold", "%d is above upper_threshold %d", r.LowerThreshold, r.UpperThreshold)
 	}
 	switch r.State {

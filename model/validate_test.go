@@ -97,6 +97,7 @@ func TestNormalizeRealErrors(t *testing.T) {
 		{"forward", func(r *RealServer) { r.Forward = "bridge" }, "forward"},
 		{"dr remaps port", func(r *RealServer) { r.Forward = "dr"; r.Port = 8080 }, "port"},
 		{"thresholds", func(r *RealServer) { r.UpperThreshold = 5; r.LowerThreshold = 6 }, "lower_threshold"},
+		{"lower threshold without an upper one", func(r *RealServer) { r.LowerThreshold = 6 }, "lower_threshold"},
 		{"negative threshold", func(r *RealServer) { r.UpperThreshold = -1 }, "upper_threshold"},
 		{"state", func(r *RealServer) { r.State = "up" }, "state"},
 	}
