@@ -84,19 +84,27 @@
 //
 // # Applying changes
 //
-// Apply folds a batch into the state each touched service ends in and
-// writes all of them in one nftables transaction (one netlink batch, which
-// the kernel commits or aborts as a whole). A touched service is rewritten
+// Apply folds a batch into the state each touched service ends in,
+// starting from the reconciler's cache of the service (the only copy of
+// the desired state: the backend keeps none, only kernel data such as the
+// epochs of remembered clients, see svcState), and writes all of them in
+// one nftables transaction (one netlink batch, which the kernel commits or
+// aborts as a whole). Every change is idempotent: adding what exists
+// replaces it, updating what is absent creates it, deleting what is
+// absent succeeds. A touched service is rewritten
 // whole — its chain flushed and refilled, its dst_ set refilled, its
 // dispatch entry set — and nothing of any other service is sent, so the
 // cost is proportional to the touched services, not to the table. Pin
 // chains of destinations that stay are kept when nothing they depend on
 // changed, so remembered clients survive. Every write is idempotent
 // against what may already exist (objects are added, a no-op if present,
-// before being flushed or deleted), so the same code repairs drift. If the
-// kernel refuses the batch, each touched service is retried in its own
-// transaction and only the changes of the services that still fail are
-// returned, with the kernel's message.
+// before being flushed or deleted), so the same code repairs drift, and a
+// service deleted behind raftlb's back is written back whole by the next
+// change to it. If the kernel refuses the batch, each touched service is
+// retried in its own transaction, trusting nothing it knew of the
+// service's objects (pin chains it believed present are written again),
+// and only the changes of the services that still fail are returned,
+// with the kernel's message.
 //
 // # Dump
 //
