@@ -81,7 +81,11 @@ func (f *fakeBackend) apply(b Batch, c Change) error {
 		}
 	case UpdateService, AddDest, UpdateDest, DeleteDest:
 		if !exists {
-			if !b.Cached(k) {
+			switch {
+			case b.Cached(k), c.Op == UpdateService:
+			case c.Op == DeleteDest:
+				return nil // no service, so no destination either
+			default:
 				return errNoService
 			}
 			// Deleted behind the cache's back: recreate it.

@@ -216,6 +216,9 @@ func (b *Backend) apply(batch dataplane.Batch, c dataplane.Change) error {
 		return err
 	}
 	err = b.upsertDest(c.Op, svc, d)
+	if errors.Is(err, syscall.ESRCH) && !batch.Cached(key) && c.Op == dataplane.DeleteDest {
+		return nil // no service, so no destination either
+	}
 	if errors.Is(err, syscall.ESRCH) && batch.Cached(key) {
 		// The service was deleted behind raftlb's back: recreate it, then
 		// make the change (a deletion has nothing left to do).

@@ -55,7 +55,7 @@ func (b *Backend) Apply(programmed dataplane.Table, changes []dataplane.Change) 
 		return errs
 	}
 	for _, g := range groups {
-		g.before.ok = false // trust nothing of what was known of it
+		g.before.ok, g.before.absent = false, false // trust nothing of what was known of it
 		if err := b.commit([]*group{g}); err != nil {
 			for _, c := range g.changes {
 				errs = append(errs, dataplane.ChangeError{Change: c, Err: fmt.Errorf("nftables transaction for %s: %w", g.key, err)})

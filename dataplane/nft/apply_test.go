@@ -142,6 +142,8 @@ func TestApplyIsIdempotent(t *testing.T) {
 			tableOf(vsOf(s, dest("10.1.0.1:80", 4)))},
 		{"delete of an absent destination", tableOf(vsOf(s, dest("10.1.0.1:80", 4))),
 			[]dataplane.Change{{Op: dataplane.DeleteDest, Service: s, Dest: dest("10.1.0.9:80", 1)}}, tableOf(vsOf(s, dest("10.1.0.1:80", 4)))},
+		{"delete of a destination of an absent service", tableOf(vsOf(s, dest("10.1.0.1:80", 4))),
+			[]dataplane.Change{{Op: dataplane.DeleteDest, Service: svc("udp/10.0.0.9:53", "rr"), Dest: d}}, tableOf(vsOf(s, dest("10.1.0.1:80", 4)))},
 		{"delete of an absent service", tableOf(vsOf(s, dest("10.1.0.1:80", 4))),
 			[]dataplane.Change{{Op: dataplane.DeleteService, Service: svc("udp/10.0.0.1:53", "rr")}}, tableOf(vsOf(s, dest("10.1.0.1:80", 4)))},
 		{"added and deleted in one batch", tableOf(vsOf(s, dest("10.1.0.1:80", 4))),

@@ -194,21 +194,22 @@ func TestApplyIdempotent(t *testing.T) {
 	bad.Flags = []string{"sh-port"} // not with rr: refused before the kernel
 	changes := []dataplane.Change{
 		{Op: dataplane.AddService, Service: s},
-		{Op: dataplane.AddService, Service: lc},           // exists: updated (EEXIST, then SET)
-		{Op: dataplane.AddDest, Service: lc, Dest: d1},    //
-		{Op: dataplane.AddDest, Service: lc, Dest: d1w},   // exists: updated
-		{Op: dataplane.AddDest, Service: other, Dest: d1}, // ESRCH: no service, in the cache or the batch
-		{Op: dataplane.UpdateDest, Service: lc, Dest: d2}, // absent: added (ENOENT, then NEW)
-		{Op: dataplane.DeleteDest, Service: lc, Dest: d3}, // absent: done
-		{Op: dataplane.DeleteService, Service: other},     // absent: done
-		{Op: dataplane.UpdateService, Service: bad},       // conversion error
-		{Op: dataplane.AddDest, Service: lc, Dest: d4},    // still applied
+		{Op: dataplane.AddService, Service: lc},              // exists: updated (EEXIST, then SET)
+		{Op: dataplane.AddDest, Service: lc, Dest: d1},       //
+		{Op: dataplane.AddDest, Service: lc, Dest: d1w},      // exists: updated
+		{Op: dataplane.AddDest, Service: other, Dest: d1},    // ESRCH: no service, in the cache or the batch
+		{Op: dataplane.UpdateDest, Service: lc, Dest: d2},    // absent: added (ENOENT, then NEW)
+		{Op: dataplane.DeleteDest, Service: lc, Dest: d3},    // absent: done
+		{Op: dataplane.DeleteDest, Service: other, Dest: d1}, // no service: done
+		{Op: dataplane.DeleteService, Service: other},        // absent: done
+		{Op: dataplane.UpdateService, Service: bad},          // conversion error
+		{Op: dataplane.AddDest, Service: lc, Dest: d4},       // still applied
 	}
 	errs := b.Apply(dataplane.Table{}, changes)
 	want := []struct {
 		index int
 		errno error
-	}{{4, syscall.ESRCH}, {8, nil}}
+	}{{4, syscall.ESRCH}, {9, nil}}
 	if len(errs) != len(want) {
 		t.Fatalf("want %d errors, got %d: %v", len(want), len(errs), errs)
 	}
