@@ -13,24 +13,32 @@ import (
 
 // realFlags are the flags of real add and real update (ipvsadm -a/-e).
 type realFlags struct {
-	weight, upper, lower int
-	masq, gate, ipip     bool
-	forward, state       string
+	r                model.RealServer // the fields, as the flags give them
+	masq, gate, ipip bool
+}
+
+// realFields are the flags that set one field of a real server each.
+var realFields = []fieldFlag[model.RealServer]{
+	{"w", func(d, s *model.RealServer) { d.Weight = s.Weight }},
+	{"forward", func(d, s *model.RealServer) { d.Forward = s.Forward }},
+	{"x", func(d, s *model.RealServer) { d.UpperThreshold = s.UpperThreshold }},
+	{"y", func(d, s *model.RealServer) { d.LowerThreshold = s.LowerThreshold }},
+	{"state", func(d, s *model.RealServer) { d.State = s.State }},
 }
 
 // forwardFlags choose the forwarding method; one at most.
 var forwardFlags = []string{"m", "g", "i", "forward"}
 
 func (r *realFlags) register(f *flagSet) {
-	f.Int(&r.weight, "w,weight", fmt.Sprintf("`WEIGHT` from 0 to %d (default %d)", model.MaxWeight, model.DefaultWeight))
+	f.Int(&r.r.Weight, "w,weight", fmt.Sprintf("`WEIGHT` from 0 to %d (default %d)", model.MaxWeight, model.DefaultWeight))
 	f.Bool(&r.masq, "m,masq", "forward by masquerading (NAT), like -forward nat")
 	f.Bool(&r.gate, "g,gatewaying", "forward by direct routing, like -forward dr")
 	f.Bool(&r.ipip, "i,ipip", "forward by IP-in-IP tunnelling, like -forward tun")
-	f.Var(&enumValue{p: &r.forward, choices: []string{model.ForwardNAT, model.ForwardDR, model.ForwardTUN}, allowEmpty: true},
+	f.Var(&enumValue{p: &r.r.Forward, choices: []string{model.ForwardNAT, model.ForwardDR, model.ForwardTUN}, allowEmpty: true},
 		"forward", "forwarding `METHOD`: nat, dr or tun; \"\" = the service's (the default)")
-	f.Int(&r.upper, "x,u-threshold", "upper connection threshold: no new connections above `N` (0 = none)")
-	f.Int(&r.lower, "y,l-threshold", "lower connection threshold: back in rotation below `N`")
-	f.Var(&enumValue{p: &r.state, choices: []string{model.StateEnabled, model.StateDrain, model.StateDisabled}},
+	f.Int(&r.r.UpperThreshold, "x,u-threshold", "upper connection threshold: no new connections above `N` (0 = none)")
+	f.Int(&r.r.LowerThreshold, "y,l-threshold", "lower connection threshold: back in rotation below `N`")
+	f.Var(&enumValue{p: &r.r.State, choices: []string{model.StateEnabled, model.StateDrain, model.StateDisabled}},
 		"state", "administrative `STATE`: enabled, drain (no new connections) or disabled (default enabled)")
 }
 
@@ -49,11 +57,10 @@ func (r *realFlags) check(f *flagSet) error {
 	return nil
 }
 
-// apply sets the fields of rs whose flags were given.
+// apply sets the fields of rs whose flags were given; -m, -g and -i are
+// -forward nat, dr and tun.
 func (r *realFlags) apply(f *flagSet, rs *model.RealServer) {
-	if f.isSet("w") {
-		rs.Weight = r.weight
-	}
+	applyFields(f, realFields, rs, &r.r)
 	switch {
 	case f.isSet("m"):
 		rs.Forward = model.ForwardNAT
@@ -61,17 +68,6 @@ func (r *realFlags) apply(f *flagSet, rs *model.RealServer) {
 		rs.Forward = model.ForwardDR
 	case f.isSet("i"):
 		rs.Forward = model.ForwardTUN
-	case f.isSet("forward"):
-		rs.Forward = r.forward
-	}
-	if f.isSet("x") {
-		rs.UpperThreshold = r.upper
-	}
-	if f.isSet("y") {
-		rs.LowerThreshold = r.lower
-	}
-	if f.isSet("state") {
-		rs.State = r.state
 	}
 }
 
