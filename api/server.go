@@ -460,27 +460,19 @@ func (s *Server) writeOpts(w http.ResponseWriter, r *http.Request, okStatus int,
 
 // apply commits cmd through raft and turns the FSM's result into a response.
 func (s *Server) apply(cmd fsm.Command) (*WriteResponse, *Error) {
-	b, err := s.cfg.FSM.Encode(cmd)
-	if err != nil {
-		return nil, &Error{Code: model.CodeInternal, Message: err.Error()}
-	}
-	if len(b) > s.cfg.MaxEntry {
-		return nil, &Error{Code: CodeTooLarge, Message: fmt.Sprintf("the change is %d bytes as a raft log entry, more than the limit of %d (raftlb agent -api-max-entry): split it", len(b), s.cfg.MaxEntry)}
-	}
-	idx, resp, err := s.cfg.Raft.Apply(b, s.cfg.ApplyTimeout)
-	if err != nil {
-		if errors.Is(err, cluster.ErrNotLeader) {
-			return nil, &Error{Code: CodeLeadershipLost, Message: fmt.Sprintf("leadership changed while the write was in flight; it may or may not have been applied: read, then retry (%v)", err)}
-		}
+	res, err := s.cfg.FSM.Commit(s.cfg.Raft, cmd, s.cfg.ApplyTimeout, s.cfg.MaxEntry)
+	var big *fsm.EntryTooLargeError
+	switch {
+	case errors.As(err, &big):
+		return nil, &Error{Code: CodeTooLarge, Message: big.Error() + " (raftlb agent -api-max-entry): split it"}
+	case errors.Is(err, cluster.ErrNotLeader):
+		return nil, &Error{Code: CodeLeadershipLost, Message: fmt.Sprintf("leadership changed while the write was in flight; it may or may not have been applied: read, then retry (%v)", err)}
+	case err != nil:
 		return nil, &Error{Code: model.CodeInternal, Message: "raft apply: " + err.Error()}
-	}
-	res, ok := resp.(*fsm.Result)
-	if !ok {
-		return nil, &Error{Code: model.CodeInternal, Message: fmt.Sprintf("unexpected apply result %T", resp)}
-	}
-	if res.Err != nil {
+	case res.Err != nil:
 		return nil, res.Err
 	}
+	idx := res.Index
 	out := &WriteResponse{Index: idx}
 	switch o := res.Object.(type) {
 	case model.Service:

@@ -56,39 +56,10 @@ const (
 	encodingV2 = 2
 )
 
-// versioned is implemented by commands that may need encoding version 2.
-type versioned interface{ needsV2() bool }
-
-func (c CreateService) needsV2() bool {
-	if c.Service.UsesHealth() {
-		return true
-	}
-	for _, r := range c.Reals {
-		if r.Health != nil {
-			return true
-		}
-	}
-	return false
-}
-func (c UpdateService) needsV2() bool { return c.Spec.UsesHealth() }
-func (c CreateReal) needsV2() bool    { return c.Real.Health != nil }
-func (c UpdateReal) needsV2() bool    { return c.Real.Health != nil }
-func (c RegisterNode) needsV2() bool  { return nodeNeedsV2(c.Node) }
-func (SetHealth) needsV2() bool       { return true }
-func (ReleaseLease) needsV2() bool    { return true }
-func (InitCluster) needsV2() bool     { return true }
-
 // nodeNeedsV2: the director fields of encoding version 2 (leadership,
 // gossip, checksums).
 func nodeNeedsV2(n model.Node) bool {
 	return n.Priority != 0 || n.PreemptDelay != "" || n.NoPreempt || n.Witness || n.Fault != "" || n.GossipAddr != "" || n.LogChecksums
-}
-
-func encodingVersion(c Command) byte {
-	if v, ok := c.(versioned); ok && v.needsV2() {
-		return encodingV2
-	}
-	return encodingV1
 }
 
 // Command is one typed change to the state.
@@ -221,43 +192,6 @@ func (DeregisterNode) Type() CommandType { return TypeDeregisterNode }
 func (SetHealth) Type() CommandType      { return TypeSetHealth }
 func (ReleaseLease) Type() CommandType   { return TypeReleaseLease }
 func (InitCluster) Type() CommandType    { return TypeInitCluster }
-
-// newCommand returns a zero command of type t, or nil if t is unknown.
-func newCommand(t CommandType) Command {
-	switch t {
-	case TypeCreateService:
-		return &CreateService{}
-	case TypeUpdateService:
-		return &UpdateService{}
-	case TypeDeleteService:
-		return &DeleteService{}
-	case TypeCreateReal:
-		return &CreateReal{}
-	case TypeUpdateReal:
-		return &UpdateReal{}
-	case TypeDeleteReal:
-		return &DeleteReal{}
-	case TypeCreateVIP:
-		return &CreateVIP{}
-	case TypeUpdateVIP:
-		return &UpdateVIP{}
-	case TypeDeleteVIP:
-		return &DeleteVIP{}
-	case TypeUpdateSettings:
-		return &UpdateSettings{}
-	case TypeRegisterNode:
-		return &RegisterNode{}
-	case TypeDeregisterNode:
-		return &DeregisterNode{}
-	case TypeSetHealth:
-		return &SetHealth{}
-	case TypeReleaseLease:
-		return &ReleaseLease{}
-	case TypeInitCluster:
-		return &InitCluster{}
-	}
-	return nil
-}
 
 // ErrIgnorable is returned by Decode for an unknown command type that carries
 // IgnorableFlag.

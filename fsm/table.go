@@ -1,0 +1,117 @@
+package fsm
+
+import (
+	"fmt"
+
+	"github.com/raftlb/raftlb/model"
+)
+
+// The command table: every command type is registered once, with what it
+// takes to decode it, apply it, tell which service it changed and choose
+// its encoding version. Decode, Apply, ServicesChangedSince and Encode read
+// the table; a new command is one entry (and its handler).
+
+// commandDef is one registered command type.
+type commandDef struct {
+	new func() Command
+	// apply changes the state at index idx (state unchanged on error).
+	apply func(s *state, idx uint64, c Command) (any, *model.Error)
+	// track records what a successful apply changed for readers that
+	// follow changes (service touched, service deleted); may be nil.
+	track func(s *state, idx uint64, c Command)
+	// v2 says the command needs encoding version 2; nil: never.
+	v2 func(c Command) bool
+}
+
+var commands = map[CommandType]commandDef{}
+
+// register adds command type P (a pointer to the command struct T) to the
+// table. The handlers see the command as P, however it was passed.
+func register[T any, P interface {
+	*T
+	Command
+}](apply func(*state, uint64, P) (any, *model.Error), track func(*state, uint64, P), v2 func(P) bool) {
+	as := func(c Command) P {
+		switch v := c.(type) {
+		case P:
+			return v
+		case T: // a command passed by value (Encode(CreateVIP{...}))
+			return &v
+		}
+		panic(fmt.Sprintf("fsm: command %T registered as %T", c, P(nil)))
+	}
+	t := P(new(T)).Type()
+	if _, dup := commands[t]; dup {
+		panic(fmt.Sprintf("fsm: command type %d registered twice", t))
+	}
+	d := commandDef{
+		new:   func() Command { return P(new(T)) },
+		apply: func(s *state, idx uint64, c Command) (any, *model.Error) { return apply(s, idx, as(c)) },
+	}
+	if track != nil {
+		d.track = func(s *state, idx uint64, c Command) { track(s, idx, as(c)) }
+	}
+	if v2 != nil {
+		d.v2 = func(c Command) bool { return v2(as(c)) }
+	}
+	commands[t] = d
+}
+
+// touch records that a command changed service name (readers of
+// ServicesChangedSince see it).
+func touch(s *state, idx uint64, name string) {
+	if e := s.services[name]; e != nil {
+		e.touched = idx
+	}
+}
+
+func always[P any](P) bool { return true }
+
+func init() {
+	register((*state).createService, func(s *state, idx uint64, c *CreateService) { touch(s, idx, c.Service.Name) },
+		func(c *CreateService) bool {
+			for _, r := range c.Reals {
+				if r.Health != nil {
+					return true
+				}
+			}
+			return c.Service.UsesHealth()
+		})
+	register((*state).updateService, func(s *state, idx uint64, c *UpdateService) { touch(s, idx, c.Name) },
+		func(c *UpdateService) bool { return c.Spec.UsesHealth() })
+	register((*state).deleteService, (*state).tombstone, nil)
+	register((*state).createReal, func(s *state, idx uint64, c *CreateReal) { touch(s, idx, c.Service) },
+		func(c *CreateReal) bool { return c.Real.Health != nil })
+	register((*state).updateReal, func(s *state, idx uint64, c *UpdateReal) { touch(s, idx, c.Service) },
+		func(c *UpdateReal) bool { return c.Real.Health != nil })
+	register((*state).deleteReal, func(s *state, idx uint64, c *DeleteReal) { touch(s, idx, c.Service) }, nil)
+	register((*state).createVIP, nil, nil)
+	register((*state).updateVIP, nil, nil)
+	register((*state).deleteVIP, nil, nil)
+	register((*state).updateSettings, nil, nil)
+	register((*state).registerNode, nil, func(c *RegisterNode) bool { return nodeNeedsV2(c.Node) })
+	register((*state).deregisterNode, nil, nil)
+	register((*state).setHealth, func(s *state, idx uint64, c *SetHealth) {
+		for _, ch := range c.Changes {
+			touch(s, idx, ch.Service)
+		}
+	}, always[*SetHealth])
+	register((*state).releaseLease, nil, always[*ReleaseLease])
+	register((*state).initCluster, nil, always[*InitCluster])
+}
+
+// newCommand returns a zero command of type t, or nil if t is unknown.
+func newCommand(t CommandType) Command {
+	if d, ok := commands[t]; ok {
+		return d.new()
+	}
+	return nil
+}
+
+// encodingVersion is the lowest body version that can carry c.
+func encodingVersion(c Command) byte {
+	if d := commands[c.Type()]; d.v2 != nil && d.v2(c) {
+		return encodingV2
+	}
+	return encodingV1
+}
