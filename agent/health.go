@@ -31,7 +31,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/raftlb/raftlb/api"
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/cluster/gossip"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
@@ -129,7 +129,7 @@ type healthCore struct {
 	targets   map[string]health.Key          // probes run here, by target name
 	published map[string]gossip.Observation  // our last published observation per target
 	seen      map[string]map[string]seenView // origin → target → when it last changed
-	stats     api.DeciderStats
+	stats     wire.DeciderStats
 }
 
 type seenView struct {
@@ -495,7 +495,7 @@ func (h *healthCore) joinLoop(ctx context.Context) {
 }
 
 // report builds GET /v1/health (service "" = every checked service).
-func (h *healthCore) report(service string) *api.HealthReport {
+func (h *healthCore) report(service string) *wire.HealthReport {
 	views := h.g.Views()
 	members := h.g.Members()
 	nodes := h.fsm.Nodes()
@@ -504,13 +504,13 @@ func (h *healthCore) report(service string) *api.HealthReport {
 	for _, d := range live {
 		isLive[d] = true
 	}
-	out := &api.HealthReport{NodeID: h.self, Leader: h.isLeader(), Directors: directors(members, nodes, isLive),
-		Services: []api.ServiceHealth{}}
+	out := &wire.HealthReport{NodeID: h.self, Leader: h.isLeader(), Directors: directors(members, nodes, isLive),
+		Services: []wire.ServiceHealth{}}
 	gs := h.gossipStatus(members)
 	out.Gossip = &gs
 	own := map[string]health.State{}
 	if h.p != nil {
-		st := h.p.Stats()
+		st := wire.ProberStats(h.p.Stats())
 		out.Prober = &st
 		for _, s := range h.p.Snapshot() {
 			own[health.TargetName(s.Key)] = s
@@ -530,11 +530,11 @@ func (h *healthCore) report(service string) *api.HealthReport {
 			continue
 		}
 		spec := *s.Check
-		sh := api.ServiceHealth{Name: s.Name, Type: s.Check.Type, Check: s.Check.Hash(), Policy: s.EffectivePolicy(),
-			Spec: &spec, QuorumLost: s.QuorumLost, Reals: []api.RealHealthReport{}}
+		sh := wire.ServiceHealth{Name: s.Name, Type: s.Check.Type, Check: s.Check.Hash(), Policy: s.EffectivePolicy(),
+			Spec: &spec, QuorumLost: s.QuorumLost, Reals: []wire.RealHealthReport{}}
 		target := targetsOf(s)
 		for _, r := range s.Reals {
-			rr := api.RealHealthReport{Key: r.Key(), State: r.State, Decision: "none", Views: []api.DirectorView{}}
+			rr := wire.RealHealthReport{Key: r.Key(), State: r.State, Decision: "none", Views: []wire.DirectorView{}}
 			if r.Health != nil {
 				rr.Decision, rr.Since, rr.Reason = "down", r.Health.Since, r.Health.Reason
 				if r.Health.Up {
@@ -549,7 +549,7 @@ func (h *healthCore) report(service string) *api.HealthReport {
 				if !ok || o.Err == withdrawnErr {
 					continue
 				}
-				v := api.DirectorView{Director: origin, Live: isLive[origin], Up: o.Up, Err: o.Err, LatencyMS: ms(o.Latency)}
+				v := wire.DirectorView{Director: origin, Live: isLive[origin], Up: o.Up, Err: o.Err, LatencyMS: ms(o.Latency)}
 				if sv, ok := seen[origin][rr.Target]; ok && sv.seq == o.Seq {
 					at := sv.at.UTC()
 					v.UpdatedAt = &at
@@ -572,20 +572,20 @@ func (h *healthCore) report(service string) *api.HealthReport {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // directors lists the registered directors and the gossip members.
-func directors(members []gossip.Member, nodes []model.Node, live map[string]bool) []api.HealthDirector {
-	byID := map[string]*api.HealthDirector{}
+func directors(members []gossip.Member, nodes []model.Node, live map[string]bool) []wire.HealthDirector {
+	byID := map[string]*wire.HealthDirector{}
 	for _, n := range nodes {
-		byID[n.ID] = &api.HealthDirector{ID: n.ID, Registered: true, Witness: n.Witness, Gossip: "unknown", GossipAddr: n.GossipAddr}
+		byID[n.ID] = &wire.HealthDirector{ID: n.ID, Registered: true, Witness: n.Witness, Gossip: "unknown", GossipAddr: n.GossipAddr}
 	}
 	for _, m := range members {
 		d := byID[m.Name]
 		if d == nil {
-			d = &api.HealthDirector{ID: m.Name}
+			d = &wire.HealthDirector{ID: m.Name}
 			byID[m.Name] = d
 		}
 		d.Gossip, d.GossipAddr = string(m.State), m.Addr
 	}
-	out := make([]api.HealthDirector, 0, len(byID))
+	out := make([]wire.HealthDirector, 0, len(byID))
 	for _, id := range slices.Sorted(maps.Keys(byID)) {
 		d := *byID[id]
 		d.Live = live[id]
@@ -594,20 +594,20 @@ func directors(members []gossip.Member, nodes []model.Node, live map[string]bool
 	return out
 }
 
-func (h *healthCore) gossipStatus(members []gossip.Member) api.GossipStatus {
-	gs := api.GossipStatus{Addr: h.g.Addr(), Stats: h.g.Stats(), Members: make([]api.GossipMember, 0, len(members))}
+func (h *healthCore) gossipStatus(members []gossip.Member) wire.GossipStatus {
+	gs := wire.GossipStatus{Addr: h.g.Addr(), Stats: wire.GossipStats(h.g.Stats()), Members: make([]wire.GossipMember, 0, len(members))}
 	for _, m := range members {
-		gs.Members = append(gs.Members, api.GossipMember{Name: m.Name, Addr: m.Addr, State: string(m.State)})
+		gs.Members = append(gs.Members, wire.GossipMember{Name: m.Name, Addr: m.Addr, State: string(m.State)})
 	}
 	return gs
 }
 
 // healthStats is the "health" part of /v1/status; nil while this director
 // has nothing to check and never decided.
-func (h *healthCore) healthStats() *api.HealthStatus {
-	out := &api.HealthStatus{}
+func (h *healthCore) healthStats() *wire.HealthStatus {
+	out := &wire.HealthStatus{}
 	if h.p != nil {
-		if st := h.p.Stats(); st.Targets > 0 {
+		if st := wire.ProberStats(h.p.Stats()); st.Targets > 0 {
 			out.Prober = &st
 		}
 	}
@@ -769,15 +769,15 @@ func (a *Agent) gossipAdvertised() string {
 }
 
 // healthReport answers GET /v1/health.
-func (a *Agent) healthReport(service string) any {
+func (a *Agent) healthReport(service string) *wire.HealthReport {
 	if a.health == nil {
-		return &api.HealthReport{NodeID: a.cfg.NodeID, Services: []api.ServiceHealth{}}
+		return &wire.HealthReport{NodeID: a.cfg.NodeID, Services: []wire.ServiceHealth{}}
 	}
 	return a.health.core.report(service)
 }
 
 // gossipStatus is the "gossip" part of /v1/status.
-func (a *Agent) gossipStatus() any {
+func (a *Agent) gossipStatus() *wire.GossipStatus {
 	if a.health == nil {
 		return nil
 	}
@@ -786,7 +786,7 @@ func (a *Agent) gossipStatus() any {
 }
 
 // healthStatus is the "health" part of /v1/status.
-func (a *Agent) healthStatus() any {
+func (a *Agent) healthStatus() *wire.HealthStatus {
 	if a.health == nil {
 		return nil
 	}

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/api/client"
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/cluster/gossip"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
@@ -540,7 +540,7 @@ func TestHealthDevDirectorDecidesAlone(t *testing.T) {
 	spec := model.Check{Type: "tcp", Interval: model.Duration(50 * time.Millisecond), Rise: 1, Fall: 2}
 	addCheckedService(t, a, "web", spec, srv.addr)
 	waitHealth(t, "dev's own view", 5*time.Second, func() bool {
-		rep := a.healthReport("web").(*api.HealthReport)
+		rep := a.healthReport("web")
 		return len(rep.Services) == 1 && len(rep.Services[0].Reals[0].Views) == 1 && rep.Services[0].Reals[0].Views[0].Up
 	})
 	srv.stop()
@@ -595,7 +595,7 @@ func TestHealthThreeDirectors(t *testing.T) {
 	})
 	waitHealth(t, "gossip among the three", 15*time.Second, func() bool {
 		for _, d := range tc.dirs {
-			rep := d.a.healthReport("").(*api.HealthReport)
+			rep := d.a.healthReport("")
 			n := 0
 			for _, dd := range rep.Directors {
 				if dd.Live {
@@ -611,8 +611,8 @@ func TestHealthThreeDirectors(t *testing.T) {
 	srv := newTCPServer(t)
 	spec := model.Check{Type: "tcp", Interval: model.Duration(50 * time.Millisecond), Rise: 1, Fall: 2}
 	addCheckedService(t, tc.dirs[ld].a, "web", spec, srv.addr)
-	views := func(i int) []api.DirectorView {
-		rep := tc.dirs[i].a.healthReport("web").(*api.HealthReport)
+	views := func(i int) []wire.DirectorView {
+		rep := tc.dirs[i].a.healthReport("web")
 		if len(rep.Services) != 1 || len(rep.Services[0].Reals) != 1 {
 			return nil
 		}
@@ -664,7 +664,7 @@ func TestHealthThreeDirectors(t *testing.T) {
 				return false // its view is dropped with it
 			}
 		}
-		rep := tc.dirs[ld].a.healthReport("").(*api.HealthReport)
+		rep := tc.dirs[ld].a.healthReport("")
 		for _, d := range rep.Directors {
 			if d.ID == id {
 				return !d.Live && d.Gossip == "left"

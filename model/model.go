@@ -147,6 +147,34 @@ type RealServer struct {
 	ModifyIndex uint64 `json:"modify_index"`
 }
 
+// RealSpec is what a writer says of a real server: a RealServer without
+// what the cluster decides (Health) and the indexes. Writes carry it, so a
+// read-modify-write never sends the cluster's own fields back.
+type RealSpec struct {
+	Address        string `json:"address"`
+	Port           int    `json:"port,omitempty"`
+	Weight         int    `json:"weight"`
+	Forward        string `json:"forward,omitempty"`
+	UpperThreshold int    `json:"upper_threshold,omitempty"`
+	LowerThreshold int    `json:"lower_threshold,omitempty"`
+	State          string `json:"state,omitempty"`
+}
+
+// NewRealSpec returns a RealSpec holding the defaults.
+func NewRealSpec() RealSpec { return NewRealServer().Spec() }
+
+// Spec is what a writer would say of r.
+func (r RealServer) Spec() RealSpec {
+	return RealSpec{Address: r.Address, Port: r.Port, Weight: r.Weight, Forward: r.Forward,
+		UpperThreshold: r.UpperThreshold, LowerThreshold: r.LowerThreshold, State: r.State}
+}
+
+// Real is the real server s describes, with no decision and no indexes.
+func (s RealSpec) Real() RealServer {
+	return RealServer{Address: s.Address, Port: s.Port, Weight: s.Weight, Forward: s.Forward,
+		UpperThreshold: s.UpperThreshold, LowerThreshold: s.LowerThreshold, State: s.State}
+}
+
 // RealHealth is a committed health decision.
 type RealHealth struct {
 	Up     bool   `json:"up"`

@@ -13,17 +13,17 @@ import (
 
 // realFlags are the flags of real add and real update (ipvsadm -a/-e).
 type realFlags struct {
-	r                model.RealServer // the fields, as the flags give them
+	r                model.RealSpec // the fields, as the flags give them
 	masq, gate, ipip bool
 }
 
 // realFields are the flags that set one field of a real server each.
-var realFields = []fieldFlag[model.RealServer]{
-	{"w", func(d, s *model.RealServer) { d.Weight = s.Weight }},
-	{"forward", func(d, s *model.RealServer) { d.Forward = s.Forward }},
-	{"x", func(d, s *model.RealServer) { d.UpperThreshold = s.UpperThreshold }},
-	{"y", func(d, s *model.RealServer) { d.LowerThreshold = s.LowerThreshold }},
-	{"state", func(d, s *model.RealServer) { d.State = s.State }},
+var realFields = []fieldFlag[model.RealSpec]{
+	{"w", func(d, s *model.RealSpec) { d.Weight = s.Weight }},
+	{"forward", func(d, s *model.RealSpec) { d.Forward = s.Forward }},
+	{"x", func(d, s *model.RealSpec) { d.UpperThreshold = s.UpperThreshold }},
+	{"y", func(d, s *model.RealSpec) { d.LowerThreshold = s.LowerThreshold }},
+	{"state", func(d, s *model.RealSpec) { d.State = s.State }},
 }
 
 // forwardFlags choose the forwarding method; one at most.
@@ -59,7 +59,7 @@ func (r *realFlags) check(f *flagSet) error {
 
 // apply sets the fields of rs whose flags were given; -m, -g and -i are
 // -forward nat, dr and tun.
-func (r *realFlags) apply(f *flagSet, rs *model.RealServer) {
+func (r *realFlags) apply(f *flagSet, rs *model.RealSpec) {
 	applyFields(f, realFields, rs, &r.r)
 	switch {
 	case f.isSet("m"):
@@ -92,7 +92,7 @@ func (e *env) realKey(service, arg string) (string, error) {
 // of one real server. setup registers the command's flags and returns prepare,
 // which checks them once parsed and returns the change to make.
 func modifyRealCommand(name, summary, help, verb string,
-	setup func(f *flagSet) (prepare func() (func(*model.RealServer), error))) *command {
+	setup func(f *flagSet) (prepare func() (func(*model.RealSpec), error))) *command {
 	return &command{
 		name: name, params: []string{"SERVICE", "ADDR[:PORT]"}, summary: summary, help: help,
 		setup: func(f *flagSet) action {
@@ -133,14 +133,14 @@ func realCommands() []*command {
 					if err != nil {
 						return usagef("%v", err)
 					}
-					rs := model.NewRealServer()
+					rs := model.NewRealSpec()
 					rs.Address, rs.Port = addr.String(), port
 					rf.apply(f, &rs)
 					resp, err := e.c.CreateReal(e.ctx, args[0], rs)
 					if err != nil {
 						return err
 					}
-					key := rs.Key()
+					key := rs.Real().Key()
 					if resp.Real != nil {
 						key = resp.Real.Key()
 					}
@@ -152,17 +152,17 @@ func realCommands() []*command {
 			"change the settings of real server ADDR[:PORT] of SERVICE given as flags, leaving the others as they are "+
 				"(like ipvsadm -e); the real server is read and written back with compare-and-set",
 			"updated",
-			func(f *flagSet) func() (func(*model.RealServer), error) {
+			func(f *flagSet) func() (func(*model.RealSpec), error) {
 				var rf realFlags
 				rf.register(f)
-				return func() (func(*model.RealServer), error) {
+				return func() (func(*model.RealSpec), error) {
 					if err := rf.check(f); err != nil {
 						return nil, err
 					}
 					if !f.ownSet() {
 						return nil, usagef("real update: nothing to change: give at least one flag")
 					}
-					return func(r *model.RealServer) { rf.apply(f, r) }, nil
+					return func(r *model.RealSpec) { rf.apply(f, r) }, nil
 				}
 			}),
 		{
@@ -185,9 +185,9 @@ func realCommands() []*command {
 			"set real server ADDR[:PORT] of SERVICE to state drain: its weight becomes 0 in the kernel, "+
 				"so existing connections finish but no new ones arrive; 'raftlb real update -state enabled' undoes it",
 			"draining",
-			func(f *flagSet) func() (func(*model.RealServer), error) {
-				return func() (func(*model.RealServer), error) {
-					return func(r *model.RealServer) { r.State = model.StateDrain }, nil
+			func(f *flagSet) func() (func(*model.RealSpec), error) {
+				return func() (func(*model.RealSpec), error) {
+					return func(r *model.RealSpec) { r.State = model.StateDrain }, nil
 				}
 			}),
 		{
