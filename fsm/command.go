@@ -47,17 +47,48 @@ const (
 
 // The second byte of every entry is the version of the JSON body that
 // follows. Version 2 added health checking (service fields, SetHealth) and
-// leadership preferences (node fields, ReleaseLease). Encode writes the
-// lowest version that can carry the command, so directors that know only
-// version 1 keep applying everything else during a rolling upgrade; a
-// director refuses bodies of a version it does not know.
+// leadership preferences (node fields, ReleaseLease); version 3 dynamic
+// weights (the weight of a health decision, Node.HealthWeights). Encode
+// writes the lowest version that can carry the command, so directors that
+// know only older versions keep applying everything else during a rolling
+// upgrade; a director refuses bodies of a version it does not know. The
+// leader writes version 3 only once every registered director declares
+// HealthWeights (FSM.HealthWeights).
 const (
 	encodingV1 = 1
 	encodingV2 = 2
+	encodingV3 = 3
 )
 
-// versioned is implemented by commands that may need encoding version 2.
-type versioned interface{ needsV2() bool }
+// versioned is implemented by commands that may need encoding version 2,
+// versioned3 by those that may need version 3.
+type (
+	versioned  interface{ needsV2() bool }
+	versioned3 interface{ needsV3() bool }
+)
+
+func (c CreateService) needsV3() bool { return anyWeight(c.Reals...) }
+func (c CreateReal) needsV3() bool    { return anyWeight(c.Real) }
+func (c UpdateReal) needsV3() bool    { return anyWeight(c.Real) }
+func (c RegisterNode) needsV3() bool  { return c.Node.HealthWeights }
+func (c SetHealth) needsV3() bool {
+	for _, ch := range c.Changes {
+		if ch.Weight != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// anyWeight: a real server's health carries a dynamic weight (version 3).
+func anyWeight(rs ...model.RealServer) bool {
+	for _, r := range rs {
+		if r.Health != nil && r.Health.Weight != nil {
+			return true
+		}
+	}
+	return false
+}
 
 func (c CreateService) needsV2() bool {
 	if c.Service.UsesHealth() {
@@ -85,6 +116,9 @@ func nodeNeedsV2(n model.Node) bool {
 }
 
 func encodingVersion(c Command) byte {
+	if v, ok := c.(versioned3); ok && v.needsV3() {
+		return encodingV3
+	}
 	if v, ok := c.(versioned); ok && v.needsV2() {
 		return encodingV2
 	}
@@ -187,6 +221,9 @@ type HealthChange struct {
 	Up      bool   `json:"up"`
 	Reason  string `json:"reason,omitempty"`
 	Check   string `json:"check,omitempty"` // model.Check.Hash of the check decided on; empty = any
+	// Weight is the dynamic weight of a real server decided up (nil: the
+	// configured weight; ignored with Up false). Encoding version 3.
+	Weight *int `json:"weight,omitempty"`
 }
 
 // MaxHealthBatch bounds the changes of one SetHealth.
@@ -335,14 +372,14 @@ func decode(b []byte) (Command, error) {
 		}
 		return nil, fmt.Errorf("unknown command type %d (written by a newer raftlb? upgrade this director)", t)
 	}
-	if ver != encodingV1 && ver != encodingV2 {
-		return nil, fmt.Errorf("command type %d: encoding version %d is not supported (this director knows %d and %d)", t, ver, encodingV1, encodingV2)
+	if ver < encodingV1 || ver > encodingV3 {
+		return nil, fmt.Errorf("command type %d: encoding version %d is not supported (this director knows %d to %d)", t, ver, encodingV1, encodingV3)
 	}
 	if err := jsonstrictDecode(body, c); err != nil {
 		return nil, fmt.Errorf("command type %d: %w", t, err)
 	}
-	if ver == encodingV1 && encodingVersion(c) != encodingV1 {
-		return nil, fmt.Errorf("command type %d: fields of encoding version 2 in a version 1 body", t)
+	if v := encodingVersion(c); v > ver {
+		return nil, fmt.Errorf("command type %d: fields of encoding version %d in a version %d body", t, v, ver)
 	}
 	return c, nil
 }
