@@ -40,10 +40,15 @@ func (s *Server) getService(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// decodeReal decodes one real server over the defaults.
+// decodeReal decodes one real server over the defaults. Its health is
+// the cluster's, not the writer's: it is dropped, so a write that echoes a
+// read (a decision with a dynamic weight, encoding version 3) is written
+// as before.
 func decodeReal(raw []byte) (model.RealServer, *Error) {
 	rs := model.NewRealServer()
-	return rs, decodeStrict(raw, &rs)
+	e := decodeStrict(raw, &rs)
+	rs.Health = nil
+	return rs, e
 }
 
 func (s *Server) createService(w http.ResponseWriter, r *http.Request) {
