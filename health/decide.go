@@ -83,10 +83,11 @@ func Decide(checked []Checked, live []string, views map[string]map[string]View) 
 	slices.Sort(dirs)
 	dirs = slices.Compact(dirs)
 	var out []Transition
+	var weights []directorWeight // reused: formatted before the next real server
 	for _, c := range checked {
 		var upBy, downBy []string
 		var errs []string
-		var weights []directorWeight
+		weights = weights[:0]
 		for _, d := range dirs {
 			v, ok := views[d][c.Target]
 			if !ok {
@@ -175,6 +176,17 @@ func dynamicWeight(policy string, configured int, views []directorWeight) (w *in
 	if len(views) == 0 {
 		return nil, ""
 	}
+	switch policy {
+	case PolicyAny:
+		how = "lowest"
+	case PolicyAll:
+		how = "highest"
+	default:
+		how = "median"
+	}
+	if !weighted(views) {
+		return nil, how // every view: the configured weight (no script with dynamic)
+	}
 	vals := make([]int, len(views))
 	for i, v := range views {
 		vals[i] = configured
@@ -183,14 +195,12 @@ func dynamicWeight(policy string, configured int, views []directorWeight) (w *in
 		}
 	}
 	slices.Sort(vals)
-	var chosen int
+	chosen := vals[(len(vals)-1)/2]
 	switch policy {
 	case PolicyAny:
-		chosen, how = vals[0], "lowest"
+		chosen = vals[0]
 	case PolicyAll:
-		chosen, how = vals[len(vals)-1], "highest"
-	default:
-		chosen, how = vals[(len(vals)-1)/2], "median"
+		chosen = vals[len(vals)-1]
 	}
 	if chosen == configured {
 		for _, v := range views {
