@@ -682,7 +682,7 @@ func (a *Agent) wantNode() model.Node {
 	n := model.Node{ID: a.cfg.NodeID, RaftAddr: a.node.Addr(), APIAddr: a.cfg.APIAdvertise, APIScheme: a.scheme,
 		Dataplane: a.dpKind, Caps: a.caps,
 		Priority: a.cfg.Priority, NoPreempt: a.cfg.NoPreempt, Witness: a.cfg.Witness, Fault: a.currentFault(),
-		GossipAddr: a.gossipAdvertised(), LogChecksums: true}
+		GossipAddr: a.gossipAdvertised(), LogChecksums: true, HealthWeights: a.mayDeclareWeights()}
 	if a.cfg.PreemptDelay > 0 {
 		n.PreemptDelay = a.cfg.PreemptDelay.String()
 	}

@@ -7,7 +7,10 @@ package agent
 // (cluster/gossip). The leader, and only while it leads, combines the views
 // of the live directors with each service's policy (health.Decide) and
 // commits the transitions in one fsm.SetHealth; every director's dataplane
-// follows the replicated decision.
+// follows the replicated decision. A script check's dynamic weight rides
+// along: in the prober's state, the gossiped observation (wire version 3),
+// the decision and the committed RealHealth, once every registered
+// director reads it (mayDeclareWeights, fsm.FSM.HealthWeights).
 
 import (
 	"bytes"
@@ -240,21 +243,21 @@ func (h *healthCore) syncTargets() {
 }
 
 // onEvent is the prober's callback (worker goroutines): it publishes the
-// target's state when its up/down or its error changed. Gossip sends a
-// change of up/down (or a first view) to the other directors at once,
-// batched with the others of the moment and ahead of error-text-only
-// changes, and sends every view of this director again to a director that
-// joins or restarts.
+// target's state when its up/down, its dynamic weight or its error
+// changed. Gossip sends a change of up/down or of the weight (or a first
+// view) to the other directors at once, batched with the others of the
+// moment and ahead of error-text-only changes, and sends every view of
+// this director again to a director that joins or restarts.
 func (h *healthCore) onEvent(ev health.Event) {
 	name := health.TargetName(ev.Key)
-	o := gossip.Observation{Target: name, Up: ev.Up, Latency: ev.LastLatency, Err: ev.LastErr}
+	o := gossip.Observation{Target: name, Up: ev.Up, Latency: ev.LastLatency, Err: ev.LastErr, Weight: model.CloneWeight(ev.Weight)}
 	h.mu.Lock()
 	if _, ok := h.targets[name]; !ok {
 		h.mu.Unlock()
 		return // withdrawn meanwhile
 	}
 	last, ok := h.published[name]
-	if ok && last.Up == o.Up && last.Err == o.Err {
+	if ok && last.Up == o.Up && last.Err == o.Err && model.SameWeight(last.Weight, o.Weight) {
 		h.mu.Unlock()
 		return
 	}
@@ -364,9 +367,9 @@ func checkedReals(services []model.Service) []health.Checked {
 				continue
 			}
 			c := health.Checked{Service: s.Name, Real: r.Key(), Target: health.TargetName(k), Check: hash,
-				Policy: s.EffectivePolicy()}
+				Policy: s.EffectivePolicy(), Weight: r.Weight}
 			if r.Health != nil {
-				c.Decided, c.Up = true, r.Health.Up
+				c.Decided, c.Up, c.Dynamic = true, r.Health.Up, r.Health.Weight
 			}
 			out = append(out, c)
 		}
@@ -375,7 +378,10 @@ func checkedReals(services []model.Service) []health.Checked {
 }
 
 // decisionViews converts gossiped views, dropping withdrawn observations.
-func decisionViews(views map[string]map[string]gossip.Observation) map[string]map[string]health.View {
+// Without weights (the cluster cannot store them yet: a registered
+// director does not read them) every view's weight is unknown, so the
+// decision keeps the committed weights and commits none.
+func decisionViews(views map[string]map[string]gossip.Observation, weights bool) map[string]map[string]health.View {
 	out := make(map[string]map[string]health.View, len(views))
 	for d, obs := range views {
 		m := make(map[string]health.View, len(obs))
@@ -383,11 +389,43 @@ func decisionViews(views map[string]map[string]gossip.Observation) map[string]ma
 			if o.Err == withdrawnErr {
 				continue
 			}
-			m[t] = health.View{Up: o.Up, Err: o.Err}
+			v := health.View{Up: o.Up, Err: o.Err, Weight: o.Weight, WeightUnknown: o.WeightUnknown || !weights}
+			if v.WeightUnknown {
+				v.Weight = nil
+			}
+			m[t] = v
 		}
 		out[d] = m
 	}
 	return out
+}
+
+// mayDeclareWeights reports whether this director may register
+// Node.HealthWeights, a field of encoding version 3 that a director of an
+// older release cannot decode (its FSM would stop): once it has, or when
+// every registered director is a live gossip member that reads wire
+// version 3 (so runs this release or a later one). Once registered it is
+// kept: a director that dies later still reads weights when it returns.
+func (h *healthCore) mayDeclareWeights() bool {
+	if n, ok := h.fsm.Node(h.self); ok && n.HealthWeights {
+		return true
+	}
+	if h.g == nil {
+		return false
+	}
+	reads := map[string]bool{}
+	for _, m := range h.g.Members() {
+		if m.State == gossip.StateAlive && m.Weights {
+			reads[m.Name] = true
+		}
+	}
+	nodes := h.fsm.Nodes()
+	for _, n := range nodes {
+		if !reads[n.ID] {
+			return false
+		}
+	}
+	return len(nodes) > 0
 }
 
 // track records when each gossiped view last changed (a new Seq).
@@ -433,7 +471,7 @@ func (h *healthCore) pass() {
 		return
 	}
 	live := liveDirectors(h.g.Members(), h.fsm.Nodes())
-	ts := health.Decide(checked, live, decisionViews(views))
+	ts := health.Decide(checked, live, decisionViews(views, h.fsm.HealthWeights()))
 	h.mu.Lock()
 	h.stats.Passes++
 	h.stats.LastPass = &now
@@ -442,7 +480,7 @@ func (h *healthCore) pass() {
 		n := min(len(ts), fsm.MaxHealthBatch)
 		cmd := &fsm.SetHealth{Changes: make([]fsm.HealthChange, 0, n)}
 		for _, t := range ts[:n] {
-			cmd.Changes = append(cmd.Changes, fsm.HealthChange{Service: t.Service, Key: t.Real, Up: t.Up, Reason: t.Reason, Check: t.Check})
+			cmd.Changes = append(cmd.Changes, fsm.HealthChange{Service: t.Service, Key: t.Real, Up: t.Up, Reason: t.Reason, Check: t.Check, Weight: t.Weight})
 		}
 		ts = ts[n:]
 		err := h.apply(cmd)
@@ -460,7 +498,11 @@ func (h *healthCore) pass() {
 			return
 		}
 		for _, c := range cmd.Changes {
-			h.log.Info("health decision", "service", c.Service, "real", c.Key, "up", c.Up, "reason", c.Reason)
+			if c.Weight != nil {
+				h.log.Info("health decision", "service", c.Service, "real", c.Key, "up", c.Up, "weight", *c.Weight, "reason", c.Reason)
+			} else {
+				h.log.Info("health decision", "service", c.Service, "real", c.Key, "up", c.Up, "reason", c.Reason)
+			}
 		}
 	}
 }
@@ -536,7 +578,7 @@ func (h *healthCore) report(service string) *wire.HealthReport {
 		for _, r := range s.Reals {
 			rr := wire.RealHealthReport{Key: r.Key(), State: r.State, Decision: "none", Views: []wire.DirectorView{}}
 			if r.Health != nil {
-				rr.Decision, rr.Since, rr.Reason = "down", r.Health.Since, r.Health.Reason
+				rr.Decision, rr.Since, rr.Reason, rr.Weight = "down", r.Health.Since, r.Health.Reason, r.Health.Weight
 				if r.Health.Up {
 					rr.Decision = "up"
 				}
@@ -549,7 +591,8 @@ func (h *healthCore) report(service string) *wire.HealthReport {
 				if !ok || o.Err == withdrawnErr {
 					continue
 				}
-				v := wire.DirectorView{Director: origin, Live: isLive[origin], Up: o.Up, Err: o.Err, LatencyMS: ms(o.Latency)}
+				v := wire.DirectorView{Director: origin, Live: isLive[origin], Up: o.Up, Err: o.Err, LatencyMS: ms(o.Latency),
+					Weight: o.Weight, WeightUnknown: o.WeightUnknown}
 				if sv, ok := seen[origin][rr.Target]; ok && sv.seq == o.Seq {
 					at := sv.at.UTC()
 					v.UpdatedAt = &at
@@ -774,6 +817,12 @@ func (a *Agent) healthReport(service string) *wire.HealthReport {
 		return &wire.HealthReport{NodeID: a.cfg.NodeID, Services: []wire.ServiceHealth{}}
 	}
 	return a.health.core.report(service)
+}
+
+// mayDeclareWeights: whether this director registers Node.HealthWeights
+// (healthCore.mayDeclareWeights).
+func (a *Agent) mayDeclareWeights() bool {
+	return a.health != nil && a.health.core.mayDeclareWeights()
 }
 
 // gossipStatus is the "gossip" part of /v1/status.

@@ -35,6 +35,7 @@ type fakeGossip struct {
 	members []gossip.Member
 	pubs    []gossip.Observation
 	joins   [][]string
+	older   map[string]bool // members of an older release (Member.Weights false)
 }
 
 func newFakeGossip(self string) *fakeGossip {
@@ -84,14 +85,17 @@ func (g *fakeGossip) Addr() string        { return "127.0.0.1:7482" }
 func (g *fakeGossip) Stats() gossip.Stats { return gossip.Stats{} }
 
 // see sets director d's view of target t.
-func (g *fakeGossip) see(d, t string, up bool, err string) {
+func (g *fakeGossip) see(d, t string, up bool, err string) { g.seeWeight(d, t, up, err, nil) }
+
+// seeWeight sets director d's view of target t with a dynamic weight.
+func (g *fakeGossip) seeWeight(d, t string, up bool, err string, w *int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.views[d] == nil {
 		g.views[d] = map[string]gossip.Observation{}
 	}
 	g.seq++
-	g.views[d][t] = gossip.Observation{Target: t, Up: up, Err: err, Seq: g.seq, Latency: time.Millisecond}
+	g.views[d][t] = gossip.Observation{Target: t, Up: up, Err: err, Seq: g.seq, Latency: time.Millisecond, Weight: w}
 }
 
 func (g *fakeGossip) setMembers(names ...string) {
@@ -99,7 +103,7 @@ func (g *fakeGossip) setMembers(names ...string) {
 	defer g.mu.Unlock()
 	g.members = nil
 	for _, n := range names {
-		g.members = append(g.members, gossip.Member{Name: n, State: gossip.StateAlive})
+		g.members = append(g.members, gossip.Member{Name: n, State: gossip.StateAlive, Weights: !g.older[n]})
 	}
 }
 
@@ -261,7 +265,7 @@ func TestHealthTargetsDedupedAndWithdrawn(t *testing.T) {
 	if wd.Err != withdrawnErr || wd.Target != health.TargetName(k) {
 		t.Fatalf("last publish %+v, want a withdrawal", wd)
 	}
-	if _, ok := decisionViews(e.g.Views())["d1"][wd.Target]; ok {
+	if _, ok := decisionViews(e.g.Views(), true)["d1"][wd.Target]; ok {
 		t.Fatal("a withdrawn observation counts in the decision")
 	}
 }

@@ -45,7 +45,7 @@ func (s *Server) getService(w http.ResponseWriter, r *http.Request) {
 // real server as read (health, indexes: a read-modify-write), but only
 // what a writer says of it is kept: the cluster's own fields are its to
 // decide, and a command carrying them would be written in encoding
-// version 2 for nothing (an older director could not read it).
+// version 2 or 3 for nothing (an older director could not read it).
 func decodeReal(raw []byte) (model.RealServer, *wire.Error) {
 	rs := model.NewRealServer()
 	if e := decodeStrict(raw, &rs); e != nil {

@@ -47,14 +47,28 @@ const (
 
 // The second byte of every entry is the version of the JSON body that
 // follows. Version 2 added health checking (service fields, SetHealth) and
-// leadership preferences (node fields, ReleaseLease). Encode writes the
-// lowest version that can carry the command, so directors that know only
-// version 1 keep applying everything else during a rolling upgrade; a
-// director refuses bodies of a version it does not know.
+// leadership preferences (node fields, ReleaseLease); version 3 dynamic
+// weights (the weight of a health decision, Node.HealthWeights). Encode
+// writes the lowest version that can carry the command, so directors that
+// know only older versions keep applying everything else during a rolling
+// upgrade; a director refuses bodies of a version it does not know. The
+// leader writes version 3 only once every registered director declares
+// HealthWeights (FSM.HealthWeights).
 const (
 	encodingV1 = 1
 	encodingV2 = 2
+	encodingV3 = 3
 )
+
+// anyWeight: a real server's health carries a dynamic weight (version 3).
+func anyWeight(rs ...model.RealServer) bool {
+	for _, r := range rs {
+		if r.Health != nil && r.Health.Weight != nil {
+			return true
+		}
+	}
+	return false
+}
 
 // nodeNeedsV2: the director fields of encoding version 2 (leadership,
 // gossip, checksums).
@@ -158,6 +172,9 @@ type HealthChange struct {
 	Up      bool   `json:"up"`
 	Reason  string `json:"reason,omitempty"`
 	Check   string `json:"check,omitempty"` // model.Check.Hash of the check decided on; empty = any
+	// Weight is the dynamic weight of a real server decided up (nil: the
+	// configured weight; ignored with Up false). Encoding version 3.
+	Weight *int `json:"weight,omitempty"`
 }
 
 // MaxHealthBatch bounds the changes of one SetHealth.
@@ -269,14 +286,14 @@ func decode(b []byte) (Command, error) {
 		}
 		return nil, fmt.Errorf("unknown command type %d (written by a newer raftlb? upgrade this director)", t)
 	}
-	if ver != encodingV1 && ver != encodingV2 {
-		return nil, fmt.Errorf("command type %d: encoding version %d is not supported (this director knows %d and %d)", t, ver, encodingV1, encodingV2)
+	if ver < encodingV1 || ver > encodingV3 {
+		return nil, fmt.Errorf("command type %d: encoding version %d is not supported (this director knows %d to %d)", t, ver, encodingV1, encodingV3)
 	}
 	if err := jsonstrictDecode(body, c); err != nil {
 		return nil, fmt.Errorf("command type %d: %w", t, err)
 	}
-	if ver == encodingV1 && encodingVersion(c) != encodingV1 {
-		return nil, fmt.Errorf("command type %d: fields of encoding version 2 in a version 1 body", t)
+	if v := encodingVersion(c); v > ver {
+		return nil, fmt.Errorf("command type %d: fields of encoding version %d in a version %d body", t, v, ver)
 	}
 	return c, nil
 }

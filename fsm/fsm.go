@@ -109,6 +109,21 @@ func (f *FSM) Encode(c Command) ([]byte, error) {
 	return encode(c, checksum)
 }
 
+// HealthWeights reports whether the leader may commit dynamic weights
+// (encoding version 3): every registered director declares that it reads
+// them (Node.HealthWeights), as Encode does for checksums. While one does
+// not, health decisions carry no weight and a committed weight is kept.
+func (f *FSM) HealthWeights() bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for _, n := range f.st.nodes {
+		if !n.HealthWeights {
+			return false
+		}
+	}
+	return true
+}
+
 // Failure returns why the FSM stopped applying, or nil while it is healthy.
 func (f *FSM) Failure() *Failure {
 	f.mu.RLock()

@@ -424,6 +424,11 @@ func (s *state) setHealth(idx uint64, c *SetHealth) (any, *model.Error) {
 	if len(c.Changes) > MaxHealthBatch {
 		return nil, model.Invalid("changes", "%d changes in one batch (at most %d)", len(c.Changes), MaxHealthBatch)
 	}
+	for i, ch := range c.Changes {
+		if ch.Weight != nil && (*ch.Weight < 0 || *ch.Weight > model.MaxWeight) {
+			return nil, model.Invalid(fmt.Sprintf("changes[%d].weight", i), "%d is out of range (0-%d)", *ch.Weight, model.MaxWeight)
+		}
+	}
 	n := 0
 	for _, ch := range c.Changes {
 		e := s.services[ch.Service]
@@ -437,14 +442,22 @@ func (s *state) setHealth(idx uint64, c *SetHealth) (any, *model.Error) {
 		if r == nil {
 			continue
 		}
+		weight := ch.Weight
+		if !ch.Up {
+			weight = nil // a real server decided down has no dynamic weight
+		}
+		since := idx
 		if r.Health != nil && r.Health.Up == ch.Up {
-			continue
+			if model.SameWeight(r.Health.Weight, weight) {
+				continue
+			}
+			since = r.Health.Since // a weight change alone: up since the same index
 		}
 		reason := ch.Reason
 		if len(reason) > 512 {
 			reason = reason[:512]
 		}
-		r.Health = &model.RealHealth{Up: ch.Up, Since: idx, Reason: reason}
+		r.Health = &model.RealHealth{Up: ch.Up, Since: since, Reason: reason, Weight: model.CloneWeight(weight)}
 		n++
 	}
 	return n, nil

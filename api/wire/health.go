@@ -53,10 +53,12 @@ type RealHealthReport struct {
 	State  string `json:"state"`  // administrative: enabled | drain | disabled
 	// Decision is the committed one: up, down, or none (never decided:
 	// counts as up). Since is the raft index of the transition.
-	Decision string         `json:"decision"`
-	Since    uint64         `json:"since,omitempty"`
-	Reason   string         `json:"reason,omitempty"`
-	Views    []DirectorView `json:"views"`
+	Decision string `json:"decision"`
+	Since    uint64 `json:"since,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	// Weight is the decided dynamic weight (absent: the configured one).
+	Weight *int           `json:"weight,omitempty"`
+	Views  []DirectorView `json:"views"`
 }
 
 // DirectorView is one director's latest view of a real server (after its
@@ -67,6 +69,11 @@ type DirectorView struct {
 	Up        bool    `json:"up"`
 	Err       string  `json:"error,omitempty"` // the last check's error (also while still up)
 	LatencyMS float64 `json:"latency_ms"`
+	// Weight is the dynamic weight of its last successful check (absent:
+	// the configured weight); WeightUnknown: its director cannot tell (an
+	// older release), so the view counts for up/down only.
+	Weight        *int `json:"weight,omitempty"`
+	WeightUnknown bool `json:"weight_unknown,omitempty"`
 	// CheckedAt is the time of the last check: only for the answering
 	// director's own view (others gossip changes, not every check).
 	CheckedAt *time.Time `json:"checked_at,omitempty"`

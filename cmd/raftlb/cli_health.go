@@ -14,9 +14,10 @@ import (
 // the committed decision (the Health column): `raftlb real list`.
 
 // viewsText is the Views cell: every director's view, compactly:
-// "d1:up d2:up d3:down(connection refused)". A view that does not count
-// (a director not live: a witness, or one gossip no longer sees) is marked
-// "(not counted)".
+// "d1:up d2:up(w=5) d3:down(connection refused)", with the dynamic weight
+// of a view that has one. A view that does not count (a director not
+// live: a witness, or one gossip no longer sees) is marked "(not
+// counted)".
 func viewsText(vs []wire.DirectorView) string {
 	if len(vs) == 0 {
 		return "-"
@@ -29,6 +30,9 @@ func viewsText(vs []wire.DirectorView) string {
 		}
 		if !v.Up && v.Err != "" {
 			s += "(" + oneLineShort(v.Err, 40) + ")"
+		}
+		if v.Up && v.Weight != nil {
+			s += "(w=" + strconv.Itoa(*v.Weight) + ")"
 		}
 		if !v.Live {
 			s += "(not counted)"

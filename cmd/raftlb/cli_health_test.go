@@ -32,6 +32,19 @@ func TestRealListViews(t *testing.T) {
 	if got := withViews(table, reals, sh); !reflect.DeepEqual(got, want) {
 		t.Errorf("table\n%q\nwant\n%q", got, want)
 	}
+	// Dynamic weights: the decision's in the Health column, each view's
+	// after it.
+	w := func(n int) *int { return &n }
+	weighted := []wire.DirectorView{{Director: "d1", Live: true, Up: true, Weight: w(10)}, {Director: "d2", Live: true, Up: true},
+		{Director: "d3", Live: true, Err: "script exit 1", Weight: w(3)}}
+	if got, want := viewsText(weighted), "d1:up(w=10) d2:up d3:down(script exit 1)"; got != want {
+		t.Errorf("views %q, want %q", got, want)
+	}
+	for h, want := range map[*model.RealHealth]string{nil: "-", {Up: true}: "up", {Up: true, Weight: w(0)}: "up w=0", {Weight: w(4)}: "down"} {
+		if got := healthText(model.RealServer{Health: h}); got != want {
+			t.Errorf("health %+v: %q, want %q", h, got, want)
+		}
+	}
 	// No view anywhere yet: the table is unchanged.
 	if got := withViews(table, reals, &wire.ServiceHealth{}); !reflect.DeepEqual(got, table) {
 		t.Errorf("columns added without views: %q", got)

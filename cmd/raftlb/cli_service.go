@@ -291,12 +291,15 @@ func realTable(rows []svcReal) [][]string {
 	return out
 }
 
-// healthText is the Health column: the cluster's committed decision, up or
-// down, or "-" when there is none (the real server counts as up).
+// healthText is the Health column: the cluster's committed decision, up
+// (with its dynamic weight: "up w=10") or down, or "-" when there is none
+// (the real server counts as up).
 func healthText(r model.RealServer) string {
 	switch {
 	case r.Health == nil:
 		return "-"
+	case r.Health.Up && r.Health.Weight != nil:
+		return "up w=" + strconv.Itoa(*r.Health.Weight)
 	case r.Health.Up:
 		return "up"
 	}
