@@ -29,6 +29,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/api/client"
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/dataplane"
 	"github.com/raftlb/raftlb/dataplane/fence"
@@ -168,7 +169,7 @@ type Agent struct {
 	fence      fence.Interface
 	fenced     []netip.Addr // the VIP addresses declared to the fence
 	leaseMu    sync.Mutex
-	lease      leaseView
+	lease      wire.LeaseStatus
 	leadership string        // the leadership decision's last reason (status)
 	leaseCtl   chan leaseCmd // planned-handover requests to the lease loop
 	leaseDone  chan struct{} // closed when the lease loop ends
@@ -176,7 +177,7 @@ type Agent struct {
 	health     *agentHealth // health.go
 
 	stopMu    sync.Mutex
-	stoppedBy *api.Stopped // why this director stopped serving (stopServing)
+	stoppedBy *wire.Stopped // why this director stopped serving (stopServing)
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -441,7 +442,7 @@ func (a *Agent) watchFSM(ctx context.Context) {
 // stopServing takes this director out of raft for good (until it is
 // restarted on a repaired data dir). The API stays up so that /readyz,
 // /v1/status and the log say why and what to do.
-func (a *Agent) stopServing(st *api.Stopped) {
+func (a *Agent) stopServing(st *wire.Stopped) {
 	a.stopMu.Lock()
 	first := a.stoppedBy == nil
 	if first {
@@ -461,7 +462,7 @@ func (a *Agent) stopServing(st *api.Stopped) {
 }
 
 // stoppedReason is why this director stopped serving, nil while it serves.
-func (a *Agent) stoppedReason() *api.Stopped {
+func (a *Agent) stoppedReason() *wire.Stopped {
 	a.stopMu.Lock()
 	defer a.stopMu.Unlock()
 	if a.stoppedBy != nil {
@@ -483,7 +484,7 @@ func (a *Agent) keepIdentity() {
 	err := a.node.RecordIdentity(id)
 	switch {
 	case errors.Is(err, cluster.ErrClusterMismatch):
-		a.stopServing(&api.Stopped{Reason: err.Error(), Recovery: "start it with the data dir of that cluster, or " + cluster.RecoveryHint})
+		a.stopServing(&wire.Stopped{Reason: err.Error(), Recovery: "start it with the data dir of that cluster, or " + cluster.RecoveryHint})
 	case err != nil:
 		a.log.Warn("cannot record the data dir's identity", "err", err)
 	}
@@ -560,8 +561,8 @@ func (a *Agent) apiClient(addr string, timeout time.Duration) (*client.Client, e
 		Timeout: timeout, Insecure: a.cfg.Insecure})
 }
 
-func (a *Agent) joinRequest() api.JoinRequest {
-	return api.JoinRequest{ID: a.cfg.NodeID, Address: a.node.Addr(), APIAddr: a.cfg.APIAdvertise, APIScheme: a.scheme}
+func (a *Agent) joinRequest() wire.JoinRequest {
+	return wire.JoinRequest{ID: a.cfg.NodeID, Address: a.node.Addr(), APIAddr: a.cfg.APIAdvertise, APIScheme: a.scheme}
 }
 
 // sleep waits d or until ctx ends; it reports whether to go on.
@@ -681,7 +682,7 @@ func (a *Agent) wantNode() model.Node {
 	n := model.Node{ID: a.cfg.NodeID, RaftAddr: a.node.Addr(), APIAddr: a.cfg.APIAdvertise, APIScheme: a.scheme,
 		Dataplane: a.dpKind, Caps: a.caps,
 		Priority: a.cfg.Priority, NoPreempt: a.cfg.NoPreempt, Witness: a.cfg.Witness, Fault: a.currentFault(),
-		GossipAddr: a.gossipAdvertised(), LogChecksums: true}
+		GossipAddr: a.gossipAdvertised(), LogChecksums: true, HealthWeights: a.mayDeclareWeights()}
 	if a.cfg.PreemptDelay > 0 {
 		n.PreemptDelay = a.cfg.PreemptDelay.String()
 	}
@@ -840,7 +841,7 @@ func (a *Agent) leave(ctx context.Context) error {
 		if err == nil || client.IsCode(err, model.CodeNotFound) {
 			return nil
 		}
-		if !client.IsCode(err, api.CodeNoLeader) || !sleep(ctx, 100*time.Millisecond) {
+		if !client.IsCode(err, wire.CodeNoLeader) || !sleep(ctx, 100*time.Millisecond) {
 			return fmt.Errorf("leave: %w", err)
 		}
 	}

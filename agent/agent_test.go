@@ -194,7 +194,7 @@ func addService(t *testing.T, c *client.Client, name string, port int) uint64 {
 	spec := model.NewServiceSpec()
 	spec.Name, spec.Protocol, spec.Address, spec.Port = name, "tcp", "192.0.2.10", port
 	res, err := c.CreateService(context.Background(), client.ServiceCreate{ServiceSpec: spec,
-		Reals: []model.RealServer{{Address: "10.0.1.1", Weight: 2}, {Address: "10.0.1.2", Weight: 1}}})
+		Reals: []model.RealSpec{{Address: "10.0.1.1", Weight: 2}, {Address: "10.0.1.2", Weight: 1}}})
 	if err != nil {
 		t.Fatalf("create %s via %s: %v", name, c.Addr(), err)
 	}

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/api/client"
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
 )
@@ -78,7 +78,7 @@ func TestFlippedByteInRaftDBStopsTheDirector(t *testing.T) {
 			t.Fatalf("/readyz: %d %s", resp.StatusCode, body)
 		}
 		c := tc.client(f)
-		if _, _, err := c.Services(context.Background(), client.ReadOpts{}); !client.IsCode(err, api.CodeStopped) {
+		if _, _, err := c.Services(context.Background(), client.ReadOpts{}); !client.IsCode(err, wire.CodeStopped) {
 			t.Fatalf("read from a stopped director: %v", err)
 		}
 		st, err := c.Status(context.Background())

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/dataplane"
 	"github.com/raftlb/raftlb/model"
 )
@@ -77,11 +78,25 @@ func (a *Agent) startDataplane(ctx context.Context) error {
 }
 
 // dataplaneStatus is the "dataplane" part of /v1/status.
-func (a *Agent) dataplaneStatus() any {
+func (a *Agent) dataplaneStatus() *wire.DataplaneStatus {
 	if a.reconciler == nil {
-		return map[string]string{"backend": a.dpKind}
+		return &wire.DataplaneStatus{Backend: a.dpKind}
 	}
-	return a.reconciler.Status()
+	st := a.reconciler.Status()
+	out := &wire.DataplaneStatus{Backend: st.Backend, Services: st.Services, Destinations: st.Destinations,
+		LastSync: st.LastSync, LastResync: st.LastResync, KernelOps: st.KernelOps, DriftRepairs: st.DriftRepairs,
+		Unmanaged: st.Unmanaged, LastError: st.LastError, ResyncInterval: st.ResyncInterval}
+	for _, e := range st.Errors {
+		out.Errors = append(out.Errors, wire.ObjectError(e))
+	}
+	for _, d := range st.SyncDaemons {
+		w := wire.SyncDaemon{Role: d.Role, SyncID: d.SyncID, Interface: d.Interface, McastPort: d.McastPort, McastTTL: d.McastTTL, MaxLen: d.MaxLen}
+		if d.McastGroup.IsValid() {
+			w.McastGroup = d.McastGroup.String()
+		}
+		out.SyncDaemons = append(out.SyncDaemons, w)
+	}
+	return out
 }
 
 // resyncDefault is the drift-repair period when -resync is not given.

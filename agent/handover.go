@@ -89,16 +89,12 @@ func (a *Agent) handover(ctx context.Context, target, why string) error {
 // applyInternal commits a command on this director, which must lead, and
 // returns the command's own error if the state refused it.
 func (a *Agent) applyInternal(c fsm.Command, timeout time.Duration) error {
-	b, err := a.fsm.Encode(c)
+	res, err := a.fsm.Commit(a.node, c, timeout, 0)
 	if err != nil {
 		return err
 	}
-	_, resp, err := a.node.Apply(b, timeout)
-	if err != nil {
-		return err
-	}
-	if r, ok := resp.(*fsm.Result); ok && r.Err != nil {
-		return r.Err
+	if res.Err != nil {
+		return res.Err
 	}
 	return nil
 }

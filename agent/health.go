@@ -7,7 +7,10 @@ package agent
 // (cluster/gossip). The leader, and only while it leads, combines the views
 // of the live directors with each service's policy (health.Decide) and
 // commits the transitions in one fsm.SetHealth; every director's dataplane
-// follows the replicated decision.
+// follows the replicated decision. A script check's dynamic weight rides
+// along: in the prober's state, the gossiped observation (wire version 3),
+// the decision and the committed RealHealth, once every registered
+// director reads it (mayDeclareWeights, fsm.FSM.HealthWeights).
 
 import (
 	"bytes"
@@ -31,7 +34,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/raftlb/raftlb/api"
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/cluster/gossip"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
@@ -129,7 +132,7 @@ type healthCore struct {
 	targets   map[string]health.Key          // probes run here, by target name
 	published map[string]gossip.Observation  // our last published observation per target
 	seen      map[string]map[string]seenView // origin → target → when it last changed
-	stats     api.DeciderStats
+	stats     wire.DeciderStats
 }
 
 type seenView struct {
@@ -240,21 +243,21 @@ func (h *healthCore) syncTargets() {
 }
 
 // onEvent is the prober's callback (worker goroutines): it publishes the
-// target's state when its up/down or its error changed. Gossip sends a
-// change of up/down (or a first view) to the other directors at once,
-// batched with the others of the moment and ahead of error-text-only
-// changes, and sends every view of this director again to a director that
-// joins or restarts.
+// target's state when its up/down, its dynamic weight or its error
+// changed. Gossip sends a change of up/down or of the weight (or a first
+// view) to the other directors at once, batched with the others of the
+// moment and ahead of error-text-only changes, and sends every view of
+// this director again to a director that joins or restarts.
 func (h *healthCore) onEvent(ev health.Event) {
 	name := health.TargetName(ev.Key)
-	o := gossip.Observation{Target: name, Up: ev.Up, Latency: ev.LastLatency, Err: ev.LastErr}
+	o := gossip.Observation{Target: name, Up: ev.Up, Latency: ev.LastLatency, Err: ev.LastErr, Weight: model.CloneWeight(ev.Weight)}
 	h.mu.Lock()
 	if _, ok := h.targets[name]; !ok {
 		h.mu.Unlock()
 		return // withdrawn meanwhile
 	}
 	last, ok := h.published[name]
-	if ok && last.Up == o.Up && last.Err == o.Err {
+	if ok && last.Up == o.Up && last.Err == o.Err && model.SameWeight(last.Weight, o.Weight) {
 		h.mu.Unlock()
 		return
 	}
@@ -364,9 +367,9 @@ func checkedReals(services []model.Service) []health.Checked {
 				continue
 			}
 			c := health.Checked{Service: s.Name, Real: r.Key(), Target: health.TargetName(k), Check: hash,
-				Policy: s.EffectivePolicy()}
+				Policy: s.EffectivePolicy(), Weight: r.Weight}
 			if r.Health != nil {
-				c.Decided, c.Up = true, r.Health.Up
+				c.Decided, c.Up, c.Dynamic = true, r.Health.Up, r.Health.Weight
 			}
 			out = append(out, c)
 		}
@@ -375,7 +378,10 @@ func checkedReals(services []model.Service) []health.Checked {
 }
 
 // decisionViews converts gossiped views, dropping withdrawn observations.
-func decisionViews(views map[string]map[string]gossip.Observation) map[string]map[string]health.View {
+// Without weights (the cluster cannot store them yet: a registered
+// director does not read them) every view's weight is unknown, so the
+// decision keeps the committed weights and commits none.
+func decisionViews(views map[string]map[string]gossip.Observation, weights bool) map[string]map[string]health.View {
 	out := make(map[string]map[string]health.View, len(views))
 	for d, obs := range views {
 		m := make(map[string]health.View, len(obs))
@@ -383,11 +389,43 @@ func decisionViews(views map[string]map[string]gossip.Observation) map[string]ma
 			if o.Err == withdrawnErr {
 				continue
 			}
-			m[t] = health.View{Up: o.Up, Err: o.Err}
+			v := health.View{Up: o.Up, Err: o.Err, Weight: o.Weight, WeightUnknown: o.WeightUnknown || !weights}
+			if v.WeightUnknown {
+				v.Weight = nil
+			}
+			m[t] = v
 		}
 		out[d] = m
 	}
 	return out
+}
+
+// mayDeclareWeights reports whether this director may register
+// Node.HealthWeights, a field of encoding version 3 that a director of an
+// older release cannot decode (its FSM would stop): once it has, or when
+// every registered director is a live gossip member that reads wire
+// version 3 (so runs this release or a later one). Once registered it is
+// kept: a director that dies later still reads weights when it returns.
+func (h *healthCore) mayDeclareWeights() bool {
+	if n, ok := h.fsm.Node(h.self); ok && n.HealthWeights {
+		return true
+	}
+	if h.g == nil {
+		return false
+	}
+	reads := map[string]bool{}
+	for _, m := range h.g.Members() {
+		if m.State == gossip.StateAlive && m.Weights {
+			reads[m.Name] = true
+		}
+	}
+	nodes := h.fsm.Nodes()
+	for _, n := range nodes {
+		if !reads[n.ID] {
+			return false
+		}
+	}
+	return len(nodes) > 0
 }
 
 // track records when each gossiped view last changed (a new Seq).
@@ -433,7 +471,7 @@ func (h *healthCore) pass() {
 		return
 	}
 	live := liveDirectors(h.g.Members(), h.fsm.Nodes())
-	ts := health.Decide(checked, live, decisionViews(views))
+	ts := health.Decide(checked, live, decisionViews(views, h.fsm.HealthWeights()))
 	h.mu.Lock()
 	h.stats.Passes++
 	h.stats.LastPass = &now
@@ -442,7 +480,7 @@ func (h *healthCore) pass() {
 		n := min(len(ts), fsm.MaxHealthBatch)
 		cmd := &fsm.SetHealth{Changes: make([]fsm.HealthChange, 0, n)}
 		for _, t := range ts[:n] {
-			cmd.Changes = append(cmd.Changes, fsm.HealthChange{Service: t.Service, Key: t.Real, Up: t.Up, Reason: t.Reason, Check: t.Check})
+			cmd.Changes = append(cmd.Changes, fsm.HealthChange{Service: t.Service, Key: t.Real, Up: t.Up, Reason: t.Reason, Check: t.Check, Weight: t.Weight})
 		}
 		ts = ts[n:]
 		err := h.apply(cmd)
@@ -460,7 +498,11 @@ func (h *healthCore) pass() {
 			return
 		}
 		for _, c := range cmd.Changes {
-			h.log.Info("health decision", "service", c.Service, "real", c.Key, "up", c.Up, "reason", c.Reason)
+			if c.Weight != nil {
+				h.log.Info("health decision", "service", c.Service, "real", c.Key, "up", c.Up, "weight", *c.Weight, "reason", c.Reason)
+			} else {
+				h.log.Info("health decision", "service", c.Service, "real", c.Key, "up", c.Up, "reason", c.Reason)
+			}
 		}
 	}
 }
@@ -495,7 +537,7 @@ func (h *healthCore) joinLoop(ctx context.Context) {
 }
 
 // report builds GET /v1/health (service "" = every checked service).
-func (h *healthCore) report(service string) *api.HealthReport {
+func (h *healthCore) report(service string) *wire.HealthReport {
 	views := h.g.Views()
 	members := h.g.Members()
 	nodes := h.fsm.Nodes()
@@ -504,13 +546,13 @@ func (h *healthCore) report(service string) *api.HealthReport {
 	for _, d := range live {
 		isLive[d] = true
 	}
-	out := &api.HealthReport{NodeID: h.self, Leader: h.isLeader(), Directors: directors(members, nodes, isLive),
-		Services: []api.ServiceHealth{}}
+	out := &wire.HealthReport{NodeID: h.self, Leader: h.isLeader(), Directors: directors(members, nodes, isLive),
+		Services: []wire.ServiceHealth{}}
 	gs := h.gossipStatus(members)
 	out.Gossip = &gs
 	own := map[string]health.State{}
 	if h.p != nil {
-		st := h.p.Stats()
+		st := wire.ProberStats(h.p.Stats())
 		out.Prober = &st
 		for _, s := range h.p.Snapshot() {
 			own[health.TargetName(s.Key)] = s
@@ -530,13 +572,13 @@ func (h *healthCore) report(service string) *api.HealthReport {
 			continue
 		}
 		spec := *s.Check
-		sh := api.ServiceHealth{Name: s.Name, Type: s.Check.Type, Check: s.Check.Hash(), Policy: s.EffectivePolicy(),
-			Spec: &spec, QuorumLost: s.QuorumLost, Reals: []api.RealHealthReport{}}
+		sh := wire.ServiceHealth{Name: s.Name, Type: s.Check.Type, Check: s.Check.Hash(), Policy: s.EffectivePolicy(),
+			Spec: &spec, QuorumLost: s.QuorumLost, Reals: []wire.RealHealthReport{}}
 		target := targetsOf(s)
 		for _, r := range s.Reals {
-			rr := api.RealHealthReport{Key: r.Key(), State: r.State, Decision: "none", Views: []api.DirectorView{}}
+			rr := wire.RealHealthReport{Key: r.Key(), State: r.State, Decision: "none", Views: []wire.DirectorView{}}
 			if r.Health != nil {
-				rr.Decision, rr.Since, rr.Reason = "down", r.Health.Since, r.Health.Reason
+				rr.Decision, rr.Since, rr.Reason, rr.Weight = "down", r.Health.Since, r.Health.Reason, r.Health.Weight
 				if r.Health.Up {
 					rr.Decision = "up"
 				}
@@ -549,7 +591,8 @@ func (h *healthCore) report(service string) *api.HealthReport {
 				if !ok || o.Err == withdrawnErr {
 					continue
 				}
-				v := api.DirectorView{Director: origin, Live: isLive[origin], Up: o.Up, Err: o.Err, LatencyMS: ms(o.Latency)}
+				v := wire.DirectorView{Director: origin, Live: isLive[origin], Up: o.Up, Err: o.Err, LatencyMS: ms(o.Latency),
+					Weight: o.Weight, WeightUnknown: o.WeightUnknown}
 				if sv, ok := seen[origin][rr.Target]; ok && sv.seq == o.Seq {
 					at := sv.at.UTC()
 					v.UpdatedAt = &at
@@ -572,20 +615,20 @@ func (h *healthCore) report(service string) *api.HealthReport {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // directors lists the registered directors and the gossip members.
-func directors(members []gossip.Member, nodes []model.Node, live map[string]bool) []api.HealthDirector {
-	byID := map[string]*api.HealthDirector{}
+func directors(members []gossip.Member, nodes []model.Node, live map[string]bool) []wire.HealthDirector {
+	byID := map[string]*wire.HealthDirector{}
 	for _, n := range nodes {
-		byID[n.ID] = &api.HealthDirector{ID: n.ID, Registered: true, Witness: n.Witness, Gossip: "unknown", GossipAddr: n.GossipAddr}
+		byID[n.ID] = &wire.HealthDirector{ID: n.ID, Registered: true, Witness: n.Witness, Gossip: "unknown", GossipAddr: n.GossipAddr}
 	}
 	for _, m := range members {
 		d := byID[m.Name]
 		if d == nil {
-			d = &api.HealthDirector{ID: m.Name}
+			d = &wire.HealthDirector{ID: m.Name}
 			byID[m.Name] = d
 		}
 		d.Gossip, d.GossipAddr = string(m.State), m.Addr
 	}
-	out := make([]api.HealthDirector, 0, len(byID))
+	out := make([]wire.HealthDirector, 0, len(byID))
 	for _, id := range slices.Sorted(maps.Keys(byID)) {
 		d := *byID[id]
 		d.Live = live[id]
@@ -594,20 +637,20 @@ func directors(members []gossip.Member, nodes []model.Node, live map[string]bool
 	return out
 }
 
-func (h *healthCore) gossipStatus(members []gossip.Member) api.GossipStatus {
-	gs := api.GossipStatus{Addr: h.g.Addr(), Stats: h.g.Stats(), Members: make([]api.GossipMember, 0, len(members))}
+func (h *healthCore) gossipStatus(members []gossip.Member) wire.GossipStatus {
+	gs := wire.GossipStatus{Addr: h.g.Addr(), Stats: wire.GossipStats(h.g.Stats()), Members: make([]wire.GossipMember, 0, len(members))}
 	for _, m := range members {
-		gs.Members = append(gs.Members, api.GossipMember{Name: m.Name, Addr: m.Addr, State: string(m.State)})
+		gs.Members = append(gs.Members, wire.GossipMember{Name: m.Name, Addr: m.Addr, State: string(m.State)})
 	}
 	return gs
 }
 
 // healthStats is the "health" part of /v1/status; nil while this director
 // has nothing to check and never decided.
-func (h *healthCore) healthStats() *api.HealthStatus {
-	out := &api.HealthStatus{}
+func (h *healthCore) healthStats() *wire.HealthStatus {
+	out := &wire.HealthStatus{}
 	if h.p != nil {
-		if st := h.p.Stats(); st.Targets > 0 {
+		if st := wire.ProberStats(h.p.Stats()); st.Targets > 0 {
 			out.Prober = &st
 		}
 	}
@@ -769,15 +812,21 @@ func (a *Agent) gossipAdvertised() string {
 }
 
 // healthReport answers GET /v1/health.
-func (a *Agent) healthReport(service string) any {
+func (a *Agent) healthReport(service string) *wire.HealthReport {
 	if a.health == nil {
-		return &api.HealthReport{NodeID: a.cfg.NodeID, Services: []api.ServiceHealth{}}
+		return &wire.HealthReport{NodeID: a.cfg.NodeID, Services: []wire.ServiceHealth{}}
 	}
 	return a.health.core.report(service)
 }
 
+// mayDeclareWeights: whether this director registers Node.HealthWeights
+// (healthCore.mayDeclareWeights).
+func (a *Agent) mayDeclareWeights() bool {
+	return a.health != nil && a.health.core.mayDeclareWeights()
+}
+
 // gossipStatus is the "gossip" part of /v1/status.
-func (a *Agent) gossipStatus() any {
+func (a *Agent) gossipStatus() *wire.GossipStatus {
 	if a.health == nil {
 		return nil
 	}
@@ -786,7 +835,7 @@ func (a *Agent) gossipStatus() any {
 }
 
 // healthStatus is the "health" part of /v1/status.
-func (a *Agent) healthStatus() any {
+func (a *Agent) healthStatus() *wire.HealthStatus {
 	if a.health == nil {
 		return nil
 	}

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/api/client"
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/cluster/gossip"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/health"
@@ -35,6 +35,7 @@ type fakeGossip struct {
 	members []gossip.Member
 	pubs    []gossip.Observation
 	joins   [][]string
+	older   map[string]bool // members of an older release (Member.Weights false)
 }
 
 func newFakeGossip(self string) *fakeGossip {
@@ -84,14 +85,17 @@ func (g *fakeGossip) Addr() string        { return "127.0.0.1:7482" }
 func (g *fakeGossip) Stats() gossip.Stats { return gossip.Stats{} }
 
 // see sets director d's view of target t.
-func (g *fakeGossip) see(d, t string, up bool, err string) {
+func (g *fakeGossip) see(d, t string, up bool, err string) { g.seeWeight(d, t, up, err, nil) }
+
+// seeWeight sets director d's view of target t with a dynamic weight.
+func (g *fakeGossip) seeWeight(d, t string, up bool, err string, w *int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.views[d] == nil {
 		g.views[d] = map[string]gossip.Observation{}
 	}
 	g.seq++
-	g.views[d][t] = gossip.Observation{Target: t, Up: up, Err: err, Seq: g.seq, Latency: time.Millisecond}
+	g.views[d][t] = gossip.Observation{Target: t, Up: up, Err: err, Seq: g.seq, Latency: time.Millisecond, Weight: w}
 }
 
 func (g *fakeGossip) setMembers(names ...string) {
@@ -99,7 +103,7 @@ func (g *fakeGossip) setMembers(names ...string) {
 	defer g.mu.Unlock()
 	g.members = nil
 	for _, n := range names {
-		g.members = append(g.members, gossip.Member{Name: n, State: gossip.StateAlive})
+		g.members = append(g.members, gossip.Member{Name: n, State: gossip.StateAlive, Weights: !g.older[n]})
 	}
 }
 
@@ -261,7 +265,7 @@ func TestHealthTargetsDedupedAndWithdrawn(t *testing.T) {
 	if wd.Err != withdrawnErr || wd.Target != health.TargetName(k) {
 		t.Fatalf("last publish %+v, want a withdrawal", wd)
 	}
-	if _, ok := decisionViews(e.g.Views())["d1"][wd.Target]; ok {
+	if _, ok := decisionViews(e.g.Views(), true)["d1"][wd.Target]; ok {
 		t.Fatal("a withdrawn observation counts in the decision")
 	}
 }
@@ -540,7 +544,7 @@ func TestHealthDevDirectorDecidesAlone(t *testing.T) {
 	spec := model.Check{Type: "tcp", Interval: model.Duration(50 * time.Millisecond), Rise: 1, Fall: 2}
 	addCheckedService(t, a, "web", spec, srv.addr)
 	waitHealth(t, "dev's own view", 5*time.Second, func() bool {
-		rep := a.healthReport("web").(*api.HealthReport)
+		rep := a.healthReport("web")
 		return len(rep.Services) == 1 && len(rep.Services[0].Reals[0].Views) == 1 && rep.Services[0].Reals[0].Views[0].Up
 	})
 	srv.stop()
@@ -595,7 +599,7 @@ func TestHealthThreeDirectors(t *testing.T) {
 	})
 	waitHealth(t, "gossip among the three", 15*time.Second, func() bool {
 		for _, d := range tc.dirs {
-			rep := d.a.healthReport("").(*api.HealthReport)
+			rep := d.a.healthReport("")
 			n := 0
 			for _, dd := range rep.Directors {
 				if dd.Live {
@@ -611,8 +615,8 @@ func TestHealthThreeDirectors(t *testing.T) {
 	srv := newTCPServer(t)
 	spec := model.Check{Type: "tcp", Interval: model.Duration(50 * time.Millisecond), Rise: 1, Fall: 2}
 	addCheckedService(t, tc.dirs[ld].a, "web", spec, srv.addr)
-	views := func(i int) []api.DirectorView {
-		rep := tc.dirs[i].a.healthReport("web").(*api.HealthReport)
+	views := func(i int) []wire.DirectorView {
+		rep := tc.dirs[i].a.healthReport("web")
 		if len(rep.Services) != 1 || len(rep.Services[0].Reals) != 1 {
 			return nil
 		}
@@ -664,7 +668,7 @@ func TestHealthThreeDirectors(t *testing.T) {
 				return false // its view is dropped with it
 			}
 		}
-		rep := tc.dirs[ld].a.healthReport("").(*api.HealthReport)
+		rep := tc.dirs[ld].a.healthReport("")
 		for _, d := range rep.Directors {
 			if d.ID == id {
 				return !d.Live && d.Gossip == "left"

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/model"
 )
 
@@ -262,7 +263,7 @@ func (a *Agent) setLeadershipReason(r string) {
 }
 
 // leadershipStatus is the "leadership" part of /v1/status.
-func (a *Agent) leadershipStatus() any {
+func (a *Agent) leadershipStatus() *wire.LeadershipStatus {
 	a.leaseMu.Lock()
 	decision := a.leadership
 	a.leaseMu.Unlock()
@@ -270,12 +271,6 @@ func (a *Agent) leadershipStatus() any {
 		decision = ""
 	}
 	n := a.wantNode()
-	return struct {
-		Priority     int    `json:"priority"`
-		PreemptDelay string `json:"preempt_delay,omitempty"`
-		NoPreempt    bool   `json:"nopreempt,omitempty"`
-		Witness      bool   `json:"witness,omitempty"`
-		Fault        string `json:"fault,omitempty"`
-		Decision     string `json:"decision,omitempty"`
-	}{n.EffectivePriority(), n.PreemptDelay, n.NoPreempt, n.Witness, n.Fault, decision}
+	return &wire.LeadershipStatus{Priority: n.EffectivePriority(), PreemptDelay: n.PreemptDelay, NoPreempt: n.NoPreempt,
+		Witness: n.Witness, Fault: n.Fault, Decision: decision}
 }

@@ -111,7 +111,7 @@ func TestPriorityPreemptsAndWitnessHandsOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l, _ := st.Leadership.(map[string]any); l["priority"] != float64(200) {
+	if l := st.Leadership; l == nil || l.Priority != 200 {
 		t.Fatalf("status leadership %+v", st.Leadership)
 	}
 }

@@ -5,21 +5,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/cluster"
 )
-
-// leaseView is the lease as /v1/status shows it.
-type leaseView struct {
-	Holding     bool      `json:"holding"`
-	Until       time.Time `json:"until,omitzero"`
-	Reason      string    `json:"reason"`
-	Duration    string    `json:"duration"`
-	ClaimDelay  string    `json:"claim_delay"`
-	LastHandoff string    `json:"last_failover,omitempty"` // from leadership won to VIPs held
-	// ClaimedOnRelease: the last claim skipped the claim delay because the
-	// previous holder committed its release (planned handover).
-	ClaimedOnRelease bool `json:"claimed_on_release,omitempty"`
-}
 
 // confirmer runs the quorum confirmations (raft barriers) of one
 // leadership term on its own goroutine, one at a time, a new one every
@@ -187,7 +175,7 @@ func (l *leaseRun) perform(in leaseInput, s leaseStep) {
 				a.log.Error("cannot revoke the VIP lease in the kernel fence", "err", err)
 			}
 		case actPublish:
-			a.setLease(func(v *leaseView) { *v = act.View })
+			a.setLease(func(v *wire.LeaseStatus) { *v = act.View })
 		case actSetVIPs:
 			if err := a.vips.Set(act.VIPs); err != nil {
 				a.log.Error("VIP change incomplete; the refresh pass retries", "hold", act.Hold, "err", err)
@@ -233,13 +221,13 @@ func (a *Agent) leaseUntil() time.Time {
 	return a.lease.Until
 }
 
-func (a *Agent) setLease(f func(*leaseView)) {
+func (a *Agent) setLease(f func(*wire.LeaseStatus)) {
 	a.leaseMu.Lock()
 	f(&a.lease)
 	a.leaseMu.Unlock()
 }
 
-func (a *Agent) leaseStatus() leaseView {
+func (a *Agent) leaseStatus() wire.LeaseStatus {
 	a.leaseMu.Lock()
 	defer a.leaseMu.Unlock()
 	return a.lease

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/model"
 )
@@ -71,11 +72,11 @@ func (k leaseActionKind) String() string {
 // leaseAction is one thing to do.
 type leaseAction struct {
 	Kind     leaseActionKind
-	VIPs     []model.VIP   // declare, set
-	Hold     bool          // set: holding (also with no VIPs in the state)
-	For      time.Duration // renew
-	View     leaseView     // publish
-	Entitled bool          // reply
+	VIPs     []model.VIP      // declare, set
+	Hold     bool             // set: holding (also with no VIPs in the state)
+	For      time.Duration    // renew
+	View     wire.LeaseStatus // publish
+	Entitled bool             // reply
 }
 
 // leaseStep is the outcome of one pass.
@@ -100,7 +101,7 @@ type leaseMachine struct {
 	st       cluster.LeaseState // leader, since, confirmed, released-by-previous
 	term     uint64
 	released bool // released for a planned handover in this term
-	view     leaseView
+	view     wire.LeaseStatus
 	wonAt    time.Time // leadership won, until the VIPs are held (the failover's duration)
 
 	// What the actions made true (Done):
@@ -179,7 +180,7 @@ func (m *leaseMachine) finish(s leaseStep, d cluster.LeaseDecision, in leaseInpu
 	v := m.view
 	v.Holding, v.Until, v.Reason = d.Hold, d.Until, d.Reason
 	if d.Hold && !m.holding && !m.wonAt.IsZero() {
-		v.LastHandoff = in.Now.Sub(m.wonAt).Round(time.Millisecond).String()
+		v.LastFailover = in.Now.Sub(m.wonAt).Round(time.Millisecond).String()
 	}
 	// Publish first: the VIP manager's announcements are gated on it.
 	s.Actions = append(s.Actions, leaseAction{Kind: actPublish, View: v})

@@ -81,7 +81,7 @@ func TestLeaseGainWaitsTheClaimDelay(t *testing.T) {
 	if !s.Changed || !slices.Equal(s.Actions[2].VIPs, stepVIPs) || s.Wake != s.Decision.Until {
 		t.Fatalf("claim: %+v", s)
 	}
-	if v := s.Actions[1].View; !v.Holding || v.LastHandoff == "" {
+	if v := s.Actions[1].View; !v.Holding || v.LastFailover == "" {
 		t.Fatalf("published view %+v", v)
 	}
 	// The next confirmation renews, and nothing else changes.

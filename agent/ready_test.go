@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/api/client"
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/model"
 )
 
@@ -44,7 +44,7 @@ func TestReadyUnderAWriteLoop(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				var rd api.Ready
+				var rd wire.Ready
 				_ = json.NewDecoder(resp.Body).Decode(&rd)
 				resp.Body.Close()
 				polls.Add(1)
@@ -73,10 +73,10 @@ func TestReadyUnderAWriteLoop(t *testing.T) {
 			defer ww.Done()
 			c := tc.client(w % len(tc.dirs))
 			for i := range each {
-				r := model.NewRealServer()
+				r := model.NewRealSpec()
 				r.Address, r.Weight = fmt.Sprintf("10.%d.%d.%d", 1+w, i/250, 1+i%250), 1
 				_, err := c.CreateReal(context.Background(), "web", r)
-				if client.IsCode(err, api.CodeLeadershipLost) || client.IsCode(err, api.CodeNoLeader) {
+				if client.IsCode(err, wire.CodeLeadershipLost) || client.IsCode(err, wire.CodeNoLeader) {
 					continue // an election under load; readiness is what is tested
 				}
 				if err != nil {

@@ -7,7 +7,7 @@ import (
 	"net/netip"
 	"os"
 
-	"github.com/raftlb/raftlb/api"
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/trust"
 )
 
@@ -20,11 +20,11 @@ import (
 
 // setupTLS fills in RaftTLS, APITLS and APIClientTLS where they are needed
 // and not given, and returns what /v1/status says about them.
-func (a *Agent) setupTLS(apiListen net.Addr) (*api.Security, error) {
+func (a *Agent) setupTLS(apiListen net.Addr) (*wire.Security, error) {
 	c := &a.cfg
 	raftOff := offLoopback(c.RaftAddr) || (c.RaftAdvertise != "" && offLoopback(c.RaftAdvertise))
 	apiOff := offLoopback(apiListen.String()) || offLoopback(c.APIAdvertise)
-	sec := &api.Security{Insecure: c.Insecure}
+	sec := &wire.Security{Insecure: c.Insecure}
 	var tr *trust.Trust
 	if c.Token != "" {
 		var err error

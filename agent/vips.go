@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/dataplane/fence"
 	"github.com/raftlb/raftlb/dataplane/vip"
 	"github.com/raftlb/raftlb/model"
@@ -68,15 +69,11 @@ func (a *Agent) startVIPs(ctx context.Context) error {
 }
 
 // vipStatus is the "vips" part of /v1/status.
-func (a *Agent) vipStatus() any {
+func (a *Agent) vipStatus() *wire.VIPStatus {
 	if a.vips == nil {
 		return nil
 	}
-	return struct {
-		Held  []model.VIP `json:"held"`
-		Lease leaseView   `json:"lease"`
-		Stats vip.Stats   `json:"stats"`
-	}{a.vips.Owned(), a.leaseStatus(), a.vips.Stats()}
+	return &wire.VIPStatus{Held: a.vips.Owned(), Lease: a.leaseStatus(), Stats: wire.VIPStats(a.vips.Stats())}
 }
 
 // stopVIPs releases the VIPs (graceful shutdown) or just stops the

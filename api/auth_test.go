@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/raftlb/raftlb/api"
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/model"
 )
 
@@ -110,7 +111,7 @@ func TestAuth(t *testing.T) {
 				}
 				return
 			}
-			e := checkError(t, r, http.StatusUnauthorized, api.CodeUnauthorized, "")
+			e := checkError(t, r, http.StatusUnauthorized, wire.CodeUnauthorized, "")
 			if got := r.header.Get("WWW-Authenticate"); got != `Bearer realm="raftlb"` {
 				t.Errorf("WWW-Authenticate %q", got)
 			}

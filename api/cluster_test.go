@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/raftlb/raftlb/api"
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/model"
 )
 
@@ -37,14 +38,14 @@ func TestClusterEndpoints(t *testing.T) {
 	}
 
 	// Peers carry the registered API address.
-	var peers []api.Peer
+	var peers []wire.Peer
 	checkRead(t, call(t, "GET", base+"/v1/cluster/peers", ""), &peers)
-	if len(peers) != 1 || peers[0] != (api.Peer{ID: "n1", Address: n.Addr(), Suffrage: "voter", Leader: true, APIAddr: apiAddr}) {
+	if len(peers) != 1 || peers[0] != (wire.Peer{ID: "n1", Address: n.Addr(), Suffrage: "voter", Leader: true, APIAddr: apiAddr}) {
 		t.Fatalf("peers %+v", peers)
 	}
 
 	// Status of a leader.
-	var st api.Status
+	var st wire.Status
 	idx := checkRead(t, call(t, "GET", base+"/v1/status", ""), &st)
 	if st.NodeID != "n1" || st.RaftAddr != n.Addr() || st.Role != "leader" || st.LeaderID != "n1" || st.LeaderAddr != n.Addr() ||
 		st.Term == 0 || st.AppliedIndex < w2.Index || st.CommitIndex < w2.Index || st.TimingProfile != "fast" ||
@@ -78,7 +79,7 @@ func TestClusterEndpoints(t *testing.T) {
 	// Health.
 	for _, p := range []string{"/healthz", "/readyz"} {
 		r := call(t, "GET", base+p, "")
-		var rd api.Ready
+		var rd wire.Ready
 		decodeExact(t, r.body, &rd)
 		if r.status != http.StatusOK || !rd.Ready || r.header.Get("Content-Type") != "application/json" {
 			t.Errorf("%s: %d %+v", p, r.status, rd)
@@ -106,8 +107,8 @@ func TestConsistentReads(t *testing.T) {
 			{"/v1/vips/192.0.2.10", &model.VIP{}},
 			{"/v1/settings", &model.Settings{}},
 			{"/v1/cluster/nodes", &[]model.Node{}},
-			{"/v1/cluster/peers", &[]api.Peer{}},
-			{"/v1/status", &api.Status{}},
+			{"/v1/cluster/peers", &[]wire.Peer{}},
+			{"/v1/status", &wire.Status{}},
 		} {
 			idx := checkRead(t, call(t, "GET", base+c.path+q, ""), c.into)
 			if idx < vip.Index {

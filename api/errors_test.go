@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/raftlb/raftlb/api"
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/model"
@@ -85,13 +86,13 @@ func syntaxCases(method, path, valid string) []errCase {
 		invalid(p+"string instead of object", method, path, `"x"`, "body"),
 		invalid(p+"unknown field", method, path, strings.Replace(valid, "{", `{"bogus":1,`, 1), "bogus"),
 		{name: p + "text/plain", method: method, path: path, body: valid, hdr: []string{"Content-Type", "text/plain"},
-			status: http.StatusUnsupportedMediaType, code: api.CodeUnsupportedMedia, field: "Content-Type"},
+			status: http.StatusUnsupportedMediaType, code: wire.CodeUnsupportedMedia, field: "Content-Type"},
 		{name: p + "no Content-Type", method: method, path: path, body: valid, hdr: []string{"Content-Type", noCT},
-			status: http.StatusUnsupportedMediaType, code: api.CodeUnsupportedMedia, field: "Content-Type"},
+			status: http.StatusUnsupportedMediaType, code: wire.CodeUnsupportedMedia, field: "Content-Type"},
 		{name: p + "form encoded", method: method, path: path, body: valid, hdr: []string{"Content-Type", "application/x-www-form-urlencoded"},
-			status: http.StatusUnsupportedMediaType, code: api.CodeUnsupportedMedia, field: "Content-Type"},
+			status: http.StatusUnsupportedMediaType, code: wire.CodeUnsupportedMedia, field: "Content-Type"},
 		{name: p + "oversized", method: method, path: path, body: strings.Replace(valid, "{", `{`+strings.Repeat(" ", smallBody), 1), small: true,
-			status: http.StatusRequestEntityTooLarge, code: api.CodeTooLarge},
+			status: http.StatusRequestEntityTooLarge, code: wire.CodeTooLarge},
 	}
 }
 
@@ -125,7 +126,7 @@ func errorCases(nodeAddr string) []errCase {
 		return bad(name, method, path, body, http.StatusConflict, model.CodeCASMismatch, "cas")
 	}
 	method := func(m, path, allow string) errCase {
-		return errCase{name: m + " " + path, method: m, path: path, status: http.StatusMethodNotAllowed, code: api.CodeMethod, allow: allow}
+		return errCase{name: m + " " + path, method: m, path: path, status: http.StatusMethodNotAllowed, code: wire.CodeMethod, allow: allow}
 	}
 
 	var cs []errCase
@@ -153,9 +154,9 @@ func errorCases(nodeAddr string) []errCase {
 	// Bodies of deletes are read for their size and type too.
 	cs = append(cs,
 		errCase{name: "DELETE service: text/plain", method: "DELETE", path: "/v1/services/web", body: "x", hdr: []string{"Content-Type", "text/plain"},
-			status: http.StatusUnsupportedMediaType, code: api.CodeUnsupportedMedia, field: "Content-Type"},
+			status: http.StatusUnsupportedMediaType, code: wire.CodeUnsupportedMedia, field: "Content-Type"},
 		errCase{name: "DELETE vip: oversized", method: "DELETE", path: "/v1/vips/192.0.2.100", body: strings.Repeat(" ", smallBody+1), small: true,
-			status: http.StatusRequestEntityTooLarge, code: api.CodeTooLarge},
+			status: http.StatusRequestEntityTooLarge, code: wire.CodeTooLarge},
 	)
 
 	cs = append(cs,
@@ -449,8 +450,8 @@ func TestWriteErrors(t *testing.T) {
 			}
 			r := call(t, c.method, base+c.path, c.body, c.hdr...)
 			e := checkError(t, r, c.status, c.code, c.field)
-			if got := r.header.Get(api.HeaderIndex); got != "" && c.method != "GET" {
-				t.Errorf("a refused write carries %s %q", api.HeaderIndex, got)
+			if got := r.header.Get(wire.HeaderIndex); got != "" && c.method != "GET" {
+				t.Errorf("a refused write carries %s %q", wire.HeaderIndex, got)
 			}
 			if c.status == http.StatusMethodNotAllowed {
 				if got := r.header.Get("Allow"); got != c.allow {
@@ -477,7 +478,7 @@ func TestBodyLimitBoundary(t *testing.T) {
 	pad := func(n int) string { return body + strings.Repeat(" ", n-len(body)) }
 
 	before := snapshotState(t, fx.fsm, fx.node)
-	checkError(t, call(t, "POST", fx.small+"/v1/services", pad(smallBody+1)), http.StatusRequestEntityTooLarge, api.CodeTooLarge, "")
+	checkError(t, call(t, "POST", fx.small+"/v1/services", pad(smallBody+1)), http.StatusRequestEntityTooLarge, wire.CodeTooLarge, "")
 	checkUnchanged(t, before, fx.fsm, fx.node)
 
 	w := checkWrite(t, call(t, "POST", fx.small+"/v1/services", pad(smallBody)), http.StatusCreated)

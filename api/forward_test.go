@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/api"
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/model"
@@ -43,7 +44,7 @@ func newStubLeader(t *testing.T) *stubLeader {
 		b, _ := io.ReadAll(r.Body)
 		s.mu.Lock()
 		s.got = append(s.got, seen{method: r.Method, uri: r.URL.RequestURI(), auth: r.Header.Get("Authorization"),
-			contentType: r.Header.Get("Content-Type"), forwardedBy: r.Header.Get(api.HeaderForwardedBy), body: string(b)})
+			contentType: r.Header.Get("Content-Type"), forwardedBy: r.Header.Get(wire.HeaderForwardedBy), body: string(b)})
 		status, hdr, body := s.status, s.header, s.body
 		s.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
@@ -97,7 +98,7 @@ func TestForwardToLeader(t *testing.T) {
 	// The leader answers with an index this follower has applied already.
 	idx := strconv.FormatUint(fr.fsm.Index(), 10)
 	answer := `{"index":` + idx + `}`
-	leader.answer(http.StatusCreated, map[string]string{api.HeaderIndex: idx, "X-Private": "not relayed"}, answer)
+	leader.answer(http.StatusCreated, map[string]string{wire.HeaderIndex: idx, "X-Private": "not relayed"}, answer)
 
 	body := `{"name":"new","protocol":"tcp","address":"192.0.2.20","port":80}`
 	for _, c := range []struct{ method, path, body string }{
@@ -115,7 +116,7 @@ func TestForwardToLeader(t *testing.T) {
 			if r.status != http.StatusCreated || string(r.body) != answer {
 				t.Fatalf("relayed %d %s", r.status, r.body)
 			}
-			if r.header.Get(api.HeaderIndex) != idx || r.header.Get("Content-Type") != "application/json" || r.header.Get("X-Private") != "" {
+			if r.header.Get(wire.HeaderIndex) != idx || r.header.Get("Content-Type") != "application/json" || r.header.Get("X-Private") != "" {
 				t.Errorf("relayed headers %v", r.header)
 			}
 			got := leader.requests()
@@ -157,7 +158,7 @@ func TestForwardToLeader(t *testing.T) {
 	// The leader's refusals are relayed as they are.
 	leader.answer(http.StatusUnauthorized, map[string]string{"WWW-Authenticate": `Bearer realm="raftlb"`}, `{"code":"unauthorized","message":"nope"}`)
 	r = call(t, "POST", base+"/v1/services", body, bearer(testToken)...)
-	checkError(t, r, http.StatusUnauthorized, api.CodeUnauthorized, "")
+	checkError(t, r, http.StatusUnauthorized, wire.CodeUnauthorized, "")
 	if r.header.Get("WWW-Authenticate") != `Bearer realm="raftlb"` {
 		t.Errorf("WWW-Authenticate not relayed: %v", r.header)
 	}
@@ -170,7 +171,7 @@ func TestForwardWaitsForLocalApply(t *testing.T) {
 	leader := newStubLeader(t)
 	fr, base := follower(t, "L", hostOf(leader.srv.URL), api.Config{})
 	next := fr.fsm.Index() + 1
-	leader.answer(http.StatusCreated, map[string]string{api.HeaderIndex: strconv.FormatUint(next, 10)}, fmt.Sprintf(`{"index":%d}`, next))
+	leader.answer(http.StatusCreated, map[string]string{wire.HeaderIndex: strconv.FormatUint(next, 10)}, fmt.Sprintf(`{"index":%d}`, next))
 
 	type result struct {
 		status int
@@ -236,32 +237,32 @@ func TestForwardFailures(t *testing.T) {
 		msg      string
 	}{
 		{name: "forwarded write at a non-leader", apiAddr: hostOf(leader.srv.URL), leaderID: "L", method: "POST", path: "/v1/vips", body: body,
-			hdr: []string{api.HeaderForwardedBy, "d7"}, status: 503, code: api.CodeNoLeader, msg: "d7"},
+			hdr: []string{wire.HeaderForwardedBy, "d7"}, status: 503, code: wire.CodeNoLeader, msg: "d7"},
 		{name: "forwarded consistent read at a non-leader", apiAddr: hostOf(leader.srv.URL), leaderID: "L", method: "GET", path: "/v1/vips?consistent=1",
-			hdr: []string{api.HeaderForwardedBy, "d7"}, status: 503, code: api.CodeNoLeader, msg: "d7"},
+			hdr: []string{wire.HeaderForwardedBy, "d7"}, status: 503, code: wire.CodeNoLeader, msg: "d7"},
 		{name: "no leader known", apiAddr: hostOf(leader.srv.URL), method: "POST", path: "/v1/vips", body: body,
-			status: 503, code: api.CodeNoLeader, msg: "no leader"},
+			status: 503, code: wire.CodeNoLeader, msg: "no leader"},
 		{name: "no leader known, consistent read", method: "GET", path: "/v1/settings?consistent=1",
-			status: 503, code: api.CodeNoLeader, msg: "no leader"},
+			status: 503, code: wire.CodeNoLeader, msg: "no leader"},
 		{name: "leader without registered API address", leaderID: "L", method: "DELETE", path: "/v1/vips/192.0.2.1",
-			status: 503, code: api.CodeNoLeader, msg: "L"},
+			status: 503, code: wire.CodeNoLeader, msg: "L"},
 		{name: "leader unreachable", apiAddr: closed, leaderID: "L", method: "POST", path: "/v1/vips", body: body,
-			status: 503, code: api.CodeNoLeader, msg: closed},
+			status: 503, code: wire.CodeNoLeader, msg: closed},
 		{name: "connection lost mid-request", apiAddr: hostOf(dropper.URL), leaderID: "L", method: "POST", path: "/v1/vips", body: body,
-			status: 503, code: api.CodeLeadershipLost, msg: "may or may not"},
+			status: 503, code: wire.CodeLeadershipLost, msg: "may or may not"},
 		// Refused locally before any forwarding.
 		{name: "invalid body", apiAddr: hostOf(leader.srv.URL), leaderID: "L", method: "POST", path: "/v1/vips", body: `{"address":"nope","interface":"eth0"}`,
 			status: 400, code: model.CodeInvalid, field: "address"},
 		{name: "bad cas", apiAddr: hostOf(leader.srv.URL), leaderID: "L", method: "DELETE", path: "/v1/vips/192.0.2.1?cas=x",
 			status: 400, code: model.CodeInvalid, field: "cas"},
 		{name: "no token", apiAddr: hostOf(leader.srv.URL), leaderID: "L", cfg: api.Config{Token: testToken, TokenForWrites: true},
-			method: "POST", path: "/v1/vips", body: body, status: 401, code: api.CodeUnauthorized},
+			method: "POST", path: "/v1/vips", body: body, status: 401, code: wire.CodeUnauthorized},
 		{name: "no token for a consistent read", apiAddr: hostOf(leader.srv.URL), leaderID: "L", cfg: api.Config{Token: testToken, TokenForReads: true},
-			method: "GET", path: "/v1/vips?consistent=1", status: 401, code: api.CodeUnauthorized},
+			method: "GET", path: "/v1/vips?consistent=1", status: 401, code: wire.CodeUnauthorized},
 		{name: "wrong method", apiAddr: hostOf(leader.srv.URL), leaderID: "L", method: "PATCH", path: "/v1/vips",
-			status: 405, code: api.CodeMethod},
+			status: 405, code: wire.CodeMethod},
 		{name: "too large", apiAddr: hostOf(leader.srv.URL), leaderID: "L", cfg: api.Config{MaxBody: 10}, method: "POST", path: "/v1/vips", body: body,
-			status: 413, code: api.CodeTooLarge},
+			status: 413, code: wire.CodeTooLarge},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			fr, base := follower(t, c.leaderID, c.apiAddr, c.cfg)
@@ -295,10 +296,10 @@ func TestLeaderSideFailures(t *testing.T) {
 	}{
 		{"leadership lost during apply", func(f *fakeRaft) {
 			f.applyErr = fmt.Errorf("%w: %w", cluster.ErrNotLeader, errors.New("leadership lost while committing log"))
-		}, "POST", "/v1/vips", vip, 503, api.CodeLeadershipLost, ""},
-		{"not leader any more at apply", func(f *fakeRaft) { f.applyErr = cluster.ErrNotLeader }, "PUT", "/v1/settings", `{}`, 503, api.CodeLeadershipLost, ""},
+		}, "POST", "/v1/vips", vip, 503, wire.CodeLeadershipLost, ""},
+		{"not leader any more at apply", func(f *fakeRaft) { f.applyErr = cluster.ErrNotLeader }, "PUT", "/v1/settings", `{}`, 503, wire.CodeLeadershipLost, ""},
 		{"raft shut down", func(f *fakeRaft) { f.applyErr = cluster.ErrShutdown }, "POST", "/v1/vips", vip, 500, model.CodeInternal, ""},
-		{"barrier fails", func(f *fakeRaft) { f.barrierErr = errors.New("timed out enqueuing operation") }, "GET", "/v1/vips?consistent=1", "", 503, api.CodeNoLeader, ""},
+		{"barrier fails", func(f *fakeRaft) { f.barrierErr = errors.New("timed out enqueuing operation") }, "GET", "/v1/vips?consistent=1", "", 503, wire.CodeNoLeader, ""},
 		{"peers fail", func(f *fakeRaft) { f.peersErr = errors.New("boom") }, "GET", "/v1/cluster/peers", "", 500, model.CodeInternal, ""},
 		{"peers fail in status", func(f *fakeRaft) { f.peersErr = errors.New("boom") }, "GET", "/v1/status", "", 500, model.CodeInternal, ""},
 		{"transfer to unknown", func(f *fakeRaft) {}, "POST", "/v1/cluster/transfer-leadership", `{"id":"zz"}`, 404, model.CodeNotFound, "id"},
@@ -321,7 +322,7 @@ func TestLeaderSideFailures(t *testing.T) {
 		status           int
 		code, field      string
 	}{
-		{"join loses leadership", "/v1/cluster/join", `{"id":"n2","address":"127.0.0.1:2","api_addr":"127.0.0.1:3"}`, cluster.ErrNotLeader, 503, api.CodeLeadershipLost, ""},
+		{"join loses leadership", "/v1/cluster/join", `{"id":"n2","address":"127.0.0.1:2","api_addr":"127.0.0.1:3"}`, cluster.ErrNotLeader, 503, wire.CodeLeadershipLost, ""},
 		{"join conflicts", "/v1/cluster/join", `{"id":"n2","address":"127.0.0.1:2"}`, fmt.Errorf("%w: taken", cluster.ErrConflict), 409, model.CodeConflict, "id"},
 		{"remove fails", "/v1/cluster/remove", `{"id":"L"}`, errors.New("configuration changed since 7"), 500, model.CodeInternal, ""},
 		{"remove the last voter", "/v1/cluster/remove", `{"id":"n2"}`, nil, 409, model.CodeConflict, "id"},
@@ -359,7 +360,7 @@ func TestLeaderSideFailures(t *testing.T) {
 	check := func(status int, ready bool, reason string) {
 		t.Helper()
 		r := call(t, "GET", base+"/readyz", "")
-		var rd api.Ready
+		var rd wire.Ready
 		decodeExact(t, r.body, &rd)
 		if r.status != status || rd.Ready != ready || !strings.Contains(rd.Reason, reason) || r.header.Get("Content-Type") != "application/json" {
 			t.Errorf("readyz %d %+v, want %d ready=%v reason ~%q", r.status, rd, status, ready, reason)
@@ -379,7 +380,7 @@ func TestLeaderSideFailures(t *testing.T) {
 	check(200, true, "")
 
 	// A follower's status reports its last contact with the leader.
-	var st api.Status
+	var st wire.Status
 	checkRead(t, call(t, "GET", base+"/v1/status", ""), &st)
 	if st.Role != "follower" || st.LeaderID != "L" || st.LastContact == nil || st.LastContact.Year() != 2024 || len(st.Peers) != 1 {
 		t.Fatalf("follower status %+v", st)
@@ -415,8 +416,8 @@ func TestForwardEndToEnd(t *testing.T) {
 	// relays it; nothing changes.
 	before := snapshotState(t, f, n)
 	checkError(t, call(t, "POST", base+"/v1/services", `{"name":"web2","protocol":"tcp","address":"192.0.2.11","port":80}`, bearer("wrong")...),
-		http.StatusUnauthorized, api.CodeUnauthorized, "")
-	checkError(t, call(t, "GET", base+"/v1/services?consistent=1", ""), http.StatusUnauthorized, api.CodeUnauthorized, "")
+		http.StatusUnauthorized, wire.CodeUnauthorized, "")
+	checkError(t, call(t, "GET", base+"/v1/services?consistent=1", ""), http.StatusUnauthorized, wire.CodeUnauthorized, "")
 	checkError(t, call(t, "POST", base+"/v1/services", `{"name":"web","protocol":"tcp","address":"192.0.2.11","port":80}`, bearer(testToken)...),
 		http.StatusConflict, model.CodeConflict, "name")
 	checkError(t, call(t, "DELETE", base+"/v1/services/web?cas=1", "", bearer(testToken)...),

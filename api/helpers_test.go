@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/raftlb/raftlb/api"
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
 )
@@ -133,7 +135,7 @@ func decodeExact(t *testing.T, b []byte, v any) {
 }
 
 // checkError asserts r is a JSON error with the given status, code and field.
-func checkError(t *testing.T, r reply, status int, code, field string) api.Error {
+func checkError(t *testing.T, r reply, status int, code, field string) wire.Error {
 	t.Helper()
 	if r.status != status {
 		t.Errorf("status %d, want %d; body %s", r.status, status, r.body)
@@ -141,7 +143,7 @@ func checkError(t *testing.T, r reply, status int, code, field string) api.Error
 	if ct := r.header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type %q, want application/json", ct)
 	}
-	var e api.Error
+	var e wire.Error
 	decodeExact(t, r.body, &e)
 	if e.Code != code {
 		t.Errorf("code %q, want %q (message %q)", e.Code, code, e.Message)
@@ -158,7 +160,7 @@ func checkError(t *testing.T, r reply, status int, code, field string) api.Error
 // checkWrite asserts r is a successful write answered with status and
 // returns its body. The index in the body is positive and equals the
 // X-Raftlb-Index header.
-func checkWrite(t *testing.T, r reply, status int) api.WriteResponse {
+func checkWrite(t *testing.T, r reply, status int) wire.WriteResponse {
 	t.Helper()
 	if r.status != status {
 		t.Fatalf("status %d, want %d; body %s", r.status, status, r.body)
@@ -166,13 +168,13 @@ func checkWrite(t *testing.T, r reply, status int) api.WriteResponse {
 	if ct := r.header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type %q, want application/json", ct)
 	}
-	var w api.WriteResponse
+	var w wire.WriteResponse
 	decodeExact(t, r.body, &w)
 	if w.Index == 0 {
 		t.Errorf("write answered with index 0: %s", r.body)
 	}
-	if h := r.header.Get(api.HeaderIndex); h != strconv.FormatUint(w.Index, 10) {
-		t.Errorf("%s header %q, body index %d", api.HeaderIndex, h, w.Index)
+	if h := r.header.Get(wire.HeaderIndex); h != strconv.FormatUint(w.Index, 10) {
+		t.Errorf("%s header %q, body index %d", wire.HeaderIndex, h, w.Index)
 	}
 	return w
 }
@@ -187,9 +189,9 @@ func checkRead(t *testing.T, r reply, v any) uint64 {
 	if ct := r.header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type %q, want application/json", ct)
 	}
-	idx, err := strconv.ParseUint(r.header.Get(api.HeaderIndex), 10, 64)
+	idx, err := strconv.ParseUint(r.header.Get(wire.HeaderIndex), 10, 64)
 	if err != nil {
-		t.Errorf("%s header %q: %v", api.HeaderIndex, r.header.Get(api.HeaderIndex), err)
+		t.Errorf("%s header %q: %v", wire.HeaderIndex, r.header.Get(wire.HeaderIndex), err)
 	}
 	decodeExact(t, r.body, v)
 	return idx
@@ -254,6 +256,7 @@ type fakeRaft struct {
 	commit     uint64 // Status().CommitIndex when > index
 	applies    int
 	others     []cluster.Peer // more members, beside this one
+	last       []byte         // the last entry applied
 }
 
 func newFake(id string) *fakeRaft {
@@ -290,7 +293,15 @@ func (f *fakeRaft) Apply(cmd []byte, _ time.Duration) (uint64, any, error) {
 		return 0, nil, cluster.ErrNotLeader
 	}
 	f.index++
+	f.last = slices.Clone(cmd)
 	return f.index, f.fsm.Apply(&raft.Log{Index: f.index, Term: 1, Type: raft.LogCommand, Data: cmd}), nil
+}
+
+// lastEntry is the last command applied through the fake, as encoded.
+func (f *fakeRaft) lastEntry() []byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.last
 }
 
 func (f *fakeRaft) applyCount() int {

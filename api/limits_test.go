@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/api"
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/model"
 )
@@ -59,7 +60,7 @@ func TestRequestLimits(t *testing.T) {
 		t.Errorf("message %q does not name the flag", e.Message)
 	}
 	// Within the count, but more than 400 bytes as a log entry.
-	e = checkError(t, call(t, "POST", base+"/v1/services", svc(3)), 413, api.CodeTooLarge, "")
+	e = checkError(t, call(t, "POST", base+"/v1/services", svc(3)), 413, wire.CodeTooLarge, "")
 	if !strings.Contains(e.Message, "-api-max-entry") {
 		t.Errorf("message %q does not name the flag", e.Message)
 	}

@@ -6,14 +6,15 @@ import (
 	"net/http"
 	"net/netip"
 
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/model"
 )
 
 // Handlers for services, real servers, VIPs and settings.
 
-func notFound(field, format string, args ...any) *Error {
-	return &Error{Code: model.CodeNotFound, Field: field, Message: fmt.Sprintf(format, args...)}
+func notFound(field, format string, args ...any) *wire.Error {
+	return &wire.Error{Code: model.CodeNotFound, Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
 // serviceBody is the body of POST /v1/services (with optional reals) and
@@ -27,11 +28,11 @@ type serviceBody struct {
 }
 
 func (s *Server) listServices(w http.ResponseWriter, r *http.Request) {
-	s.read(w, r, func() (any, *Error) { return s.cfg.FSM.Services(), nil })
+	s.read(w, r, func() (any, *wire.Error) { return s.cfg.FSM.Services(), nil })
 }
 
 func (s *Server) getService(w http.ResponseWriter, r *http.Request) {
-	s.read(w, r, func() (any, *Error) {
+	s.read(w, r, func() (any, *wire.Error) {
 		name := r.PathValue("name")
 		if svc, ok := s.cfg.FSM.Service(name); ok {
 			return svc, nil
@@ -40,14 +41,21 @@ func (s *Server) getService(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// decodeReal decodes one real server over the defaults.
-func decodeReal(raw []byte) (model.RealServer, *Error) {
+// decodeReal decodes one real server over the defaults. The body may be a
+// real server as read (health, indexes: a read-modify-write), but only
+// what a writer says of it is kept: the cluster's own fields are its to
+// decide, and a command carrying them would be written in encoding
+// version 2 or 3 for nothing (an older director could not read it).
+func decodeReal(raw []byte) (model.RealServer, *wire.Error) {
 	rs := model.NewRealServer()
-	return rs, decodeStrict(raw, &rs)
+	if e := decodeStrict(raw, &rs); e != nil {
+		return rs, e
+	}
+	return rs.Spec().Real(), nil
 }
 
 func (s *Server) createService(w http.ResponseWriter, r *http.Request) {
-	s.write(w, r, http.StatusCreated, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+	s.write(w, r, http.StatusCreated, func(r *http.Request, body []byte) (func() (*wire.WriteResponse, *wire.Error), *wire.Error) {
 		b := serviceBody{ServiceSpec: model.NewServiceSpec()}
 		if e := decodeStrict(body, &b); e != nil {
 			return nil, e
@@ -73,7 +81,7 @@ func (s *Server) createService(w http.ResponseWriter, r *http.Request) {
 			}
 			if _, err := model.NormalizeReal(spec, rs); err != nil {
 				e := model.AsError(err)
-				return nil, &Error{Code: e.Code, Field: fmt.Sprintf("reals[%d].%s", i, e.Field), Message: e.Message}
+				return nil, &wire.Error{Code: e.Code, Field: fmt.Sprintf("reals[%d].%s", i, e.Field), Message: e.Message}
 			}
 			cmd.Reals = append(cmd.Reals, rs)
 		}
@@ -82,7 +90,7 @@ func (s *Server) createService(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
-	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*wire.WriteResponse, *wire.Error), *wire.Error) {
 		name := r.PathValue("name")
 		cas, e := casParam(r)
 		if e != nil {
@@ -110,7 +118,7 @@ func (s *Server) updateService(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteService(w http.ResponseWriter, r *http.Request) {
-	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*wire.WriteResponse, *wire.Error), *wire.Error) {
 		cas, e := casParam(r)
 		if e != nil {
 			return nil, e
@@ -119,7 +127,7 @@ func (s *Server) deleteService(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (s *Server) withService(r *http.Request, fn func(model.Service) (any, *Error)) (any, *Error) {
+func (s *Server) withService(r *http.Request, fn func(model.Service) (any, *wire.Error)) (any, *wire.Error) {
 	name := r.PathValue("name")
 	svc, ok := s.cfg.FSM.Service(name)
 	if !ok {
@@ -129,13 +137,13 @@ func (s *Server) withService(r *http.Request, fn func(model.Service) (any, *Erro
 }
 
 func (s *Server) listReals(w http.ResponseWriter, r *http.Request) {
-	s.read(w, r, func() (any, *Error) {
-		return s.withService(r, func(svc model.Service) (any, *Error) { return svc.Reals, nil })
+	s.read(w, r, func() (any, *wire.Error) {
+		return s.withService(r, func(svc model.Service) (any, *wire.Error) { return svc.Reals, nil })
 	})
 }
 
 // realKey parses the {key} path segment: "addr:port" or "[v6]:port".
-func realKey(r *http.Request) (netip.AddrPort, *Error) {
+func realKey(r *http.Request) (netip.AddrPort, *wire.Error) {
 	k := r.PathValue("key")
 	ap, err := netip.ParseAddrPort(k)
 	if err != nil {
@@ -145,7 +153,7 @@ func realKey(r *http.Request) (netip.AddrPort, *Error) {
 }
 
 func (s *Server) getReal(w http.ResponseWriter, r *http.Request) {
-	s.read(w, r, func() (any, *Error) {
+	s.read(w, r, func() (any, *wire.Error) {
 		ap, e := realKey(r)
 		if e != nil {
 			return nil, e
@@ -165,7 +173,7 @@ func (s *Server) getReal(w http.ResponseWriter, r *http.Request) {
 // preValidateReal checks a real server against the local copy of its
 // service when this director has it; the leader checks again either way.
 // It reads only the spec: O(1) however many real servers the service has.
-func (s *Server) preValidateReal(service string, rs model.RealServer) *Error {
+func (s *Server) preValidateReal(service string, rs model.RealServer) *wire.Error {
 	if spec, ok := s.cfg.FSM.ServiceSpec(service); ok {
 		if _, err := model.NormalizeReal(spec, rs); err != nil {
 			return model.AsError(err)
@@ -175,7 +183,7 @@ func (s *Server) preValidateReal(service string, rs model.RealServer) *Error {
 }
 
 func (s *Server) createReal(w http.ResponseWriter, r *http.Request) {
-	s.write(w, r, http.StatusCreated, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+	s.write(w, r, http.StatusCreated, func(r *http.Request, body []byte) (func() (*wire.WriteResponse, *wire.Error), *wire.Error) {
 		rs, e := decodeReal(body)
 		if e != nil {
 			return nil, e
@@ -189,7 +197,7 @@ func (s *Server) createReal(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) updateReal(w http.ResponseWriter, r *http.Request) {
-	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*wire.WriteResponse, *wire.Error), *wire.Error) {
 		ap, e := realKey(r)
 		if e != nil {
 			return nil, e
@@ -219,7 +227,7 @@ func (s *Server) updateReal(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteReal(w http.ResponseWriter, r *http.Request) {
-	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*wire.WriteResponse, *wire.Error), *wire.Error) {
 		ap, e := realKey(r)
 		if e != nil {
 			return nil, e
@@ -233,11 +241,11 @@ func (s *Server) deleteReal(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listVIPs(w http.ResponseWriter, r *http.Request) {
-	s.read(w, r, func() (any, *Error) { return s.cfg.FSM.VIPs(), nil })
+	s.read(w, r, func() (any, *wire.Error) { return s.cfg.FSM.VIPs(), nil })
 }
 
 // vipKey parses the {addr} path segment.
-func vipKey(r *http.Request) (string, *Error) {
+func vipKey(r *http.Request) (string, *wire.Error) {
 	a, err := netip.ParseAddr(r.PathValue("addr"))
 	if err != nil {
 		return "", badRequest("address", "%q is not an IP address", r.PathValue("addr"))
@@ -246,7 +254,7 @@ func vipKey(r *http.Request) (string, *Error) {
 }
 
 func (s *Server) getVIP(w http.ResponseWriter, r *http.Request) {
-	s.read(w, r, func() (any, *Error) {
+	s.read(w, r, func() (any, *wire.Error) {
 		k, e := vipKey(r)
 		if e != nil {
 			return nil, e
@@ -258,7 +266,7 @@ func (s *Server) getVIP(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func decodeVIP(body []byte) (model.VIP, *Error) {
+func decodeVIP(body []byte) (model.VIP, *wire.Error) {
 	v := model.NewVIP()
 	if e := decodeStrict(body, &v); e != nil {
 		return v, e
@@ -268,7 +276,7 @@ func decodeVIP(body []byte) (model.VIP, *Error) {
 }
 
 func (s *Server) createVIP(w http.ResponseWriter, r *http.Request) {
-	s.write(w, r, http.StatusCreated, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+	s.write(w, r, http.StatusCreated, func(r *http.Request, body []byte) (func() (*wire.WriteResponse, *wire.Error), *wire.Error) {
 		v, e := decodeVIP(body)
 		if e != nil {
 			return nil, e
@@ -278,7 +286,7 @@ func (s *Server) createVIP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) updateVIP(w http.ResponseWriter, r *http.Request) {
-	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*wire.WriteResponse, *wire.Error), *wire.Error) {
 		k, e := vipKey(r)
 		if e != nil {
 			return nil, e
@@ -296,7 +304,7 @@ func (s *Server) updateVIP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteVIP(w http.ResponseWriter, r *http.Request) {
-	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*wire.WriteResponse, *wire.Error), *wire.Error) {
 		k, e := vipKey(r)
 		if e != nil {
 			return nil, e
@@ -310,12 +318,12 @@ func (s *Server) deleteVIP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getSettings(w http.ResponseWriter, r *http.Request) {
-	s.read(w, r, func() (any, *Error) { return s.cfg.FSM.Settings(), nil })
+	s.read(w, r, func() (any, *wire.Error) { return s.cfg.FSM.Settings(), nil })
 }
 
 // updateSettings replaces the settings; absent fields take their defaults.
 func (s *Server) updateSettings(w http.ResponseWriter, r *http.Request) {
-	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*wire.WriteResponse, *wire.Error), *wire.Error) {
 		cas, e := casParam(r)
 		if e != nil {
 			return nil, e

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/raftlb/raftlb/api/wire"
 )
 
 // Readiness (GET /readyz): a director is ready to take API traffic when it
@@ -22,7 +24,7 @@ const (
 
 // readyInputs is what decideReady looks at.
 type readyInputs struct {
-	Stopped         *Stopped
+	Stopped         *wire.Stopped
 	LeaderID        string
 	Commit, Applied uint64
 	// CommitBefore is the commit index known MaxDelay ago (ok: a sample that

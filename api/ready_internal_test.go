@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/raftlb/raftlb/api/wire"
 )
 
 func TestDecideReady(t *testing.T) {
@@ -25,7 +27,7 @@ func TestDecideReady(t *testing.T) {
 			in.Commit, in.Applied, in.CommitBefore, in.HaveBefore = 5000, 1200, 1000, true
 		}, true, ""},
 		{"no leader", func(in *readyInputs) { in.LeaderID = "" }, false, "no leader"},
-		{"stopped", func(in *readyInputs) { in.Stopped = &Stopped{Reason: "damaged"} }, false, "stopped: damaged"},
+		{"stopped", func(in *readyInputs) { in.Stopped = &wire.Stopped{Reason: "damaged"} }, false, "stopped: damaged"},
 	} {
 		in := base
 		tc.mod(&in)

@@ -20,6 +20,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/model"
@@ -60,7 +61,7 @@ type Config struct {
 	Insecure bool
 	// Security describes how this director's raft and API are protected,
 	// for /v1/status.
-	Security *Security
+	Security *wire.Security
 	// ApplyTimeout bounds one raft Apply (default 10 s).
 	ApplyTimeout time.Duration
 	// MaxBody is the largest accepted request body (default 4 MiB; 413).
@@ -78,25 +79,25 @@ type Config struct {
 	Version  string
 	// Dataplane, if set, returns this director's dataplane status for
 	// /v1/status.
-	Dataplane func() any
+	Dataplane func() *wire.DataplaneStatus
 	// VIPs, if set, returns the VIPs this director holds and its
 	// announcement counters.
-	VIPs func() any
+	VIPs func() *wire.VIPStatus
 	// Leadership, if set, returns this director's leadership preferences
 	// and decision for /v1/status.
-	Leadership func() any
+	Leadership func() *wire.LeadershipStatus
 
 	// Health checking (api/health.go). Health, if set, answers GET
 	// /v1/health (service "" = every checked service) with a
 	// *HealthReport; Gossip and HealthStats, if set, give the "gossip" and
 	// "health" parts of /v1/status.
-	Health      func(service string) any
-	Gossip      func() any
-	HealthStats func() any
+	Health      func(service string) *wire.HealthReport
+	Gossip      func() *wire.GossipStatus
+	HealthStats func() *wire.HealthStatus
 
 	// Stopped, if set, says why this director stopped serving (nil: it
 	// serves). Default: the FSM's failure.
-	Stopped func() *Stopped
+	Stopped func() *wire.Stopped
 	// Readiness bounds (ready.go); 0 takes ReadyMaxLag / ReadyMaxDelay.
 	ReadyMaxLag   uint64
 	ReadyMaxDelay time.Duration
@@ -145,7 +146,7 @@ func NewServer(cfg Config) *Server {
 		cfg.ReadyMaxDelay = ReadyMaxDelay
 	}
 	if cfg.Stopped == nil {
-		cfg.Stopped = func() *Stopped { return StoppedBy(cfg.FSM.Failure()) }
+		cfg.Stopped = func() *wire.Stopped { return StoppedBy(cfg.FSM.Failure()) }
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux()}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -173,7 +174,7 @@ func (s *Server) handle(pattern string, m methods) {
 		h, ok := m[r.Method]
 		if !ok {
 			w.Header().Set("Allow", strings.Join(allow, ", "))
-			writeError(w, http.StatusMethodNotAllowed, &Error{Code: CodeMethod,
+			writeError(w, http.StatusMethodNotAllowed, &wire.Error{Code: wire.CodeMethod,
 				Message: fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", "))})
 			return
 		}
@@ -199,13 +200,13 @@ func (s *Server) routes() {
 	s.handle("/v1/cluster/remove", methods{"POST": s.remove})
 	s.handle("/v1/cluster/transfer-leadership", methods{"POST": s.transfer})
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, &Error{Code: model.CodeNotFound, Message: "no such endpoint: " + r.URL.Path})
+		writeError(w, http.StatusNotFound, &wire.Error{Code: model.CodeNotFound, Message: "no such endpoint: " + r.URL.Path})
 	})
 }
 
 // ---- responses ----
 
-func statusOf(e *Error) int {
+func statusOf(e *wire.Error) int {
 	switch e.Code {
 	case model.CodeInvalid:
 		return http.StatusBadRequest
@@ -213,17 +214,17 @@ func statusOf(e *Error) int {
 		return http.StatusNotFound
 	case model.CodeConflict, model.CodeCASMismatch:
 		return http.StatusConflict
-	case CodeNoLeader, CodeLeadershipLost, CodeStopped:
+	case wire.CodeNoLeader, wire.CodeLeadershipLost, wire.CodeStopped:
 		return http.StatusServiceUnavailable
-	case CodeUnauthorized:
+	case wire.CodeUnauthorized:
 		return http.StatusUnauthorized
-	case CodeTooLarge:
+	case wire.CodeTooLarge:
 		return http.StatusRequestEntityTooLarge
-	case CodeMethod:
+	case wire.CodeMethod:
 		return http.StatusMethodNotAllowed
-	case CodeUnsupportedMedia:
+	case wire.CodeUnsupportedMedia:
 		return http.StatusUnsupportedMediaType
-	case CodeTimeout:
+	case wire.CodeTimeout:
 		return http.StatusRequestTimeout
 	}
 	return http.StatusInternalServerError
@@ -235,19 +236,19 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func writeError(w http.ResponseWriter, status int, e *Error) {
+func writeError(w http.ResponseWriter, status int, e *wire.Error) {
 	if status == 0 {
 		status = statusOf(e)
 	}
 	writeJSON(w, status, e)
 }
 
-func noLeader(format string, args ...any) *Error {
-	return &Error{Code: CodeNoLeader, Message: fmt.Sprintf(format, args...)}
+func noLeader(format string, args ...any) *wire.Error {
+	return &wire.Error{Code: wire.CodeNoLeader, Message: fmt.Sprintf(format, args...)}
 }
 
-func badRequest(field, format string, args ...any) *Error {
-	return &Error{Code: model.CodeInvalid, Field: field, Message: fmt.Sprintf(format, args...)}
+func badRequest(field, format string, args ...any) *wire.Error {
+	return &wire.Error{Code: model.CodeInvalid, Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
 // ---- auth ----
@@ -274,7 +275,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, write bool) b
 	if s.cfg.Token == "" {
 		msg = "this director has no token configured (-token-file), so it accepts no requests that need one"
 	}
-	writeError(w, http.StatusUnauthorized, &Error{Code: CodeUnauthorized, Message: msg})
+	writeError(w, http.StatusUnauthorized, &wire.Error{Code: wire.CodeUnauthorized, Message: msg})
 	return false
 }
 
@@ -284,7 +285,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, write bool) b
 // application/json: browsers can send form types and type-less bodies
 // cross-origin without a CORS preflight, and a -dev director on loopback
 // takes writes without a token.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *Error) {
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *wire.Error) {
 	// The deadline is on the connection: a body still arriving when it
 	// passes fails the read, and the connection is closed.
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))
@@ -294,16 +295,16 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *Erro
 		var ne net.Error
 		switch {
 		case errors.As(err, &mb):
-			return nil, &Error{Code: CodeTooLarge, Message: fmt.Sprintf("request body is larger than %d bytes (raftlb agent -api-max-body)", s.cfg.MaxBody)}
+			return nil, &wire.Error{Code: wire.CodeTooLarge, Message: fmt.Sprintf("request body is larger than %d bytes (raftlb agent -api-max-body)", s.cfg.MaxBody)}
 		case errors.As(err, &ne) && ne.Timeout():
-			return nil, &Error{Code: CodeTimeout, Message: fmt.Sprintf("the request body did not arrive within %v", s.cfg.BodyTimeout)}
+			return nil, &wire.Error{Code: wire.CodeTimeout, Message: fmt.Sprintf("the request body did not arrive within %v", s.cfg.BodyTimeout)}
 		}
 		return nil, badRequest("body", "cannot read: %v", err)
 	}
 	if len(b) > 0 {
 		ct := r.Header.Get("Content-Type")
 		if mt, _, _ := strings.Cut(ct, ";"); strings.TrimSpace(strings.ToLower(mt)) != "application/json" {
-			return nil, &Error{Code: CodeUnsupportedMedia, Field: "Content-Type",
+			return nil, &wire.Error{Code: wire.CodeUnsupportedMedia, Field: "Content-Type",
 				Message: fmt.Sprintf("%q: request bodies must be sent as application/json (curl: -H 'Content-Type: application/json')", ct)}
 		}
 	}
@@ -312,7 +313,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *Erro
 
 // decodeStrict decodes one JSON object into v, refusing unknown fields and
 // trailing data, and names the offending field in its error.
-func decodeStrict(body []byte, v any) *Error {
+func decodeStrict(body []byte, v any) *wire.Error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -399,7 +400,7 @@ func keyPath(body []byte, name string) string {
 }
 
 // casParam reads ?cas=N (N ≥ 1); 0 means not given.
-func casParam(r *http.Request) (uint64, *Error) {
+func casParam(r *http.Request) (uint64, *wire.Error) {
 	q := r.URL.Query()
 	if !q.Has("cas") {
 		return 0, nil
@@ -414,7 +415,7 @@ func casParam(r *http.Request) (uint64, *Error) {
 
 // ---- the write path ----
 
-type prepareFunc func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error)
+type prepareFunc func(r *http.Request, body []byte) (func() (*wire.WriteResponse, *wire.Error), *wire.Error)
 
 // write runs one write of replicated data: prepare validates the request on
 // this director and returns the action to run on the leader; if this
@@ -454,34 +455,26 @@ func (s *Server) writeOpts(w http.ResponseWriter, r *http.Request, okStatus int,
 		writeError(w, 0, e)
 		return
 	}
-	w.Header().Set(HeaderIndex, strconv.FormatUint(resp.Index, 10))
+	w.Header().Set(wire.HeaderIndex, strconv.FormatUint(resp.Index, 10))
 	writeJSON(w, okStatus, resp)
 }
 
 // apply commits cmd through raft and turns the FSM's result into a response.
-func (s *Server) apply(cmd fsm.Command) (*WriteResponse, *Error) {
-	b, err := s.cfg.FSM.Encode(cmd)
-	if err != nil {
-		return nil, &Error{Code: model.CodeInternal, Message: err.Error()}
-	}
-	if len(b) > s.cfg.MaxEntry {
-		return nil, &Error{Code: CodeTooLarge, Message: fmt.Sprintf("the change is %d bytes as a raft log entry, more than the limit of %d (raftlb agent -api-max-entry): split it", len(b), s.cfg.MaxEntry)}
-	}
-	idx, resp, err := s.cfg.Raft.Apply(b, s.cfg.ApplyTimeout)
-	if err != nil {
-		if errors.Is(err, cluster.ErrNotLeader) {
-			return nil, &Error{Code: CodeLeadershipLost, Message: fmt.Sprintf("leadership changed while the write was in flight; it may or may not have been applied: read, then retry (%v)", err)}
-		}
-		return nil, &Error{Code: model.CodeInternal, Message: "raft apply: " + err.Error()}
-	}
-	res, ok := resp.(*fsm.Result)
-	if !ok {
-		return nil, &Error{Code: model.CodeInternal, Message: fmt.Sprintf("unexpected apply result %T", resp)}
-	}
-	if res.Err != nil {
+func (s *Server) apply(cmd fsm.Command) (*wire.WriteResponse, *wire.Error) {
+	res, err := s.cfg.FSM.Commit(s.cfg.Raft, cmd, s.cfg.ApplyTimeout, s.cfg.MaxEntry)
+	var big *fsm.EntryTooLargeError
+	switch {
+	case errors.As(err, &big):
+		return nil, &wire.Error{Code: wire.CodeTooLarge, Message: big.Error() + " (raftlb agent -api-max-entry): split it"}
+	case errors.Is(err, cluster.ErrNotLeader):
+		return nil, &wire.Error{Code: wire.CodeLeadershipLost, Message: fmt.Sprintf("leadership changed while the write was in flight; it may or may not have been applied: read, then retry (%v)", err)}
+	case err != nil:
+		return nil, &wire.Error{Code: model.CodeInternal, Message: "raft apply: " + err.Error()}
+	case res.Err != nil:
 		return nil, res.Err
 	}
-	out := &WriteResponse{Index: idx}
+	idx := res.Index
+	out := &wire.WriteResponse{Index: idx}
 	switch o := res.Object.(type) {
 	case model.Service:
 		out.Service = &o
@@ -497,8 +490,8 @@ func (s *Server) apply(cmd fsm.Command) (*WriteResponse, *Error) {
 	return out, nil
 }
 
-func (s *Server) applyFn(cmd fsm.Command) (func() (*WriteResponse, *Error), *Error) {
-	return func() (*WriteResponse, *Error) { return s.apply(cmd) }, nil
+func (s *Server) applyFn(cmd fsm.Command) (func() (*wire.WriteResponse, *wire.Error), *wire.Error) {
+	return func() (*wire.WriteResponse, *wire.Error) { return s.apply(cmd) }, nil
 }
 
 // forwardCatchUp bounds how long a request waits for this director to
@@ -509,7 +502,7 @@ const forwardCatchUp = 2 * time.Second
 // waitApplied, a successful write is answered only once this director has
 // applied it.
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte, waitApplied bool) {
-	if by := r.Header.Get(HeaderForwardedBy); by != "" {
+	if by := r.Header.Get(wire.HeaderForwardedBy); by != "" {
 		writeError(w, 0, noLeader("request forwarded by %s reached a director that is not the leader (leadership is moving): retry", by))
 		return
 	}
@@ -545,7 +538,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte, wa
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, r.Method, node.APIScheme+"://"+node.APIAddr+r.URL.RequestURI(), bytes.NewReader(body))
 	if err != nil {
-		writeError(w, 0, &Error{Code: model.CodeInternal, Message: err.Error()})
+		writeError(w, 0, &wire.Error{Code: model.CodeInternal, Message: err.Error()})
 		return
 	}
 	for _, h := range []string{"Authorization", "Content-Type"} {
@@ -553,14 +546,14 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte, wa
 			req.Header.Set(h, v)
 		}
 	}
-	req.Header.Set(HeaderForwardedBy, s.cfg.Raft.Status().ID)
+	req.Header.Set(wire.HeaderForwardedBy, s.cfg.Raft.Status().ID)
 	resp, err := s.fwd.Do(req)
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
 			writeError(w, 0, noLeader("cannot reach leader %s at %s: %v", leaderID, node.APIAddr, err))
 		} else {
-			writeError(w, 0, &Error{Code: CodeLeadershipLost, Message: fmt.Sprintf("lost the connection to leader %s mid-request; the write may or may not have been applied: %v", leaderID, err)})
+			writeError(w, 0, &wire.Error{Code: wire.CodeLeadershipLost, Message: fmt.Sprintf("lost the connection to leader %s mid-request; the write may or may not have been applied: %v", leaderID, err)})
 		}
 		return
 	}
@@ -569,13 +562,13 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte, wa
 	// write, wait until the local FSM has applied it, so a read sent here
 	// next sees it.
 	if waitApplied && resp.StatusCode < 300 {
-		if idx, err := strconv.ParseUint(resp.Header.Get(HeaderIndex), 10, 64); err == nil {
+		if idx, err := strconv.ParseUint(resp.Header.Get(wire.HeaderIndex), 10, 64); err == nil {
 			if err := s.waitApplied(ctx, idx); err != nil {
 				s.cfg.Log.Warn("forwarded write committed but not yet applied here", "index", idx, "err", err)
 			}
 		}
 	}
-	for _, h := range []string{"Content-Type", HeaderIndex, "WWW-Authenticate", "Allow"} {
+	for _, h := range []string{"Content-Type", wire.HeaderIndex, "WWW-Authenticate", "Allow"} {
 		if v := resp.Header.Get(h); v != "" {
 			w.Header().Set(h, v)
 		}
@@ -611,16 +604,16 @@ func (s *Server) refuseStopped(w http.ResponseWriter) bool {
 	if st == nil {
 		return false
 	}
-	writeError(w, 0, &Error{Code: CodeStopped, Message: st.Reason + ": " + st.Recovery})
+	writeError(w, 0, &wire.Error{Code: wire.CodeStopped, Message: st.Reason + ": " + st.Recovery})
 	return true
 }
 
 // StoppedBy describes an FSM failure (nil: none).
-func StoppedBy(fl *fsm.Failure) *Stopped {
+func StoppedBy(fl *fsm.Failure) *wire.Stopped {
 	if fl == nil {
 		return nil
 	}
-	return &Stopped{Reason: fl.Error(), Index: fl.Index, Recovery: fsm.Recovery}
+	return &wire.Stopped{Reason: fl.Error(), Index: fl.Index, Recovery: fsm.Recovery}
 }
 
 // ---- the read path ----
@@ -628,7 +621,7 @@ func StoppedBy(fl *fsm.Failure) *Stopped {
 // read answers a read from the local FSM. With ?consistent=1 the answer
 // comes from the leader after a raft barrier, so it reflects every write
 // committed before the request.
-func (s *Server) read(w http.ResponseWriter, r *http.Request, get func() (any, *Error)) {
+func (s *Server) read(w http.ResponseWriter, r *http.Request, get func() (any, *wire.Error)) {
 	if !s.authorize(w, r, false) || (r.URL.Path != "/v1/status" && s.refuseStopped(w)) {
 		return
 	}
@@ -648,14 +641,14 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request, get func() (any, *
 		writeError(w, 0, e)
 		return
 	}
-	w.Header().Set(HeaderIndex, strconv.FormatUint(idx, 10))
+	w.Header().Set(wire.HeaderIndex, strconv.FormatUint(idx, 10))
 	writeJSON(w, http.StatusOK, v)
 }
 
 // ---- health ----
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, Ready{Ready: true})
+	writeJSON(w, http.StatusOK, wire.Ready{Ready: true})
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
@@ -664,22 +657,22 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		Applied: max(st.AppliedIndex, s.cfg.FSM.Index()), MaxLag: s.cfg.ReadyMaxLag, MaxDelay: s.cfg.ReadyMaxDelay}
 	in.CommitBefore, in.HaveBefore = s.commits.observe(time.Now(), st.CommitIndex, in.MaxDelay)
 	if ok, reason := decideReady(in); !ok {
-		writeJSON(w, http.StatusServiceUnavailable, Ready{Reason: reason})
+		writeJSON(w, http.StatusServiceUnavailable, wire.Ready{Reason: reason})
 		return
 	}
-	writeJSON(w, http.StatusOK, Ready{Ready: true})
+	writeJSON(w, http.StatusOK, wire.Ready{Ready: true})
 }
 
 // ---- status and cluster ----
 
-func (s *Server) peers() ([]Peer, *Error) {
+func (s *Server) peers() ([]wire.Peer, *wire.Error) {
 	ps, err := s.cfg.Raft.Peers()
 	if err != nil {
-		return nil, &Error{Code: model.CodeInternal, Message: "raft configuration: " + err.Error()}
+		return nil, &wire.Error{Code: model.CodeInternal, Message: "raft configuration: " + err.Error()}
 	}
-	out := make([]Peer, 0, len(ps))
+	out := make([]wire.Peer, 0, len(ps))
 	for _, p := range ps {
-		q := Peer{ID: p.ID, Address: p.Address, Suffrage: p.Suffrage, Leader: p.Leader}
+		q := wire.Peer{ID: p.ID, Address: p.Address, Suffrage: p.Suffrage, Leader: p.Leader}
 		if n, ok := s.cfg.FSM.Node(p.ID); ok {
 			q.APIAddr = n.APIAddr
 		}
@@ -689,13 +682,13 @@ func (s *Server) peers() ([]Peer, *Error) {
 }
 
 func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) {
-	s.read(w, r, func() (any, *Error) {
+	s.read(w, r, func() (any, *wire.Error) {
 		st := s.cfg.Raft.Status()
 		// Raft's applied index covers no-ops but is set around the hand-off
 		// to the FSM goroutine, so for an instant it can trail a write the
 		// FSM has already applied (and answered); report the larger, so
 		// applied_index never trails an index a write returned.
-		out := Status{ClusterID: s.cfg.FSM.ClusterID(), NodeID: st.ID, RaftAddr: st.Addr, Role: st.State, LeaderID: st.LeaderID, LeaderAddr: st.LeaderAddr,
+		out := wire.Status{ClusterID: s.cfg.FSM.ClusterID(), NodeID: st.ID, RaftAddr: st.Addr, Role: st.State, LeaderID: st.LeaderID, LeaderAddr: st.LeaderAddr,
 			Term: st.Term, CommitIndex: st.CommitIndex, AppliedIndex: max(st.AppliedIndex, s.cfg.FSM.Index()),
 			TimingProfile: st.Profile, Version: s.cfg.Version, Stopped: s.cfg.Stopped(), Security: s.cfg.Security}
 		if s.cfg.Dataplane != nil {
@@ -727,15 +720,15 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getPeers(w http.ResponseWriter, r *http.Request) {
-	s.read(w, r, func() (any, *Error) { return s.peers() })
+	s.read(w, r, func() (any, *wire.Error) { return s.peers() })
 }
 
 func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) {
-	s.read(w, r, func() (any, *Error) { return s.cfg.FSM.Nodes(), nil })
+	s.read(w, r, func() (any, *wire.Error) { return s.cfg.FSM.Nodes(), nil })
 }
 
 func (s *Server) registerNode(w http.ResponseWriter, r *http.Request) {
-	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
+	s.write(w, r, http.StatusOK, func(r *http.Request, body []byte) (func() (*wire.WriteResponse, *wire.Error), *wire.Error) {
 		var n model.Node
 		if e := decodeStrict(body, &n); e != nil {
 			return nil, e
@@ -748,7 +741,7 @@ func (s *Server) registerNode(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func checkRaftAddr(field, a string) *Error {
+func checkRaftAddr(field, a string) *wire.Error {
 	host, port, err := net.SplitHostPort(a)
 	if err != nil || host == "" {
 		return badRequest(field, "%q is not host:port", a)
@@ -762,21 +755,21 @@ func checkRaftAddr(field, a string) *Error {
 	return nil
 }
 
-func clusterErr(field, id string, err error) *Error {
+func clusterErr(field, id string, err error) *wire.Error {
 	switch {
 	case errors.Is(err, cluster.ErrNotLeader):
-		return &Error{Code: CodeLeadershipLost, Message: fmt.Sprintf("leadership changed mid-operation: check, then retry (%v)", err)}
+		return &wire.Error{Code: wire.CodeLeadershipLost, Message: fmt.Sprintf("leadership changed mid-operation: check, then retry (%v)", err)}
 	case errors.Is(err, cluster.ErrUnknownPeer):
-		return &Error{Code: model.CodeNotFound, Field: field, Message: fmt.Sprintf("%q is not a member of the cluster", id)}
+		return &wire.Error{Code: model.CodeNotFound, Field: field, Message: fmt.Sprintf("%q is not a member of the cluster", id)}
 	case errors.Is(err, cluster.ErrConflict):
-		return &Error{Code: model.CodeConflict, Field: field, Message: err.Error()}
+		return &wire.Error{Code: model.CodeConflict, Field: field, Message: err.Error()}
 	}
-	return &Error{Code: model.CodeInternal, Message: err.Error()}
+	return &wire.Error{Code: model.CodeInternal, Message: err.Error()}
 }
 
 func (s *Server) join(w http.ResponseWriter, r *http.Request) {
-	s.membershipWrite(w, r, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
-		var j JoinRequest
+	s.membershipWrite(w, r, func(r *http.Request, body []byte) (func() (*wire.WriteResponse, *wire.Error), *wire.Error) {
+		var j wire.JoinRequest
 		if e := decodeStrict(body, &j); e != nil {
 			return nil, e
 		}
@@ -794,28 +787,28 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 			}
 			reg = &fsm.RegisterNode{Node: n}
 		}
-		return func() (*WriteResponse, *Error) {
+		return func() (*wire.WriteResponse, *wire.Error) {
 			if err := s.cfg.Raft.AddVoter(j.ID, j.Address); err != nil {
 				return nil, clusterErr("id", j.ID, err)
 			}
 			if reg != nil {
 				return s.apply(reg)
 			}
-			return &WriteResponse{Index: s.cfg.Raft.Status().LastIndex}, nil
+			return &wire.WriteResponse{Index: s.cfg.Raft.Status().LastIndex}, nil
 		}, nil
 	})
 }
 
 func (s *Server) remove(w http.ResponseWriter, r *http.Request) {
-	s.membershipWrite(w, r, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
-		var q RemoveRequest
+	s.membershipWrite(w, r, func(r *http.Request, body []byte) (func() (*wire.WriteResponse, *wire.Error), *wire.Error) {
+		var q wire.RemoveRequest
 		if e := decodeStrict(body, &q); e != nil {
 			return nil, e
 		}
 		if !model.ValidName(q.ID) {
 			return nil, badRequest("id", "%q is not a valid node id", q.ID)
 		}
-		return func() (*WriteResponse, *Error) {
+		return func() (*wire.WriteResponse, *wire.Error) {
 			known, voters := false, 0
 			if ps, err := s.cfg.Raft.Peers(); err == nil {
 				for _, p := range ps {
@@ -829,7 +822,7 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request) {
 				return nil, clusterErr("id", q.ID, cluster.ErrUnknownPeer)
 			}
 			if voters <= 1 {
-				return nil, &Error{Code: model.CodeConflict, Field: "id", Message: fmt.Sprintf(
+				return nil, &wire.Error{Code: model.CodeConflict, Field: "id", Message: fmt.Sprintf(
 					"%q is the cluster's last voter: a cluster cannot remove its last member (stop the director instead, or add another voter first)", q.ID)}
 			}
 			// Forget its API address first: once the leader removes itself it
@@ -842,14 +835,14 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request) {
 			if err := s.cfg.Raft.RemoveServer(q.ID); err != nil {
 				return nil, clusterErr("id", q.ID, err)
 			}
-			return &WriteResponse{Index: s.cfg.Raft.Status().LastIndex}, nil
+			return &wire.WriteResponse{Index: s.cfg.Raft.Status().LastIndex}, nil
 		}, nil
 	})
 }
 
 func (s *Server) transfer(w http.ResponseWriter, r *http.Request) {
-	s.membershipWrite(w, r, func(r *http.Request, body []byte) (func() (*WriteResponse, *Error), *Error) {
-		var q TransferRequest
+	s.membershipWrite(w, r, func(r *http.Request, body []byte) (func() (*wire.WriteResponse, *wire.Error), *wire.Error) {
+		var q wire.TransferRequest
 		if len(bytes.TrimSpace(body)) > 0 {
 			if e := decodeStrict(body, &q); e != nil {
 				return nil, e
@@ -858,11 +851,11 @@ func (s *Server) transfer(w http.ResponseWriter, r *http.Request) {
 		if q.ID != "" && !model.ValidName(q.ID) {
 			return nil, badRequest("id", "%q is not a valid node id", q.ID)
 		}
-		return func() (*WriteResponse, *Error) {
+		return func() (*wire.WriteResponse, *wire.Error) {
 			if err := s.cfg.Raft.TransferLeadership(q.ID); err != nil {
 				return nil, clusterErr("id", q.ID, err)
 			}
-			return &WriteResponse{Index: s.cfg.Raft.Status().LastIndex}, nil
+			return &wire.WriteResponse{Index: s.cfg.Raft.Status().LastIndex}, nil
 		}, nil
 	})
 }

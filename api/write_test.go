@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/raftlb/raftlb/api"
+	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/model"
 )
 
@@ -342,5 +343,34 @@ func TestSettingsLifecycle(t *testing.T) {
 	want.ModifyIndex = w3.Index
 	if w3.Settings == nil || !reflect.DeepEqual(*w3.Settings, want) {
 		t.Fatalf("reset %+v, want %+v", w3.Settings, want)
+	}
+}
+
+// TestPlainRealUpdateEncodesAsVersion1: a real server update that changes
+// only v1 fields is written in encoding version 1, also when the body is the
+// real server as read back, with the cluster's health decision and its
+// indexes (a read-modify-write): those are not the writer's, and carrying
+// them made every such update a version-2 entry that a director of an older
+// release cannot apply.
+func TestPlainRealUpdateEncodesAsVersion1(t *testing.T) {
+	fr := newFake("L")
+	fr.leader = true
+	base := serve(t, api.Config{FSM: fr.fsm, Raft: fr}).URL
+	checkWrite(t, call(t, "POST", base+"/v1/services", `{"name":"web","protocol":"tcp","address":"192.0.2.10","port":80,
+		"check":{"type":"tcp"},"reals":[{"address":"10.0.0.1","weight":1}]}`), http.StatusCreated)
+	fr.applyLocal(t, &fsm.SetHealth{Changes: []fsm.HealthChange{{Service: "web", Key: "10.0.0.1:80", Up: false, Reason: "down"}}})
+	var r model.RealServer
+	checkRead(t, call(t, "GET", base+"/v1/services/web/reals/10.0.0.1:80", ""), &r)
+	if r.Health == nil {
+		t.Fatal("no decision to echo")
+	}
+	r.Weight = 5
+	body, _ := json.Marshal(r)
+	w := checkWrite(t, call(t, "PUT", base+"/v1/services/web/reals/10.0.0.1:80", string(body)), http.StatusOK)
+	if e := fr.lastEntry(); len(e) < 2 || e[1]&0x3f != 1 {
+		t.Fatalf("a weight update was written as encoding version %d: %s", e[1]&0x3f, e)
+	}
+	if w.Real == nil || w.Real.Weight != 5 || w.Real.Health == nil || w.Real.Health.Up {
+		t.Fatalf("the update lost the cluster's decision: %+v", w.Real)
 	}
 }

@@ -47,48 +47,33 @@ const (
 
 // The second byte of every entry is the version of the JSON body that
 // follows. Version 2 added health checking (service fields, SetHealth) and
-// leadership preferences (node fields, ReleaseLease). Encode writes the
-// lowest version that can carry the command, so directors that know only
-// version 1 keep applying everything else during a rolling upgrade; a
-// director refuses bodies of a version it does not know.
+// leadership preferences (node fields, ReleaseLease); version 3 dynamic
+// weights (the weight of a health decision, Node.HealthWeights). Encode
+// writes the lowest version that can carry the command, so directors that
+// know only older versions keep applying everything else during a rolling
+// upgrade; a director refuses bodies of a version it does not know. The
+// leader writes version 3 only once every registered director declares
+// HealthWeights (FSM.HealthWeights).
 const (
 	encodingV1 = 1
 	encodingV2 = 2
+	encodingV3 = 3
 )
 
-// versioned is implemented by commands that may need encoding version 2.
-type versioned interface{ needsV2() bool }
-
-func (c CreateService) needsV2() bool {
-	if c.Service.UsesHealth() {
-		return true
-	}
-	for _, r := range c.Reals {
-		if r.Health != nil {
+// anyWeight: a real server's health carries a dynamic weight (version 3).
+func anyWeight(rs ...model.RealServer) bool {
+	for _, r := range rs {
+		if r.Health != nil && r.Health.Weight != nil {
 			return true
 		}
 	}
 	return false
 }
-func (c UpdateService) needsV2() bool { return c.Spec.UsesHealth() }
-func (c CreateReal) needsV2() bool    { return c.Real.Health != nil }
-func (c UpdateReal) needsV2() bool    { return c.Real.Health != nil }
-func (c RegisterNode) needsV2() bool  { return nodeNeedsV2(c.Node) }
-func (SetHealth) needsV2() bool       { return true }
-func (ReleaseLease) needsV2() bool    { return true }
-func (InitCluster) needsV2() bool     { return true }
 
 // nodeNeedsV2: the director fields of encoding version 2 (leadership,
 // gossip, checksums).
 func nodeNeedsV2(n model.Node) bool {
 	return n.Priority != 0 || n.PreemptDelay != "" || n.NoPreempt || n.Witness || n.Fault != "" || n.GossipAddr != "" || n.LogChecksums
-}
-
-func encodingVersion(c Command) byte {
-	if v, ok := c.(versioned); ok && v.needsV2() {
-		return encodingV2
-	}
-	return encodingV1
 }
 
 // Command is one typed change to the state.
@@ -187,6 +172,9 @@ type HealthChange struct {
 	Up      bool   `json:"up"`
 	Reason  string `json:"reason,omitempty"`
 	Check   string `json:"check,omitempty"` // model.Check.Hash of the check decided on; empty = any
+	// Weight is the dynamic weight of a real server decided up (nil: the
+	// configured weight; ignored with Up false). Encoding version 3.
+	Weight *int `json:"weight,omitempty"`
 }
 
 // MaxHealthBatch bounds the changes of one SetHealth.
@@ -221,43 +209,6 @@ func (DeregisterNode) Type() CommandType { return TypeDeregisterNode }
 func (SetHealth) Type() CommandType      { return TypeSetHealth }
 func (ReleaseLease) Type() CommandType   { return TypeReleaseLease }
 func (InitCluster) Type() CommandType    { return TypeInitCluster }
-
-// newCommand returns a zero command of type t, or nil if t is unknown.
-func newCommand(t CommandType) Command {
-	switch t {
-	case TypeCreateService:
-		return &CreateService{}
-	case TypeUpdateService:
-		return &UpdateService{}
-	case TypeDeleteService:
-		return &DeleteService{}
-	case TypeCreateReal:
-		return &CreateReal{}
-	case TypeUpdateReal:
-		return &UpdateReal{}
-	case TypeDeleteReal:
-		return &DeleteReal{}
-	case TypeCreateVIP:
-		return &CreateVIP{}
-	case TypeUpdateVIP:
-		return &UpdateVIP{}
-	case TypeDeleteVIP:
-		return &DeleteVIP{}
-	case TypeUpdateSettings:
-		return &UpdateSettings{}
-	case TypeRegisterNode:
-		return &RegisterNode{}
-	case TypeDeregisterNode:
-		return &DeregisterNode{}
-	case TypeSetHealth:
-		return &SetHealth{}
-	case TypeReleaseLease:
-		return &ReleaseLease{}
-	case TypeInitCluster:
-		return &InitCluster{}
-	}
-	return nil
-}
 
 // ErrIgnorable is returned by Decode for an unknown command type that carries
 // IgnorableFlag.
@@ -335,14 +286,14 @@ func decode(b []byte) (Command, error) {
 		}
 		return nil, fmt.Errorf("unknown command type %d (written by a newer raftlb? upgrade this director)", t)
 	}
-	if ver != encodingV1 && ver != encodingV2 {
-		return nil, fmt.Errorf("command type %d: encoding version %d is not supported (this director knows %d and %d)", t, ver, encodingV1, encodingV2)
+	if ver < encodingV1 || ver > encodingV3 {
+		return nil, fmt.Errorf("command type %d: encoding version %d is not supported (this director knows %d to %d)", t, ver, encodingV1, encodingV3)
 	}
 	if err := jsonstrictDecode(body, c); err != nil {
 		return nil, fmt.Errorf("command type %d: %w", t, err)
 	}
-	if ver == encodingV1 && encodingVersion(c) != encodingV1 {
-		return nil, fmt.Errorf("command type %d: fields of encoding version 2 in a version 1 body", t)
+	if v := encodingVersion(c); v > ver {
+		return nil, fmt.Errorf("command type %d: fields of encoding version %d in a version %d body", t, v, ver)
 	}
 	return c, nil
 }

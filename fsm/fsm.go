@@ -109,6 +109,21 @@ func (f *FSM) Encode(c Command) ([]byte, error) {
 	return encode(c, checksum)
 }
 
+// HealthWeights reports whether the leader may commit dynamic weights
+// (encoding version 3): every registered director declares that it reads
+// them (Node.HealthWeights), as Encode does for checksums. While one does
+// not, health decisions carry no weight and a committed weight is kept.
+func (f *FSM) HealthWeights() bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for _, n := range f.st.nodes {
+		if !n.HealthWeights {
+			return false
+		}
+	}
+	return true
+}
+
 // Failure returns why the FSM stopped applying, or nil while it is healthy.
 func (f *FSM) Failure() *Failure {
 	f.mu.RLock()
@@ -367,4 +382,43 @@ func (f *FSM) LastRelease() *model.LeaseRelease {
 	}
 	r := *f.st.release
 	return &r
+}
+
+// Applier commits an encoded command through raft and returns its index
+// and what the FSM's Apply returned; *cluster.Node is one. It must be the
+// leader's.
+type Applier interface {
+	Apply(cmd []byte, timeout time.Duration) (index uint64, response any, err error)
+}
+
+// EntryTooLargeError is returned by Commit for a command whose log entry
+// would exceed the limit.
+type EntryTooLargeError struct{ Size, Max int }
+
+func (e *EntryTooLargeError) Error() string {
+	return fmt.Sprintf("the change is %d bytes as a raft log entry, more than the limit of %d", e.Size, e.Max)
+}
+
+// Commit is the one path of a write: encode c for this cluster (Encode),
+// refuse it if its entry is over maxEntry bytes (0: no limit), commit it
+// through a (which waits for it to be applied on the leader) and return the
+// FSM's result — whose Err is the command's refusal, the state unchanged —
+// or the error raft returned (cluster.ErrNotLeader and friends).
+func (f *FSM) Commit(a Applier, c Command, timeout time.Duration, maxEntry int) (*Result, error) {
+	b, err := f.Encode(c)
+	if err != nil {
+		return nil, err
+	}
+	if maxEntry > 0 && len(b) > maxEntry {
+		return nil, &EntryTooLargeError{Size: len(b), Max: maxEntry}
+	}
+	idx, resp, err := a.Apply(b, timeout)
+	if err != nil {
+		return nil, err
+	}
+	res, ok := resp.(*Result)
+	if !ok {
+		return nil, fmt.Errorf("fsm: unexpected apply result %T at index %d", resp, idx)
+	}
+	return res, nil
 }

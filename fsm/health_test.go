@@ -45,8 +45,8 @@ func TestEncodingVersions(t *testing.T) {
 		t.Fatalf("v2 fields in a v1 body: %v", err)
 	}
 	legacy, _ := encode(&CreateService{Service: webSpec()}, false)
-	if _, err := Decode(append([]byte{legacy[0], 3}, legacy[2:]...)); err == nil {
-		t.Fatal("version 3 accepted")
+	if _, err := Decode(append([]byte{legacy[0], 4}, legacy[2:]...)); err == nil {
+		t.Fatal("version 4 accepted")
 	}
 	rel, _ := Encode(&ReleaseLease{Node: "d1"})
 	if CommandType(rel[0])&IgnorableFlag == 0 {

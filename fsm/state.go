@@ -102,9 +102,15 @@ func checkCAS(cas, have uint64) *model.Error {
 
 // apply runs one command at index. On error the state is unchanged.
 func (s *state) apply(idx uint64, c Command) (any, *model.Error) {
-	out, err := s.applyCmd(idx, c)
+	d, ok := commands[c.Type()]
+	if !ok {
+		return nil, &model.Error{Code: model.CodeInternal, Message: fmt.Sprintf("no handler for command %T", c)}
+	}
+	out, err := d.apply(s, idx, c)
 	if err == nil {
-		s.track(idx, c)
+		if d.track != nil {
+			d.track(s, idx, c)
+		}
 		s.updateQuorums(idx)
 		if svc, ok := out.(model.Service); ok { // the returned copy predates the quorum update
 			if e := s.services[svc.Name]; e != nil {
@@ -116,221 +122,229 @@ func (s *state) apply(idx uint64, c Command) (any, *model.Error) {
 	return out, err
 }
 
-// track records which service a successful command changed.
-func (s *state) track(idx uint64, c Command) {
-	var name string
-	switch c := c.(type) {
-	case *CreateService:
-		name = c.Service.Name
-	case *UpdateService:
-		name = c.Name
-	case *CreateReal:
-		name = c.Service
-	case *UpdateReal:
-		name = c.Service
-	case *DeleteReal:
-		name = c.Service
-	case *SetHealth:
-		for _, ch := range c.Changes {
-			if e := s.services[ch.Service]; e != nil {
-				e.touched = idx
-			}
-		}
-		return
-	case *DeleteService:
-		if len(s.tombs) >= maxTombs {
-			s.tombs = map[string]uint64{}
-			s.fullBefore = idx
-		}
-		s.tombs[c.Name] = idx
-		return
-	default:
-		return
+// existing is the lookup every update and delete starts with: the object
+// under key, refused with notFound if there is none or with a CAS
+// mismatch if cas is set and differs from its modify index.
+func existing[V any](objs map[string]*V, key string, cas uint64, modifyIndex func(*V) uint64, notFound func() *model.Error) (*V, *model.Error) {
+	v := objs[key]
+	if v == nil {
+		return nil, notFound()
 	}
-	if e := s.services[name]; e != nil {
-		e.touched = idx
+	if err := checkCAS(cas, modifyIndex(v)); err != nil {
+		return nil, err
 	}
+	return v, nil
 }
 
-func (s *state) applyCmd(idx uint64, c Command) (any, *model.Error) {
-	switch c := c.(type) {
-	case *CreateService:
-		return s.createService(idx, c)
-	case *UpdateService:
-		return s.updateService(idx, c)
-	case *DeleteService:
-		e := s.services[c.Name]
-		if e == nil {
-			return nil, model.NotFound("name", "no service named %q", c.Name)
-		}
-		if err := checkCAS(c.CAS, e.modif); err != nil {
-			return nil, err
-		}
-		delete(s.keys, e.spec.Key())
-		delete(s.services, c.Name)
-		return nil, nil
-	case *CreateReal:
-		e := s.services[c.Service]
-		if e == nil {
-			return nil, model.NotFound("service", "no service named %q", c.Service)
-		}
-		r, err := model.NormalizeReal(e.spec, c.Real)
-		if err != nil {
-			return nil, model.AsError(err)
-		}
-		if _, dup := e.reals[r.Key()]; dup {
-			return nil, model.Conflict("address", "service %q already has real server %s", c.Service, r.Key())
-		}
-		if err := s.checkCaps(e.spec, []model.RealServer{r}, true); err != nil {
-			return nil, err
-		}
-		if err := s.checkSyncConflict(e.spec, []model.RealServer{r}, realField(true, nil)); err != nil {
-			return nil, err
-		}
-		r.CreateIndex, r.ModifyIndex = idx, idx
-		r.Health = initialHealth(e.spec, idx)
-		e.reals[r.Key()] = &r
-		return r, nil
-	case *UpdateReal:
-		e := s.services[c.Service]
-		if e == nil {
-			return nil, model.NotFound("service", "no service named %q", c.Service)
-		}
-		old := e.reals[c.Key]
-		if old == nil {
-			return nil, model.NotFound("address", "service %q has no real server %s", c.Service, c.Key)
-		}
-		if err := checkCAS(c.CAS, old.ModifyIndex); err != nil {
-			return nil, err
-		}
-		r, err := model.NormalizeReal(e.spec, c.Real)
-		if err != nil {
-			return nil, model.AsError(err)
-		}
-		if r.Key() != c.Key {
-			return nil, model.Invalid("address", "a real server's address and port cannot change (%s → %s): add the new one and delete the old", c.Key, r.Key())
-		}
-		if err := s.checkCaps(e.spec, []model.RealServer{r}, true); err != nil {
-			return nil, err
-		}
-		if err := s.checkSyncConflict(e.spec, []model.RealServer{r}, realField(true, nil)); err != nil {
-			return nil, err
-		}
-		r.CreateIndex, r.ModifyIndex = old.CreateIndex, idx
-		r.Health = old.Health // decided by the cluster, not by the writer
-		e.reals[c.Key] = &r
-		return r, nil
-	case *DeleteReal:
-		e := s.services[c.Service]
-		if e == nil {
-			return nil, model.NotFound("service", "no service named %q", c.Service)
-		}
-		old := e.reals[c.Key]
-		if old == nil {
-			return nil, model.NotFound("address", "service %q has no real server %s", c.Service, c.Key)
-		}
-		if err := checkCAS(c.CAS, old.ModifyIndex); err != nil {
-			return nil, err
-		}
-		delete(e.reals, c.Key)
-		return nil, nil
-	case *CreateVIP:
-		v, err := model.NormalizeVIP(c.VIP)
-		if err != nil {
-			return nil, model.AsError(err)
-		}
-		if _, dup := s.vips[v.Key()]; dup {
-			return nil, model.Conflict("address", "VIP %s already exists", v.Key())
-		}
-		if err := s.checkNotDirectorAddr(v); err != nil {
-			return nil, err
-		}
-		v.CreateIndex, v.ModifyIndex = idx, idx
-		s.vips[v.Key()] = &v
-		return v, nil
-	case *UpdateVIP:
-		old := s.vips[c.Key]
-		if old == nil {
-			return nil, model.NotFound("address", "no VIP %s", c.Key)
-		}
-		if err := checkCAS(c.CAS, old.ModifyIndex); err != nil {
-			return nil, err
-		}
-		v, err := model.NormalizeVIP(c.VIP)
-		if err != nil {
-			return nil, model.AsError(err)
-		}
-		if v.Key() != c.Key {
-			return nil, model.Invalid("address", "a VIP's address cannot change (%s → %s): add the new one and delete the old", c.Key, v.Key())
-		}
-		if err := s.checkNotDirectorAddr(v); err != nil {
-			return nil, err
-		}
-		v.CreateIndex, v.ModifyIndex = old.CreateIndex, idx
-		s.vips[c.Key] = &v
-		return v, nil
-	case *DeleteVIP:
-		old := s.vips[c.Key]
-		if old == nil {
-			return nil, model.NotFound("address", "no VIP %s", c.Key)
-		}
-		if err := checkCAS(c.CAS, old.ModifyIndex); err != nil {
-			return nil, err
-		}
-		delete(s.vips, c.Key)
-		return nil, nil
-	case *UpdateSettings:
-		if err := checkCAS(c.CAS, s.settings.ModifyIndex); err != nil {
-			return nil, err
-		}
-		st, err := model.NormalizeSettings(c.Settings)
-		if err != nil {
-			return nil, model.AsError(err)
-		}
-		if st.Sync.Enabled && !s.settings.Sync.Enabled {
-			if err := s.checkSyncCanStart(); err != nil {
-				return nil, err
-			}
-		}
-		st.ModifyIndex = idx
-		s.settings = st
-		return st, nil
-	case *RegisterNode:
-		n, err := model.NormalizeNode(c.Node)
-		if err != nil {
-			return nil, model.AsError(err)
-		}
-		if old := s.nodes[n.ID]; old != nil && old.Equal(n) {
-			return *old, nil // unchanged: keep its index
-		}
-		n.ModifyIndex = idx
-		s.nodes[n.ID] = &n
-		return n, nil
-	case *DeregisterNode:
-		if s.nodes[c.ID] == nil {
-			return nil, model.NotFound("id", "no node %q", c.ID)
-		}
-		delete(s.nodes, c.ID)
-		return nil, nil
-	case *SetHealth:
-		return s.setHealth(idx, c)
-	case *InitCluster:
-		if !model.ValidName(c.ID) {
-			return nil, model.Invalid("id", "%q is not a valid cluster id", c.ID)
-		}
-		if s.cluster == "" {
-			s.cluster = c.ID
-		}
-		return nil, nil // the first id stays; a later one (two leaders racing) changes nothing
-	case *ReleaseLease:
-		if c.Cancel {
-			s.release = nil
-			return nil, nil
-		}
-		s.release = &model.LeaseRelease{Node: c.Node, Term: s.term, Index: idx}
-		return *s.release, nil
+func (s *state) service(name, field string, cas uint64) (*service, *model.Error) {
+	return existing(s.services, name, cas, func(e *service) uint64 { return e.modif },
+		func() *model.Error { return model.NotFound(field, "no service named %q", name) })
+}
+
+func (e *service) real(service, key string, cas uint64) (*model.RealServer, *model.Error) {
+	return existing(e.reals, key, cas, func(r *model.RealServer) uint64 { return r.ModifyIndex },
+		func() *model.Error {
+			return model.NotFound("address", "service %q has no real server %s", service, key)
+		})
+}
+
+func (s *state) vip(key string, cas uint64) (*model.VIP, *model.Error) {
+	return existing(s.vips, key, cas, func(v *model.VIP) uint64 { return v.ModifyIndex },
+		func() *model.Error { return model.NotFound("address", "no VIP %s", key) })
+}
+
+// keyUnchanged refuses an update that would change an object's key
+// (what: "real server's address and port").
+func keyUnchanged(what, old, updated string) *model.Error {
+	if updated != old {
+		return model.Invalid("address", "a %s cannot change (%s → %s): add the new one and delete the old", what, old, updated)
 	}
-	return nil, &model.Error{Code: model.CodeInternal, Message: fmt.Sprintf("no handler for command %T", c)}
+	return nil
+}
+
+func (s *state) deleteService(_ uint64, c *DeleteService) (any, *model.Error) {
+	e, err := s.service(c.Name, "name", c.CAS)
+	if err != nil {
+		return nil, err
+	}
+	delete(s.keys, e.spec.Key())
+	delete(s.services, c.Name)
+	return nil, nil
+}
+
+// tombstone records a deleted service for ServicesChangedSince.
+func (s *state) tombstone(idx uint64, c *DeleteService) {
+	if len(s.tombs) >= maxTombs {
+		s.tombs = map[string]uint64{}
+		s.fullBefore = idx
+	}
+	s.tombs[c.Name] = idx
+}
+
+func (s *state) createReal(idx uint64, c *CreateReal) (any, *model.Error) {
+	e, err := s.service(c.Service, "service", 0)
+	if err != nil {
+		return nil, err
+	}
+	r, nerr := model.NormalizeReal(e.spec, c.Real)
+	if nerr != nil {
+		return nil, model.AsError(nerr)
+	}
+	if _, dup := e.reals[r.Key()]; dup {
+		return nil, model.Conflict("address", "service %q already has real server %s", c.Service, r.Key())
+	}
+	if err := s.checkCaps(e.spec, []model.RealServer{r}, true); err != nil {
+		return nil, err
+	}
+	if err := s.checkSyncConflict(e.spec, []model.RealServer{r}, realField(true, nil)); err != nil {
+		return nil, err
+	}
+	r.CreateIndex, r.ModifyIndex = idx, idx
+	r.Health = initialHealth(e.spec, idx)
+	e.reals[r.Key()] = &r
+	return r, nil
+}
+
+func (s *state) updateReal(idx uint64, c *UpdateReal) (any, *model.Error) {
+	e, err := s.service(c.Service, "service", 0)
+	if err != nil {
+		return nil, err
+	}
+	old, err := e.real(c.Service, c.Key, c.CAS)
+	if err != nil {
+		return nil, err
+	}
+	r, nerr := model.NormalizeReal(e.spec, c.Real)
+	if nerr != nil {
+		return nil, model.AsError(nerr)
+	}
+	if err := keyUnchanged("real server's address and port", c.Key, r.Key()); err != nil {
+		return nil, err
+	}
+	if err := s.checkCaps(e.spec, []model.RealServer{r}, true); err != nil {
+		return nil, err
+	}
+	if err := s.checkSyncConflict(e.spec, []model.RealServer{r}, realField(true, nil)); err != nil {
+		return nil, err
+	}
+	r.CreateIndex, r.ModifyIndex = old.CreateIndex, idx
+	r.Health = old.Health // decided by the cluster, not by the writer
+	e.reals[c.Key] = &r
+	return r, nil
+}
+
+func (s *state) deleteReal(_ uint64, c *DeleteReal) (any, *model.Error) {
+	e, err := s.service(c.Service, "service", 0)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := e.real(c.Service, c.Key, c.CAS); err != nil {
+		return nil, err
+	}
+	delete(e.reals, c.Key)
+	return nil, nil
+}
+
+func (s *state) createVIP(idx uint64, c *CreateVIP) (any, *model.Error) {
+	v, err := model.NormalizeVIP(c.VIP)
+	if err != nil {
+		return nil, model.AsError(err)
+	}
+	if _, dup := s.vips[v.Key()]; dup {
+		return nil, model.Conflict("address", "VIP %s already exists", v.Key())
+	}
+	if err := s.checkNotDirectorAddr(v); err != nil {
+		return nil, err
+	}
+	v.CreateIndex, v.ModifyIndex = idx, idx
+	s.vips[v.Key()] = &v
+	return v, nil
+}
+
+func (s *state) updateVIP(idx uint64, c *UpdateVIP) (any, *model.Error) {
+	old, err := s.vip(c.Key, c.CAS)
+	if err != nil {
+		return nil, err
+	}
+	v, nerr := model.NormalizeVIP(c.VIP)
+	if nerr != nil {
+		return nil, model.AsError(nerr)
+	}
+	if err := keyUnchanged("VIP's address", c.Key, v.Key()); err != nil {
+		return nil, err
+	}
+	if err := s.checkNotDirectorAddr(v); err != nil {
+		return nil, err
+	}
+	v.CreateIndex, v.ModifyIndex = old.CreateIndex, idx
+	s.vips[c.Key] = &v
+	return v, nil
+}
+
+func (s *state) deleteVIP(_ uint64, c *DeleteVIP) (any, *model.Error) {
+	if _, err := s.vip(c.Key, c.CAS); err != nil {
+		return nil, err
+	}
+	delete(s.vips, c.Key)
+	return nil, nil
+}
+
+func (s *state) updateSettings(idx uint64, c *UpdateSettings) (any, *model.Error) {
+	if err := checkCAS(c.CAS, s.settings.ModifyIndex); err != nil {
+		return nil, err
+	}
+	st, err := model.NormalizeSettings(c.Settings)
+	if err != nil {
+		return nil, model.AsError(err)
+	}
+	if st.Sync.Enabled && !s.settings.Sync.Enabled {
+		if err := s.checkSyncCanStart(); err != nil {
+			return nil, err
+		}
+	}
+	st.ModifyIndex = idx
+	s.settings = st
+	return st, nil
+}
+
+func (s *state) registerNode(idx uint64, c *RegisterNode) (any, *model.Error) {
+	n, err := model.NormalizeNode(c.Node)
+	if err != nil {
+		return nil, model.AsError(err)
+	}
+	if old := s.nodes[n.ID]; old != nil && old.Equal(n) {
+		return *old, nil // unchanged: keep its index
+	}
+	n.ModifyIndex = idx
+	s.nodes[n.ID] = &n
+	return n, nil
+}
+
+func (s *state) deregisterNode(_ uint64, c *DeregisterNode) (any, *model.Error) {
+	if s.nodes[c.ID] == nil {
+		return nil, model.NotFound("id", "no node %q", c.ID)
+	}
+	delete(s.nodes, c.ID)
+	return nil, nil
+}
+
+func (s *state) initCluster(_ uint64, c *InitCluster) (any, *model.Error) {
+	if !model.ValidName(c.ID) {
+		return nil, model.Invalid("id", "%q is not a valid cluster id", c.ID)
+	}
+	if s.cluster == "" {
+		s.cluster = c.ID
+	}
+	return nil, nil // the first id stays; a later one (two leaders racing) changes nothing
+}
+
+func (s *state) releaseLease(idx uint64, c *ReleaseLease) (any, *model.Error) {
+	if c.Cancel {
+		s.release = nil
+		return nil, nil
+	}
+	s.release = &model.LeaseRelease{Node: c.Node, Term: s.term, Index: idx}
+	return *s.release, nil
 }
 
 func (s *state) createService(idx uint64, c *CreateService) (any, *model.Error) {
@@ -369,12 +383,9 @@ func (s *state) createService(idx uint64, c *CreateService) (any, *model.Error) 
 }
 
 func (s *state) updateService(idx uint64, c *UpdateService) (any, *model.Error) {
-	e := s.services[c.Name]
-	if e == nil {
-		return nil, model.NotFound("name", "no service named %q", c.Name)
-	}
-	if err := checkCAS(c.CAS, e.modif); err != nil {
-		return nil, err
+	e, ferr := s.service(c.Name, "name", c.CAS)
+	if ferr != nil {
+		return nil, ferr
 	}
 	spec, err := model.NormalizeService(c.Spec)
 	if err != nil {
@@ -433,6 +444,11 @@ func (s *state) setHealth(idx uint64, c *SetHealth) (any, *model.Error) {
 	if len(c.Changes) > MaxHealthBatch {
 		return nil, model.Invalid("changes", "%d changes in one batch (at most %d)", len(c.Changes), MaxHealthBatch)
 	}
+	for i, ch := range c.Changes {
+		if ch.Weight != nil && (*ch.Weight < 0 || *ch.Weight > model.MaxWeight) {
+			return nil, model.Invalid(fmt.Sprintf("changes[%d].weight", i), "%d is out of range (0-%d)", *ch.Weight, model.MaxWeight)
+		}
+	}
 	n := 0
 	for _, ch := range c.Changes {
 		e := s.services[ch.Service]
@@ -446,14 +462,22 @@ func (s *state) setHealth(idx uint64, c *SetHealth) (any, *model.Error) {
 		if r == nil {
 			continue
 		}
+		weight := ch.Weight
+		if !ch.Up {
+			weight = nil // a real server decided down has no dynamic weight
+		}
+		since := idx
 		if r.Health != nil && r.Health.Up == ch.Up {
-			continue
+			if model.SameWeight(r.Health.Weight, weight) {
+				continue
+			}
+			since = r.Health.Since // a weight change alone: up since the same index
 		}
 		reason := ch.Reason
 		if len(reason) > 512 {
 			reason = reason[:512]
 		}
-		r.Health = &model.RealHealth{Up: ch.Up, Since: idx, Reason: reason}
+		r.Health = &model.RealHealth{Up: ch.Up, Since: since, Reason: reason, Weight: model.CloneWeight(weight)}
 		n++
 	}
 	return n, nil

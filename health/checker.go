@@ -51,7 +51,11 @@ type Result struct {
 	Up      bool
 	Latency time.Duration
 	Err     string // why it failed; empty when Up
-	Weight  *int   // a dynamic weight (script checks with dynamic); nil = unchanged
+	// Weight is a dynamic weight (a script check with dynamic that exited
+	// 2-255: exit-2) of a result that is up; nil: the configured weight
+	// (every other check, and a script's exit 0, as keepalived's
+	// misc_dynamic).
+	Weight *int
 }
 
 // Checker performs one attempt of a check. Check must return by ctx's

@@ -428,3 +428,24 @@ wait`)
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestDNSNamesKnownToTheChecker: every query type and rcode the model
+// accepts (model/dnsnames.go, kept free of DNS code) is one the checker's
+// DNS library can send and compare.
+func TestDNSNamesKnownToTheChecker(t *testing.T) {
+	for _, ty := range model.DNSTypes {
+		if _, ok := dns.StringToType[ty]; !ok {
+			t.Errorf("DNS type %s is not known to miekg/dns", ty)
+		}
+	}
+	for _, rc := range model.DNSRcodes {
+		if _, ok := dns.StringToRcode[rc]; !ok {
+			t.Errorf("rcode %s is not known to miekg/dns", rc)
+		}
+	}
+	for _, name := range []string{"example.org.", "a.b.", "xn--bcher-kva.example."} {
+		if _, ok := dns.IsDomainName(name); !ok {
+			t.Errorf("%s: not a domain name to miekg/dns", name)
+		}
+	}
+}

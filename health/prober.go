@@ -39,12 +39,14 @@ type State struct {
 	Checked bool // at least one check completed
 	// Successes and Failures are the current run of consecutive results.
 	Successes, Failures int
-	Weight              *int // the last dynamic weight, if any
-	Since               time.Time
-	LastCheck           time.Time
-	LastLatency         time.Duration
-	LastErr             string
-	Checks              uint64 // completed checks
+	// Weight is the dynamic weight of the last successful check (nil:
+	// the configured weight); a failed check leaves it.
+	Weight      *int
+	Since       time.Time
+	LastCheck   time.Time
+	LastLatency time.Duration
+	LastErr     string
+	Checks      uint64 // completed checks
 }
 
 // Event is one completed check.
@@ -52,7 +54,7 @@ type Event struct {
 	State
 	Result        Result
 	Transition    bool // Up changed with this check
-	WeightChanged bool
+	WeightChanged bool // State.Weight changed with this check
 }
 
 // Stats is the Prober's self-monitoring (keepalived #2523: a frozen checker
@@ -405,9 +407,8 @@ func (p *Prober) run(e *entry) {
 		if !st.Up && st.Successes >= spec.Rise {
 			st.Up, st.Since, ev.Transition = true, now, true
 		}
-		if res.Weight != nil && (st.Weight == nil || *st.Weight != *res.Weight) {
-			w := *res.Weight
-			st.Weight, ev.WeightChanged = &w, true
+		if !model.SameWeight(st.Weight, res.Weight) {
+			st.Weight, ev.WeightChanged = model.CloneWeight(res.Weight), true
 		}
 	} else {
 		st.Successes = 0

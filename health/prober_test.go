@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -326,6 +328,71 @@ func TestDynamicWeightEvents(t *testing.T) {
 	if !evs[0].WeightChanged || evs[1].WeightChanged || evs[2].Weight == nil || *evs[2].Weight != 7 {
 		t.Errorf("events %+v", evs[:3])
 	}
+	// An up result without a weight (a script's exit 0) is the configured
+	// weight again, as keepalived's misc_dynamic: not "unchanged".
+	f.mu.Lock()
+	f.weight = nil
+	f.mu.Unlock()
+	waitFor(t, 5*time.Second, "the weight back to the configured one", func() bool {
+		evs := ev.of(tg.Key())
+		last := evs[len(evs)-1]
+		return last.Weight == nil && last.Up
+	})
+	changed := 0
+	for _, e := range ev.of(tg.Key()) {
+		if e.WeightChanged {
+			changed++
+		}
+	}
+	if changed != 2 {
+		t.Errorf("%d events changed the weight, want 2 (7, then the configured weight)", changed)
+	}
+}
+
+// TestScriptExitCodeSetsTheStateWeight: a real dynamic script check in a
+// prober, its exit code read from a file the test writes: exit 12 is up
+// with weight 10, 7 with weight 5, 1 down (the weight is left as it was),
+// 0 up with the configured weight.
+func TestScriptExitCodeSetsTheStateWeight(t *testing.T) {
+	code := filepath.Join(t.TempDir(), "code")
+	setCode := func(c string) {
+		if err := os.WriteFile(code+".tmp", []byte(c+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(code+".tmp", code); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setCode("12")
+	script := writeScript(t, `exit "$(cat "$1")"`)
+	ev := newEvents()
+	p := NewProber(Options{Workers: 2, OnEvent: ev.on, StatsWindow: 50 * time.Millisecond})
+	t.Cleanup(p.Close)
+	tg := target(t, "127.0.0.1:9", model.Check{Type: "script", Rise: 1, Fall: 1, Timeout: model.Duration(2 * time.Second),
+		Interval: model.Duration(20 * time.Millisecond), Script: &model.ScriptCheck{Path: script, Args: []string{code}, Dynamic: true}})
+	if err := p.SetTargets([]Target{tg}); err != nil {
+		t.Fatal(err)
+	}
+	state := func() State {
+		evs := ev.of(tg.Key())
+		if len(evs) == 0 {
+			return State{}
+		}
+		return evs[len(evs)-1].State
+	}
+	weightIs := func(want int) func() bool {
+		return func() bool { s := state(); return s.Up && s.Weight != nil && *s.Weight == want }
+	}
+	waitFor(t, 10*time.Second, "exit 12: up with weight 10", weightIs(10))
+	setCode("7")
+	waitFor(t, 10*time.Second, "exit 7: up with weight 5", weightIs(5))
+	setCode("1")
+	waitFor(t, 10*time.Second, "exit 1: down", func() bool { s := state(); return s.Checked && !s.Up })
+	if s := state(); s.Weight == nil || *s.Weight != 5 || s.LastErr != "script exit 1" {
+		t.Errorf("down: weight %v, error %q; want the weight left at 5, script exit 1", s.Weight, s.LastErr)
+	}
+	setCode("0")
+	waitFor(t, 10*time.Second, "exit 0: up with the configured weight", func() bool { s := state(); return s.Up && s.Weight == nil })
 }
 
 func TestWatchdogSeesFrozenChecker(t *testing.T) {

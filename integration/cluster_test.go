@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/api/client"
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/internal/testaddr"
 	"github.com/raftlb/raftlb/internal/testpki"
 	"github.com/raftlb/raftlb/model"
@@ -275,7 +275,7 @@ func TestProcessClusterSurvivesKillAndRestart(t *testing.T) {
 			if err == nil || (attempt > 0 && client.IsCode(err, model.CodeConflict)) {
 				break
 			}
-			if !client.IsCode(err, api.CodeLeadershipLost) || attempt == 5 {
+			if !client.IsCode(err, wire.CodeLeadershipLost) || attempt == 5 {
 				t.Fatalf("write while %s is down: %v", victim.id, err)
 			}
 		}

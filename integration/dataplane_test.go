@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/raftlb/raftlb/api/client"
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/internal/netlab"
 )
 
@@ -130,12 +131,8 @@ func (l *nsLab) cli(i int, args ...string) string {
 }
 
 // status reads director i's /v1/status.
-func (l *nsLab) status(i int) (map[string]any, error) {
-	s, err := l.api(i).Status(context.Background())
-	if err != nil {
-		return nil, err
-	}
-	return map[string]any{"role": s.Role, "dataplane": s.Dataplane, "vips": s.VIPs}, nil
+func (l *nsLab) status(i int) (wire.Status, error) {
+	return l.api(i).Status(context.Background())
 }
 
 func (l *nsLab) waitFor(what string, cond func() bool) {
@@ -160,7 +157,7 @@ func (l *nsLab) leader() int {
 	found := -1
 	l.waitFor("a leader", func() bool {
 		for i := range l.dirs {
-			if st, err := l.status(i); err == nil && st["role"] == "leader" {
+			if st, err := l.status(i); err == nil && st.Role == "leader" {
 				found = i
 				return true
 			}
@@ -182,9 +179,10 @@ func (l *nsLab) dests(i int) float64 {
 	if err != nil {
 		return -1
 	}
-	dp, _ := st["dataplane"].(map[string]any)
-	n, _ := dp["destinations"].(float64)
-	return n
+	if st.Dataplane == nil {
+		return -1
+	}
+	return float64(st.Dataplane.Destinations)
 }
 
 // round sends n requests to the VIP from the client, one new connection
@@ -286,7 +284,7 @@ func TestLeaderLinkDownNeverTwoHolders(t *testing.T) {
 	// Keep sampling while the old leader rejoins as a follower.
 	l.waitFor("the old leader to rejoin as a follower", func() bool {
 		st, err := l.status(ld)
-		return err == nil && st["role"] == "follower"
+		return err == nil && st.Role == "follower"
 	})
 	if dual := stopSampling(); len(dual) > 0 {
 		t.Fatalf("two directors held the VIP at once: %v", dual)
@@ -351,14 +349,12 @@ func TestSigtermHandsOverOnACommittedRelease(t *testing.T) {
 		if err != nil {
 			return false
 		}
-		v, _ := st["vips"].(map[string]any)
-		lease, _ := v["lease"].(map[string]any)
-		return lease["holding"] == true
+		return st.VIPs != nil && st.VIPs.Lease.Holding
 	})
 	st, _ := l.status(newLeader)
-	lease := st["vips"].(map[string]any)["lease"].(map[string]any)
-	if lease["claimed_on_release"] != true {
-		t.Fatalf("the new leader waited for the lease instead of claiming on the committed release: %v", lease)
+	lease := st.VIPs.Lease
+	if !lease.ClaimedOnRelease {
+		t.Fatalf("the new leader waited for the lease instead of claiming on the committed release: %+v", lease)
 	}
 	_, _ = l.procs[ld].Process.Wait()
 	if dual := stopSampling(); len(dual) > 0 {

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftlb/raftlb/api"
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/internal/benchrec"
 	"github.com/raftlb/raftlb/internal/netlab"
 )
@@ -31,7 +31,7 @@ func (l *nsLab) gossipCounters(i int) (sent, recv uint64) {
 		l.t.Fatal(err)
 	}
 	b, _ := json.Marshal(st.Gossip)
-	var g api.GossipStatus
+	var g wire.GossipStatus
 	if err := json.Unmarshal(b, &g); err != nil {
 		l.t.Fatal(err)
 	}

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/api/client"
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/internal/netlab"
 )
 
@@ -67,28 +67,28 @@ func (s *rsServer) stop() {
 }
 
 // health reads director i's /v1/health for service web.
-func (l *nsLab) health(i int) (api.HealthReport, error) {
+func (l *nsLab) health(i int) (wire.HealthReport, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	return l.api(i).Health(ctx, "web", client.ReadOpts{})
 }
 
 // realHealth returns director i's report of real server key of web.
-func (l *nsLab) realHealth(i int, key string) (api.RealHealthReport, bool) {
+func (l *nsLab) realHealth(i int, key string) (wire.RealHealthReport, bool) {
 	rep, err := l.health(i)
 	if err != nil || len(rep.Services) != 1 {
-		return api.RealHealthReport{}, false
+		return wire.RealHealthReport{}, false
 	}
 	for _, r := range rep.Services[0].Reals {
 		if r.Key == key {
 			return r, true
 		}
 	}
-	return api.RealHealthReport{}, false
+	return wire.RealHealthReport{}, false
 }
 
 // viewsOf summarises views as "d1:up d2:down".
-func viewsOf(r api.RealHealthReport) string {
+func viewsOf(r wire.RealHealthReport) string {
 	var parts []string
 	for _, v := range r.Views {
 		s := v.Director + ":down"
@@ -317,7 +317,7 @@ func TestHealthChecksThreeDirectors(t *testing.T) {
 	}
 }
 
-func decider(l *nsLab, i int) api.DeciderStats {
+func decider(l *nsLab, i int) wire.DeciderStats {
 	l.t.Helper()
 	rep, err := l.health(i)
 	if err != nil {

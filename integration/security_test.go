@@ -14,8 +14,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/api/client"
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/internal/netlab"
 	"github.com/raftlb/raftlb/model"
@@ -150,7 +150,7 @@ func (l *secLab) waitFor(what string, cond func() bool) {
 // answered says whether raft on the far side processed it (and so adopted
 // the forged term, deposing the real leader); err is the transport's error
 // or raft's refusal.
-func (l *secLab) forge(i int, st api.Status) (answered bool, err error) {
+func (l *secLab) forge(i int, st wire.Status) (answered bool, err error) {
 	cmd, err := fsm.Encode(&fsm.CreateService{Service: model.ServiceSpec{Name: "forged", Protocol: "tcp", Address: "198.51.100.66", Port: 80,
 		Scheduler: "rr", Forward: "nat"}})
 	if err != nil {
@@ -195,7 +195,7 @@ func TestForgedAppendEntriesIsRefused(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			l := newSecLabMode(t, mode)
 			l.startCluster()
-			before := make([]api.Status, 3)
+			before := make([]wire.Status, 3)
 			leader := -1
 			for i := range 3 {
 				st, err := l.api(i).Status(context.Background())

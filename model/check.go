@@ -7,11 +7,10 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/miekg/dns"
 )
 
 // Check types.
@@ -374,22 +373,25 @@ func normDNS(d *DNSCheck) (*DNSCheck, error) {
 		return nil, Invalid("dns.name", "required")
 	}
 	c := *d
-	c.Name = dns.Fqdn(strings.ToLower(c.Name))
-	if _, ok := dns.IsDomainName(c.Name); !ok {
+	c.Name = strings.ToLower(c.Name)
+	if !strings.HasSuffix(c.Name, ".") {
+		c.Name += "."
+	}
+	if !isDomainName(c.Name) {
 		return nil, Invalid("dns.name", "%q is not a domain name", d.Name)
 	}
 	c.QType = strings.ToUpper(c.QType)
 	if c.QType == "" {
 		c.QType = "A"
 	}
-	if _, ok := dns.StringToType[c.QType]; !ok {
+	if !slices.Contains(DNSTypes, c.QType) {
 		return nil, Invalid("dns.qtype", "%q is not a DNS type (A, AAAA, SOA, ...)", d.QType)
 	}
 	c.Rcode = strings.ToUpper(c.Rcode)
 	if c.Rcode == "" {
 		c.Rcode = "NOERROR"
 	}
-	if _, ok := dns.StringToRcode[c.Rcode]; !ok {
+	if !slices.Contains(DNSRcodes, c.Rcode) {
 		return nil, Invalid("dns.rcode", "%q is not an rcode (NOERROR, NXDOMAIN, SERVFAIL, REFUSED, ...)", d.Rcode)
 	}
 	return &c, nil

@@ -148,22 +148,81 @@ type RealServer struct {
 	ModifyIndex uint64 `json:"modify_index"`
 }
 
+// RealSpec is what a writer says of a real server: a RealServer without
+// what the cluster decides (Health) and the indexes. Writes carry it, so a
+// read-modify-write never sends the cluster's own fields back.
+type RealSpec struct {
+	Address        string `json:"address"`
+	Port           int    `json:"port,omitempty"`
+	Weight         int    `json:"weight"`
+	Forward        string `json:"forward,omitempty"`
+	UpperThreshold int    `json:"upper_threshold,omitempty"`
+	LowerThreshold int    `json:"lower_threshold,omitempty"`
+	State          string `json:"state,omitempty"`
+}
+
+// NewRealSpec returns a RealSpec holding the defaults.
+func NewRealSpec() RealSpec { return NewRealServer().Spec() }
+
+// Spec is what a writer would say of r.
+func (r RealServer) Spec() RealSpec {
+	return RealSpec{Address: r.Address, Port: r.Port, Weight: r.Weight, Forward: r.Forward,
+		UpperThreshold: r.UpperThreshold, LowerThreshold: r.LowerThreshold, State: r.State}
+}
+
+// Real is the real server s describes, with no decision and no indexes.
+func (s RealSpec) Real() RealServer {
+	return RealServer{Address: s.Address, Port: s.Port, Weight: s.Weight, Forward: s.Forward,
+		UpperThreshold: s.UpperThreshold, LowerThreshold: s.LowerThreshold, State: s.State}
+}
+
 // RealHealth is a committed health decision.
 type RealHealth struct {
 	Up     bool   `json:"up"`
-	Since  uint64 `json:"since"`            // raft index of the transition
+	Since  uint64 `json:"since"`            // raft index of the last up/down transition
 	Reason string `json:"reason,omitempty"` // why (the views that decided it)
+	// Weight is the dynamic weight decided for a real server that is up (a
+	// script check with dynamic: exit code 2-255 = weight exit-2,
+	// keepalived's misc_dynamic); it replaces the configured weight while
+	// set. nil: the configured weight (never set on a down decision).
+	// Encoding version 3: a decision without it is written as before.
+	Weight *int `json:"weight,omitempty"`
+}
+
+// SameWeight reports whether two dynamic weights are the same (nil: the
+// configured weight).
+func SameWeight(a, b *int) bool {
+	return (a == nil) == (b == nil) && (a == nil || *a == *b)
+}
+
+// CloneWeight returns a copy of a dynamic weight (nil stays nil).
+func CloneWeight(w *int) *int {
+	if w == nil {
+		return nil
+	}
+	c := *w
+	return &c
 }
 
 // Healthy reports whether the committed decision lets r serve.
 func (r RealServer) Healthy() bool { return r.Health == nil || r.Health.Up }
 
+// CurrentWeight is r's weight while it serves: the committed dynamic
+// weight if there is one, else the configured weight.
+func (r RealServer) CurrentWeight() int {
+	if r.Health != nil && r.Health.Up && r.Health.Weight != nil {
+		return *r.Health.Weight
+	}
+	return r.Weight
+}
+
 // HealthyWeight is what r adds to its service's healthy weight, the
-// measure of the quorum: its weight while it is enabled and not decided
-// down.
+// measure of the quorum: its current weight (the dynamic weight when one
+// is decided, as keepalived's quorum counts the weight a MISC_CHECK set)
+// while it is enabled and not decided down.
 func (r RealServer) HealthyWeight() int {
 	if r.State == StateEnabled && r.Healthy() {
-		return r.Weight
+		return r.CurrentWeight()
 	}
 	return 0
 }
@@ -181,7 +240,9 @@ func HealthyWeight(reals []RealServer) int {
 // whether r is programmed at all: a disabled real server is absent; one
 // decided down is absent, or kept with weight 0 when the service inhibits
 // (keepalived's inhibit_on_failure: its connections are not cut); a
-// draining one has weight 0 (its connections finish, no new ones come).
+// draining one has weight 0 (its connections finish, no new ones come);
+// an enabled one decided up with a dynamic weight has that weight (0: no
+// new connections, like drain).
 func (s ServiceSpec) EffectiveWeight(r RealServer) (weight int, programmed bool) {
 	switch healthy := r.Healthy(); {
 	case r.State == StateDisabled, !healthy && !s.InhibitOnFailure:
@@ -189,7 +250,7 @@ func (s ServiceSpec) EffectiveWeight(r RealServer) (weight int, programmed bool)
 	case r.State == StateDrain, !healthy:
 		return 0, true
 	}
-	return r.Weight, true
+	return r.CurrentWeight(), true
 }
 
 // NewRealServer returns a RealServer holding the defaults; decode user input
@@ -349,6 +410,12 @@ type Node struct {
 	// LogChecksums: this director reads log entries with a checksum
 	// (FSM.Encode writes them once every registered director does).
 	LogChecksums bool `json:"log_checksums,omitempty"`
+	// HealthWeights: this director reads dynamic weights (encoding version
+	// 3, gossip wire version 3); the leader commits them once every
+	// registered director does. Encoding version 3 itself: a director
+	// registers it only once every registered director is a gossip member
+	// that reads it (agent: healthCore.mayDeclareWeights).
+	HealthWeights bool `json:"health_weights,omitempty"`
 
 	ModifyIndex uint64 `json:"modify_index"` // when it was last registered
 }

@@ -6,6 +6,8 @@ import "testing"
 // healthy weight are derived (the FSM, the dataplane and the CLI used to
 // compute them each).
 func TestWeights(t *testing.T) {
+	ptr := func(w int) *int { return &w }
+	dyn := func(w int) *RealHealth { return &RealHealth{Up: true, Weight: ptr(w)} }
 	down := &RealHealth{Up: false}
 	up := &RealHealth{Up: true}
 	for _, tc := range []struct {
@@ -24,6 +26,11 @@ func TestWeights(t *testing.T) {
 		{"down, inhibited", RealServer{Weight: 3, State: StateEnabled, Health: down}, true, 0, true, 0},
 		{"disabled, inhibited", RealServer{Weight: 3, State: StateDisabled}, true, 0, false, 0},
 		{"weight 0", RealServer{Weight: 0, State: StateEnabled}, false, 0, true, 0},
+		{"dynamic weight", RealServer{Weight: 3, State: StateEnabled, Health: dyn(10)}, false, 10, true, 10},
+		{"dynamic weight 0: no new connections, like drain", RealServer{Weight: 3, State: StateEnabled, Health: dyn(0)}, false, 0, true, 0},
+		{"dynamic weight, draining", RealServer{Weight: 3, State: StateDrain, Health: dyn(10)}, false, 0, true, 0},
+		{"dynamic weight, disabled", RealServer{Weight: 3, State: StateDisabled, Health: dyn(10)}, false, 0, false, 0},
+		{"a weight on a down decision does not count", RealServer{Weight: 3, State: StateEnabled, Health: &RealHealth{Weight: ptr(10)}}, true, 0, true, 0},
 	} {
 		s := ServiceSpec{InhibitOnFailure: tc.inhibit}
 		w, p := s.EffectiveWeight(tc.r)
@@ -33,5 +40,9 @@ func TestWeights(t *testing.T) {
 	}
 	if got := HealthyWeight([]RealServer{{Weight: 2, State: StateEnabled}, {Weight: 5, State: StateDrain}, {Weight: 1, State: StateEnabled}}); got != 3 {
 		t.Fatalf("healthy weight %d, want 3", got)
+	}
+	// The quorum counts the dynamic weight, as keepalived's does.
+	if got := HealthyWeight([]RealServer{{Weight: 2, State: StateEnabled, Health: dyn(7)}, {Weight: 1, State: StateEnabled}}); got != 8 {
+		t.Fatalf("healthy weight with a dynamic weight %d, want 8", got)
 	}
 }

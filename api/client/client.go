@@ -20,7 +20,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/raftlb/raftlb/api"
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/model"
 	"github.com/raftlb/raftlb/trust"
 )
@@ -205,7 +205,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	wait := 50 * time.Millisecond
 	for {
 		m, err := c.once(ctx, method, path, query, body, out)
-		if !IsCode(err, api.CodeNoLeader) || time.Now().Add(wait).After(deadline) {
+		if !IsCode(err, wire.CodeNoLeader) || time.Now().Add(wait).After(deadline) {
 			return m, err
 		}
 		t := time.NewTimer(wait)
@@ -250,7 +250,7 @@ func (c *Client) once(ctx context.Context, method, path string, query url.Values
 	}
 	defer resp.Body.Close()
 	var m Meta
-	if v := resp.Header.Get(api.HeaderIndex); v != "" {
+	if v := resp.Header.Get(wire.HeaderIndex); v != "" {
 		m.Index, _ = strconv.ParseUint(v, 10, 64)
 	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
@@ -296,8 +296,8 @@ func (o ReadOpts) query() url.Values {
 }
 
 // Status returns the director's raft status and peers.
-func (c *Client) Status(ctx context.Context) (api.Status, error) {
-	var s api.Status
+func (c *Client) Status(ctx context.Context) (wire.Status, error) {
+	var s wire.Status
 	_, err := c.do(ctx, "GET", "/v1/status", nil, nil, &s)
 	return s, err
 }
@@ -320,27 +320,27 @@ func (c *Client) Service(ctx context.Context, name string, o ReadOpts) (model.Se
 // initial real servers.
 type ServiceCreate struct {
 	model.ServiceSpec
-	Reals []model.RealServer `json:"reals,omitempty"`
+	Reals []model.RealSpec `json:"reals,omitempty"`
 }
 
 // CreateService creates a service.
-func (c *Client) CreateService(ctx context.Context, s ServiceCreate) (api.WriteResponse, error) {
-	var out api.WriteResponse
+func (c *Client) CreateService(ctx context.Context, s ServiceCreate) (wire.WriteResponse, error) {
+	var out wire.WriteResponse
 	_, err := c.do(ctx, "POST", "/v1/services", nil, s, &out)
 	return out, err
 }
 
 // UpdateService replaces a service's spec. cas (if non-zero) must be its
 // current modify_index.
-func (c *Client) UpdateService(ctx context.Context, spec model.ServiceSpec, cas uint64) (api.WriteResponse, error) {
-	var out api.WriteResponse
+func (c *Client) UpdateService(ctx context.Context, spec model.ServiceSpec, cas uint64) (wire.WriteResponse, error) {
+	var out wire.WriteResponse
 	_, err := c.do(ctx, "PUT", "/v1/services/"+esc(spec.Name), casQuery(cas), spec, &out)
 	return out, err
 }
 
 // DeleteService deletes a service and its real servers.
-func (c *Client) DeleteService(ctx context.Context, name string, cas uint64) (api.WriteResponse, error) {
-	var out api.WriteResponse
+func (c *Client) DeleteService(ctx context.Context, name string, cas uint64) (wire.WriteResponse, error) {
+	var out wire.WriteResponse
 	_, err := c.do(ctx, "DELETE", "/v1/services/"+esc(name), casQuery(cas), nil, &out)
 	return out, err
 }
@@ -361,22 +361,22 @@ func (c *Client) Real(ctx context.Context, service, key string, o ReadOpts) (mod
 
 // CreateReal adds a real server to a service. Start r from
 // model.NewRealServer(): a zero RealServer has weight 0 (no new connections).
-func (c *Client) CreateReal(ctx context.Context, service string, r model.RealServer) (api.WriteResponse, error) {
-	var out api.WriteResponse
+func (c *Client) CreateReal(ctx context.Context, service string, r model.RealSpec) (wire.WriteResponse, error) {
+	var out wire.WriteResponse
 	_, err := c.do(ctx, "POST", "/v1/services/"+esc(service)+"/reals", nil, r, &out)
 	return out, err
 }
 
 // UpdateReal replaces real server key of a service.
-func (c *Client) UpdateReal(ctx context.Context, service, key string, r model.RealServer, cas uint64) (api.WriteResponse, error) {
-	var out api.WriteResponse
+func (c *Client) UpdateReal(ctx context.Context, service, key string, r model.RealSpec, cas uint64) (wire.WriteResponse, error) {
+	var out wire.WriteResponse
 	_, err := c.do(ctx, "PUT", "/v1/services/"+esc(service)+"/reals/"+esc(key), casQuery(cas), r, &out)
 	return out, err
 }
 
 // DeleteReal removes real server key from a service.
-func (c *Client) DeleteReal(ctx context.Context, service, key string, cas uint64) (api.WriteResponse, error) {
-	var out api.WriteResponse
+func (c *Client) DeleteReal(ctx context.Context, service, key string, cas uint64) (wire.WriteResponse, error) {
+	var out wire.WriteResponse
 	_, err := c.do(ctx, "DELETE", "/v1/services/"+esc(service)+"/reals/"+esc(key), casQuery(cas), nil, &out)
 	return out, err
 }
@@ -385,15 +385,17 @@ func (c *Client) DeleteReal(ctx context.Context, service, key string, cas uint64
 // compare-and-set, retrying (up to 5 times) if another writer got there
 // first. It is how `raftlb real update` and `raftlb real drain` change one
 // field without clobbering others.
-func (c *Client) ModifyReal(ctx context.Context, service, key string, fn func(*model.RealServer)) (api.WriteResponse, error) {
+func (c *Client) ModifyReal(ctx context.Context, service, key string, fn func(*model.RealSpec)) (wire.WriteResponse, error) {
 	for attempt := 0; ; attempt++ {
 		r, err := c.Real(ctx, service, key, ReadOpts{Consistent: true})
 		if err != nil {
-			return api.WriteResponse{}, err
+			return wire.WriteResponse{}, err
 		}
-		cas := r.ModifyIndex
-		fn(&r)
-		out, err := c.UpdateReal(ctx, service, key, r, cas)
+		// What is written back is the spec: the cluster's decision and
+		// the indexes are not the writer's to send.
+		spec := r.Spec()
+		fn(&spec)
+		out, err := c.UpdateReal(ctx, service, key, spec, r.ModifyIndex)
 		if err == nil || !IsCode(err, model.CodeCASMismatch) || attempt >= 4 {
 			return out, err
 		}
@@ -402,16 +404,16 @@ func (c *Client) ModifyReal(ctx context.Context, service, key string, fn func(*m
 
 // ModifyService is ModifyReal for a service's spec; an error from fn ends
 // it without writing.
-func (c *Client) ModifyService(ctx context.Context, name string, fn func(*model.ServiceSpec) error) (api.WriteResponse, error) {
+func (c *Client) ModifyService(ctx context.Context, name string, fn func(*model.ServiceSpec) error) (wire.WriteResponse, error) {
 	for attempt := 0; ; attempt++ {
 		s, err := c.Service(ctx, name, ReadOpts{Consistent: true})
 		if err != nil {
-			return api.WriteResponse{}, err
+			return wire.WriteResponse{}, err
 		}
 		spec := s.ServiceSpec
 		spec.SchedFlags = slices.Clone(s.SchedFlags)
 		if err := fn(&spec); err != nil {
-			return api.WriteResponse{}, err
+			return wire.WriteResponse{}, err
 		}
 		out, err := c.UpdateService(ctx, spec, s.ModifyIndex)
 		if err == nil || !IsCode(err, model.CodeCASMismatch) || attempt >= 4 {
@@ -428,15 +430,15 @@ func (c *Client) VIPs(ctx context.Context, o ReadOpts) ([]model.VIP, error) {
 }
 
 // CreateVIP adds a VIP.
-func (c *Client) CreateVIP(ctx context.Context, v model.VIP) (api.WriteResponse, error) {
-	var out api.WriteResponse
+func (c *Client) CreateVIP(ctx context.Context, v model.VIP) (wire.WriteResponse, error) {
+	var out wire.WriteResponse
 	_, err := c.do(ctx, "POST", "/v1/vips", nil, v, &out)
 	return out, err
 }
 
 // DeleteVIP removes the VIP with address addr (no prefix length).
-func (c *Client) DeleteVIP(ctx context.Context, addr string, cas uint64) (api.WriteResponse, error) {
-	var out api.WriteResponse
+func (c *Client) DeleteVIP(ctx context.Context, addr string, cas uint64) (wire.WriteResponse, error) {
+	var out wire.WriteResponse
 	_, err := c.do(ctx, "DELETE", "/v1/vips/"+esc(model.VIPKey(addr)), casQuery(cas), nil, &out)
 	return out, err
 }
@@ -449,43 +451,43 @@ func (c *Client) Settings(ctx context.Context, o ReadOpts) (model.Settings, erro
 }
 
 // UpdateSettings replaces the cluster settings.
-func (c *Client) UpdateSettings(ctx context.Context, s model.Settings, cas uint64) (api.WriteResponse, error) {
-	var out api.WriteResponse
+func (c *Client) UpdateSettings(ctx context.Context, s model.Settings, cas uint64) (wire.WriteResponse, error) {
+	var out wire.WriteResponse
 	_, err := c.do(ctx, "PUT", "/v1/settings", casQuery(cas), s, &out)
 	return out, err
 }
 
 // Peers lists the raft voters.
-func (c *Client) Peers(ctx context.Context) ([]api.Peer, error) {
-	var out []api.Peer
+func (c *Client) Peers(ctx context.Context) ([]wire.Peer, error) {
+	var out []wire.Peer
 	_, err := c.do(ctx, "GET", "/v1/cluster/peers", nil, nil, &out)
 	return out, err
 }
 
 // Join adds a director to the cluster as a voter.
-func (c *Client) Join(ctx context.Context, j api.JoinRequest) (api.WriteResponse, error) {
-	var out api.WriteResponse
+func (c *Client) Join(ctx context.Context, j wire.JoinRequest) (wire.WriteResponse, error) {
+	var out wire.WriteResponse
 	_, err := c.do(ctx, "POST", "/v1/cluster/join", nil, j, &out)
 	return out, err
 }
 
 // Remove removes a director from the cluster.
-func (c *Client) Remove(ctx context.Context, id string) (api.WriteResponse, error) {
-	var out api.WriteResponse
-	_, err := c.do(ctx, "POST", "/v1/cluster/remove", nil, api.RemoveRequest{ID: id}, &out)
+func (c *Client) Remove(ctx context.Context, id string) (wire.WriteResponse, error) {
+	var out wire.WriteResponse
+	_, err := c.do(ctx, "POST", "/v1/cluster/remove", nil, wire.RemoveRequest{ID: id}, &out)
 	return out, err
 }
 
 // TransferLeadership moves leadership to id ("" = raft picks).
-func (c *Client) TransferLeadership(ctx context.Context, id string) (api.WriteResponse, error) {
-	var out api.WriteResponse
-	_, err := c.do(ctx, "POST", "/v1/cluster/transfer-leadership", nil, api.TransferRequest{ID: id}, &out)
+func (c *Client) TransferLeadership(ctx context.Context, id string) (wire.WriteResponse, error) {
+	var out wire.WriteResponse
+	_, err := c.do(ctx, "POST", "/v1/cluster/transfer-leadership", nil, wire.TransferRequest{ID: id}, &out)
 	return out, err
 }
 
 // RegisterNode records a director's API address.
-func (c *Client) RegisterNode(ctx context.Context, n model.Node) (api.WriteResponse, error) {
-	var out api.WriteResponse
+func (c *Client) RegisterNode(ctx context.Context, n model.Node) (wire.WriteResponse, error) {
+	var out wire.WriteResponse
 	_, err := c.do(ctx, "POST", "/v1/cluster/nodes", nil, n, &out)
 	return out, err
 }

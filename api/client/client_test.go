@@ -19,6 +19,7 @@ import (
 
 	"github.com/raftlb/raftlb/api"
 	"github.com/raftlb/raftlb/api/client"
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/cluster"
 	"github.com/raftlb/raftlb/fsm"
 	"github.com/raftlb/raftlb/model"
@@ -186,7 +187,7 @@ func TestHTTPSWithCAFile(t *testing.T) {
 func TestRetriesWhileNoLeader(t *testing.T) {
 	noLeader := answer{status: 503, body: `{"code":"no_leader","message":"election in progress: retry"}`}
 	created := answer{status: 201, body: `{"index":7,"vip":{"address":"192.0.2.1/24","interface":"eth0","group":"default","create_index":7,"modify_index":7}}`,
-		header: map[string]string{api.HeaderIndex: "7"}}
+		header: map[string]string{wire.HeaderIndex: "7"}}
 	s := newStub(t, noLeader, noLeader, created)
 	c := newClient(t, client.Options{Addr: s.srv.URL, Token: token})
 	start := time.Now()
@@ -225,7 +226,7 @@ func TestNoLeaderGivesUp(t *testing.T) {
 		start := time.Now()
 		_, err := c.Settings(ctxT(t), client.ReadOpts{Consistent: true})
 		var ae *client.APIError
-		if !errors.As(err, &ae) || ae.Status != 503 || ae.Code != api.CodeNoLeader || ae.Message != "no quorum" {
+		if !errors.As(err, &ae) || ae.Status != 503 || ae.Code != wire.CodeNoLeader || ae.Message != "no quorum" {
 			t.Fatalf("error %#v", err)
 		}
 		if n := len(s.requests()); n < 2 || n > 6 {
@@ -241,7 +242,7 @@ func TestNoLeaderGivesUp(t *testing.T) {
 	t.Run("retries disabled", func(t *testing.T) {
 		s := newStub(t, noLeader)
 		c := newClient(t, client.Options{Addr: s.srv.URL, NoLeaderWait: -1})
-		if _, err := c.DeleteService(ctxT(t), "web", 0); !client.IsCode(err, api.CodeNoLeader) {
+		if _, err := c.DeleteService(ctxT(t), "web", 0); !client.IsCode(err, wire.CodeNoLeader) {
 			t.Fatalf("error %v", err)
 		}
 		if n := len(s.requests()); n != 1 {
@@ -257,7 +258,7 @@ func TestNoLeaderGivesUp(t *testing.T) {
 		_, err := c.UpdateSettings(ctx, model.DefaultSettings(), 0)
 		// The context ends either while waiting (the last answer is
 		// returned) or during a request.
-		if !client.IsCode(err, api.CodeNoLeader) && !errors.Is(err, context.DeadlineExceeded) {
+		if !client.IsCode(err, wire.CodeNoLeader) && !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("error %v", err)
 		}
 		if d := time.Since(start); d > 5*time.Second {
@@ -340,7 +341,7 @@ func TestAPIError(t *testing.T) {
 
 // TestRequests checks method, path, query, headers and body of each call.
 func TestRequests(t *testing.T) {
-	s := newStub(t, answer{status: 200, body: `null`, header: map[string]string{api.HeaderIndex: "42"}})
+	s := newStub(t, answer{status: 200, body: `null`, header: map[string]string{wire.HeaderIndex: "42"}})
 	c := newClient(t, client.Options{Addr: s.srv.URL + "/prefix/", Token: token})
 	ctx := ctxT(t)
 	spec := model.ServiceSpec{Name: "web", Protocol: "tcp", Address: "192.0.2.1", Port: 80}
@@ -368,15 +369,15 @@ func TestRequests(t *testing.T) {
 			return err
 		},
 			request{Method: "GET", Path: "/prefix/v1/services/web/reals/10.0.0.1:80", Query: "consistent=1"}},
-		{func() error { _, err := c.CreateReal(ctx, "web", model.RealServer{Address: "10.0.0.1"}); return err },
-			request{Method: "POST", Path: "/prefix/v1/services/web/reals", ContentType: "application/json", Body: mustJSON(t, model.RealServer{Address: "10.0.0.1"})}},
+		{func() error { _, err := c.CreateReal(ctx, "web", model.RealSpec{Address: "10.0.0.1"}); return err },
+			request{Method: "POST", Path: "/prefix/v1/services/web/reals", ContentType: "application/json", Body: mustJSON(t, model.RealSpec{Address: "10.0.0.1"})}},
 		{func() error { _, err := c.DeleteReal(ctx, "web", "10.0.0.1:80", 5); return err },
 			request{Method: "DELETE", Path: "/prefix/v1/services/web/reals/10.0.0.1:80", Query: "cas=5"}},
 		{func() error { _, err := c.DeleteVIP(ctx, "192.0.2.1/24", 0); return err }, request{Method: "DELETE", Path: "/prefix/v1/vips/192.0.2.1"}},
 		{func() error { _, err := c.DeleteVIP(ctx, "2001:db8::1/64", 4); return err }, request{Method: "DELETE", Path: "/prefix/v1/vips/2001:db8::1", Query: "cas=4"}},
 		{func() error { _, err := c.Settings(ctx, client.ReadOpts{}); return err }, request{Method: "GET", Path: "/prefix/v1/settings"}},
 		{func() error { _, err := c.Peers(ctx); return err }, request{Method: "GET", Path: "/prefix/v1/cluster/peers"}},
-		{func() error { _, err := c.Join(ctx, api.JoinRequest{ID: "d2", Address: "127.0.0.1:2"}); return err },
+		{func() error { _, err := c.Join(ctx, wire.JoinRequest{ID: "d2", Address: "127.0.0.1:2"}); return err },
 			request{Method: "POST", Path: "/prefix/v1/cluster/join", ContentType: "application/json", Body: `{"id":"d2","address":"127.0.0.1:2"}`}},
 		{func() error { _, err := c.Remove(ctx, "d2"); return err },
 			request{Method: "POST", Path: "/prefix/v1/cluster/remove", ContentType: "application/json", Body: `{"id":"d2"}`}},
@@ -436,11 +437,11 @@ func TestModifyRealRetriesOnCASMismatch(t *testing.T) {
 	}
 	casMismatch := answer{status: 409, body: `{"code":"cas_mismatch","message":"modify_index is 11, not 10","field":"cas"}`}
 	ok := answer{status: 200, body: `{"index":12,"real":{"address":"10.0.0.1","port":80,"weight":5,"state":"enabled","create_index":3,"modify_index":12}}`,
-		header: map[string]string{api.HeaderIndex: "12"}}
+		header: map[string]string{wire.HeaderIndex: "12"}}
 
 	// The stub answers GETs with modify_index 10, 11, … and PUTs with
 	// puts[i] (the last one repeating).
-	run := func(t *testing.T, puts ...answer) ([]request, api.WriteResponse, error, int) {
+	run := func(t *testing.T, puts ...answer) ([]request, wire.WriteResponse, error, int) {
 		t.Helper()
 		var mu sync.Mutex
 		var got []request
@@ -468,7 +469,7 @@ func TestModifyRealRetriesOnCASMismatch(t *testing.T) {
 		t.Cleanup(srv.Close)
 		c := newClient(t, client.Options{Addr: srv.URL})
 		calls := 0
-		res, err := c.ModifyReal(ctxT(t), "web", "10.0.0.1:80", func(r *model.RealServer) {
+		res, err := c.ModifyReal(ctxT(t), "web", "10.0.0.1:80", func(r *model.RealSpec) {
 			calls++
 			r.Weight = 5
 		})
@@ -496,9 +497,14 @@ func TestModifyRealRetriesOnCASMismatch(t *testing.T) {
 				t.Errorf("request %d: %+v, want %+v", i, g, want)
 			}
 			if g.Method == "PUT" {
-				var r model.RealServer
-				if err := json.Unmarshal([]byte(g.Body), &r); err != nil || r.Weight != 5 || r.Address != "10.0.0.1" {
-					t.Errorf("PUT body %s", g.Body)
+				// Only what a writer says is sent back: not the indexes, not
+				// the cluster's health decision (which made every update an
+				// encoding-version-2 command).
+				var r model.RealSpec
+				dec := json.NewDecoder(strings.NewReader(g.Body))
+				dec.DisallowUnknownFields()
+				if err := dec.Decode(&r); err != nil || r.Weight != 5 || r.Address != "10.0.0.1" {
+					t.Errorf("PUT body %s: %v", g.Body, err)
 				}
 			}
 		}
@@ -564,13 +570,13 @@ func TestAgainstRealServer(t *testing.T) {
 	// Without the token: unauthorized, as an APIError.
 	_, _, err := newClient(t, client.Options{Addr: url}).Services(ctx, client.ReadOpts{})
 	var ae *client.APIError
-	if !errors.As(err, &ae) || ae.Status != 401 || ae.Code != api.CodeUnauthorized {
+	if !errors.As(err, &ae) || ae.Status != 401 || ae.Code != wire.CodeUnauthorized {
 		t.Fatalf("no token: %v", err)
 	}
 
 	spec := model.NewServiceSpec()
 	spec.Name, spec.Protocol, spec.Address, spec.Port = "web", "TCP", "192.0.2.10", 80
-	res, err := c.CreateService(ctx, client.ServiceCreate{ServiceSpec: spec, Reals: []model.RealServer{{Address: "10.0.0.1", Weight: 2}, {Address: "10.0.0.2", Weight: 1}}})
+	res, err := c.CreateService(ctx, client.ServiceCreate{ServiceSpec: spec, Reals: []model.RealSpec{{Address: "10.0.0.1", Weight: 2}, {Address: "10.0.0.2", Weight: 1}}})
 	if err != nil || res.Index == 0 || res.Service == nil || res.Service.Protocol != "tcp" || len(res.Service.Reals) != 2 {
 		t.Fatalf("create: %+v %v", res, err)
 	}
@@ -580,7 +586,7 @@ func TestAgainstRealServer(t *testing.T) {
 	}
 	bad := spec
 	bad.Name = "bad"
-	_, err = c.CreateService(ctx, client.ServiceCreate{ServiceSpec: bad, Reals: []model.RealServer{{Address: "10.0.0.1"}, {Address: "10.0.0.2", Weight: 70000}}})
+	_, err = c.CreateService(ctx, client.ServiceCreate{ServiceSpec: bad, Reals: []model.RealSpec{{Address: "10.0.0.1"}, {Address: "10.0.0.2", Weight: 70000}}})
 	if !errors.As(err, &ae) || ae.Status != 400 || ae.Field != "reals[1].weight" {
 		t.Fatalf("bad weight: %#v", err)
 	}
@@ -604,7 +610,7 @@ func TestAgainstRealServer(t *testing.T) {
 	}
 
 	// Real servers.
-	cr, err := c.CreateReal(ctx, "web", model.RealServer{Address: "10.0.0.3"})
+	cr, err := c.CreateReal(ctx, "web", model.RealSpec{Address: "10.0.0.3"})
 	if err != nil || cr.Real == nil || cr.Real.Port != 80 || cr.Real.Weight != 0 || cr.Real.State != "enabled" {
 		// The Go zero value is sent: weight 0 is what the caller asked for.
 		t.Fatalf("create real %+v %v", cr.Real, err)
@@ -616,7 +622,7 @@ func TestAgainstRealServer(t *testing.T) {
 	// A concurrent writer changes the real server between ModifyReal's
 	// read and its write: the CAS fails once, ModifyReal reads again.
 	calls := 0
-	mr, err := c.ModifyReal(ctx, "web", "10.0.0.3:80", func(r *model.RealServer) {
+	mr, err := c.ModifyReal(ctx, "web", "10.0.0.3:80", func(r *model.RealSpec) {
 		calls++
 		if calls == 1 {
 			other := *r
@@ -689,10 +695,10 @@ func TestAgainstRealServer(t *testing.T) {
 	if err != nil || status.Role != "leader" || status.NodeID != "n1" || len(status.Peers) != 1 || status.AppliedIndex < us.Index {
 		t.Fatalf("status %+v %v", status, err)
 	}
-	if _, err := c.Join(ctx, api.JoinRequest{ID: "n1", Address: n.Addr()}); err != nil {
+	if _, err := c.Join(ctx, wire.JoinRequest{ID: "n1", Address: n.Addr()}); err != nil {
 		t.Fatalf("join self: %v", err)
 	}
-	if _, err := c.Join(ctx, api.JoinRequest{ID: "n1", Address: "127.0.0.1:1"}); !client.IsCode(err, model.CodeConflict) {
+	if _, err := c.Join(ctx, wire.JoinRequest{ID: "n1", Address: "127.0.0.1:1"}); !client.IsCode(err, model.CodeConflict) {
 		t.Fatalf("conflicting join: %v", err)
 	}
 	if _, err := c.TransferLeadership(ctx, "n1"); err != nil {

@@ -34,6 +34,13 @@
 // if it comes back as the same incarnation (it does not know it was dropped
 // and would not send it again).
 //
+// An observation may carry a dynamic weight (a script check's exit code).
+// It travels only in wire version 3 batches, sent to the members that say
+// they read them (memberlist's delegate protocol maximum); a director of an
+// older release is sent version-2 batches and ignores the weights, and the
+// views it sends, like those learnt by full state, have an unknown weight
+// (wire.go has the rule).
+//
 // Gossip is always encrypted (AES-GCM, Config.Key); a node with another key
 // cannot join. Packets and streams memberlist cannot decrypt or decode are
 // counted (Stats.BadPackets) and logged at most once per BadLogInterval.
@@ -63,6 +70,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/memberlist"
+	"github.com/raftlb/raftlb/model"
 )
 
 // Sentinel errors; returned errors may wrap them, test with errors.Is.
@@ -81,6 +89,14 @@ type Observation struct {
 	Latency time.Duration
 	Err     string // truncated to MaxErrLen bytes
 	Seq     uint64 // per-origin sequence, assigned by Publish
+	// Weight is the dynamic weight of the origin's last successful check
+	// (a script check with dynamic), 0-65535; nil: the configured weight.
+	// It travels in wire version 3 only.
+	Weight *int
+	// WeightUnknown: received without a weight field (from a director of
+	// an older release, or by full state), so Weight says nothing; a
+	// version-3 batch of the same Seq replaces it. Publish ignores it.
+	WeightUnknown bool
 }
 
 // State is a member's state as seen by the local node. StateSuspect is
@@ -100,6 +116,10 @@ type Member struct {
 	Name  string
 	Addr  string // host:port of its gossip endpoint
 	State State
+	// Weights: a live member that reads wire version 3 (dynamic weights;
+	// it advertises delegate protocol delegateWeights). False for a
+	// director of an older release, and for a departed member.
+	Weights bool
 }
 
 // Config configures a Gossip. Zero durations and counts take memberlist's
@@ -145,6 +165,12 @@ type Config struct {
 	// DepartedRetention is how long Members keeps listing a dead or left
 	// member. Default 1 minute.
 	DepartedRetention time.Duration
+
+	// olderRelease makes this node act as a director of a release before
+	// wire version 3 on the wire: it advertises delegate protocol 0 (so
+	// the others send it no weights) and sends version-2 batches (tests
+	// of a rolling upgrade).
+	olderRelease bool
 
 	// OnChange, if set, is called after another member's view changed (a
 	// delta or a full state was applied) or the membership changed (a
@@ -220,6 +246,7 @@ type Gossip struct {
 	views    map[string]*view  // origin → view; includes self
 	live     map[string]uint64 // alive or suspect members → epoch from their meta
 	addrs    map[string]string // live members → their gossip host:port (copied in memberlist's callbacks)
+	weights  map[string]bool   // live members that read wire version 3
 	leaving  map[string]uint64 // members that said bye → epoch
 	departed map[string]departure
 	peers    map[string]*peer // other live members → what they still lack of our view
@@ -302,6 +329,7 @@ func New(cfg Config) (*Gossip, error) {
 		views:    map[string]*view{},
 		live:     map[string]uint64{},
 		addrs:    map[string]string{},
+		weights:  map[string]bool{},
 		leaving:  map[string]uint64{},
 		departed: map[string]departure{},
 		peers:    map[string]*peer{},
@@ -340,6 +368,13 @@ func New(cfg Config) (*Gossip, error) {
 	mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	mc.Delegate = (*delegate)(g)
 	mc.Events = (*events)(g)
+	// The delegate protocol range says which wire versions a member reads:
+	// the maximum delegateWeights = wire version 3. The current version
+	// stays 0, inside every older director's range [0, 0].
+	mc.DelegateProtocolMin, mc.DelegateProtocolVersion, mc.DelegateProtocolMax = 0, 0, delegateWeights
+	if cfg.olderRelease {
+		mc.DelegateProtocolMax = 0
+	}
 	setDur(&mc.ProbeInterval, cfg.ProbeInterval)
 	setDur(&mc.ProbeTimeout, cfg.ProbeTimeout)
 	setDur(&mc.GossipInterval, cfg.GossipInterval)
@@ -498,14 +533,21 @@ func (g *Gossip) Publish(obs []Observation) error {
 			bad = errors.Join(bad, fmt.Errorf("gossip: target %.40q: empty, longer than %d bytes or containing NUL", o.Target, MaxTargetLen))
 			continue
 		}
+		if o.Weight != nil && (*o.Weight < 0 || *o.Weight > model.MaxWeight) {
+			bad = errors.Join(bad, fmt.Errorf("gossip: target %.40q: weight %d out of range (0-%d)", o.Target, *o.Weight, model.MaxWeight))
+			continue
+		}
 		if len(o.Err) > MaxErrLen {
 			o.Err = o.Err[:MaxErrLen]
 		}
 		if o.Latency < 0 {
 			o.Latency = 0
 		}
+		o.Weight, o.WeightUnknown = model.CloneWeight(o.Weight), false
 		prev, had := own.obs[o.Target]
-		change := !had || prev.Up != o.Up
+		// A weight change goes with the up/down changes: it changes the
+		// decision.
+		change := !had || prev.Up != o.Up || !model.SameWeight(prev.Weight, o.Weight)
 		g.seq++
 		o.Seq = g.seq
 		own.obs[o.Target] = o
@@ -560,7 +602,7 @@ func (g *Gossip) Members() []Member {
 	g.mu.Lock()
 	out := make([]Member, 0, len(g.live)+len(g.departed))
 	for name := range g.live {
-		out = append(out, Member{Name: name, Addr: g.addrs[name], State: StateAlive})
+		out = append(out, Member{Name: name, Addr: g.addrs[name], State: StateAlive, Weights: g.weights[name]})
 	}
 	now := time.Now()
 	for name, d := range g.departed {
@@ -666,12 +708,13 @@ func (g *Gossip) viewLocked(origin string, epoch uint64) *view {
 	return v
 }
 
-// applyLocked applies obs to v, each unless v has it at the same or a newer
-// Seq, and returns how many changed v. g.mu must be held.
+// applyLocked applies obs to v, each unless v has it at a newer Seq, or at
+// the same Seq with as much (a known weight replaces an unknown one of the
+// same Seq), and returns how many changed v. g.mu must be held.
 func applyLocked(v *view, obs []Observation) uint64 {
 	var n uint64
 	for _, o := range obs {
-		if old, ok := v.obs[o.Target]; ok && old.Seq >= o.Seq {
+		if old, ok := v.obs[o.Target]; ok && (old.Seq > o.Seq || old.Seq == o.Seq && (o.WeightUnknown || !old.WeightUnknown)) {
 			continue
 		}
 		v.obs[o.Target] = o
@@ -751,7 +794,7 @@ func (d *delegate) NotifyMsg(b []byte) {
 		// that it is alive after all). An unknown sender cannot be
 		// answered yet: it sends again too.
 		var to *memberlist.Node
-		if p := g.peers[m.origin]; p != nil && m.kind == kindBatch {
+		if p := g.peers[m.origin]; p != nil && m.kind != kindDelta {
 			p.heard(g.cfg.AckTimeout)
 			if v != nil {
 				to = p.node
@@ -905,6 +948,7 @@ func (g *Gossip) setLiveLocked(n *memberlist.Node, joined bool) {
 	prev, known := g.live[n.Name]
 	g.live[n.Name] = ep
 	g.addrs[n.Name] = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+	g.weights[n.Name] = n.DMax >= delegateWeights
 	if d, ok := g.departed[n.Name]; ok && d.view != nil && d.view.epoch == ep && g.views[n.Name] == nil {
 		g.views[n.Name] = d.view // back from a wrong death
 	}
@@ -953,6 +997,7 @@ func (e *events) NotifyLeave(n *memberlist.Node) {
 		g.numNodes.Add(-1)
 		delete(g.live, n.Name)
 		delete(g.addrs, n.Name)
+		delete(g.weights, n.Name)
 	}
 	if st == StateDead {
 		g.departLocked(n.Name, time.Now())

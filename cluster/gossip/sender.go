@@ -66,6 +66,10 @@ func (p *peer) owe(target string, change bool) (replaced bool) {
 	return replaced
 }
 
+// readsWeights: the member reads wire version 3 (its memberlist delegate
+// protocol maximum).
+func (p *peer) readsWeights() bool { return p.node != nil && p.node.DMax >= delegateWeights }
+
 // requeue makes p owe again what batch b carried.
 func (p *peer) requeue(b *inflight) {
 	for _, t := range b.changes {
@@ -287,7 +291,8 @@ func (g *Gossip) batchesLocked(p *peer, now time.Time, out []packet) []packet {
 	g.expireLocked(p, now)
 	for len(p.inflight) < p.window && len(p.changes)+len(p.refresh) > 0 {
 		g.batchID++
-		w := newBatch(g.name, g.epoch, g.batchID, batchBytes)
+		// Weights only to a member that reads them (wire version 3).
+		w := newBatch(g.name, g.epoch, g.batchID, batchBytes, p.readsWeights() && !g.cfg.olderRelease)
 		b := &inflight{at: now}
 		b.changes = fill(w, own, p.changes, b.changes)
 		b.refresh = fill(w, own, p.refresh, b.refresh)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/raftlb/raftlb/model"
 )
 
 // Wire format. Every message starts with a version byte and a kind byte;
@@ -35,6 +37,26 @@ import (
 //	    target:string seq:uvarint flags:byte latency_ns:uvarint err:string
 //	    flags bit 0 = up; other bits are reserved, ignored on receipt
 //
+// Version 3 (kind 6; dynamic weights): the batch of version 2 whose records
+// may carry a weight. It is sent only to a member whose memberlist delegate
+// protocol maximum is at least delegateWeights (1), which directors of
+// this release advertise; a director of an older release (maximum 0) is
+// sent version-2 batches, without the weights, so it keeps everything it
+// had and ignores the weights. Every other kind is unchanged (the full
+// state stays kind 2, without weights).
+//
+//	batch3 (kind 6):
+//	    version=3 kind=6 origin:string epoch:uvarint id:uvarint n:uvarint n × record3   (as kind 4)
+//	record3:
+//	    record, then weight:uvarint when flags bit 1 is set (0-65535: the
+//	    dynamic weight; absent: the configured weight); bits 2-7 reserved
+//
+// An observation received in a record without a weight field (kinds 1, 2
+// and 4) has an unknown weight (Observation.WeightUnknown): its origin is of
+// an older release, or it came by full state. A record3 of the same seq
+// replaces it, so a view learnt first by push/pull gets its weight from the
+// origin's batch.
+//
 // epoch identifies one incarnation of an origin (its start time in Unix
 // nanoseconds); (epoch, seq) orders an origin's observations; a batch id is
 // unique per (origin, epoch, receiver). A message with an unknown version or
@@ -43,13 +65,21 @@ import (
 const (
 	wireVersion  byte = 1 // kinds 1-3
 	wireVersion2 byte = 2 // kinds 4-5
+	wireVersion3 byte = 3 // kind 6
 	kindDelta    byte = 1
 	kindState    byte = 2
 	kindBye      byte = 3
 	kindBatch    byte = 4
 	kindAck      byte = 5
+	kindBatch3   byte = 6
 
-	flagUp byte = 1 << 0
+	flagUp     byte = 1 << 0
+	flagWeight byte = 1 << 1 // record3 only: a weight follows
+
+	// delegateWeights is the memberlist delegate protocol version that
+	// reads wire version 3; a director advertises it as its maximum
+	// (the current version stays 0, so older directors accept it).
+	delegateWeights = 1
 
 	// MaxOriginLen, MaxTargetLen and MaxErrLen bound the strings on the
 	// wire. Publish truncates Err to MaxErrLen and rejects longer names.
@@ -91,12 +121,18 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-func appendRecord(b []byte, o Observation) []byte {
+// appendRecord appends o as a record, or with v3 as a record3 (with its
+// weight).
+func appendRecord(b []byte, o Observation, v3 bool) []byte {
 	b = appendString(b, o.Target)
 	b = binary.AppendUvarint(b, o.Seq)
 	var f byte
 	if o.Up {
 		f |= flagUp
+	}
+	weight := v3 && o.Weight != nil
+	if weight {
+		f |= flagWeight
 	}
 	b = append(b, f)
 	lat := o.Latency
@@ -104,7 +140,11 @@ func appendRecord(b []byte, o Observation) []byte {
 		lat = 0
 	}
 	b = binary.AppendUvarint(b, uint64(lat))
-	return appendString(b, o.Err)
+	b = appendString(b, o.Err)
+	if weight {
+		b = binary.AppendUvarint(b, uint64(*o.Weight))
+	}
+	return b
 }
 
 func encodeState(states []originState) []byte {
@@ -123,7 +163,7 @@ func encodeState(states []originState) []byte {
 		b = binary.AppendUvarint(b, s.epoch)
 		b = binary.AppendUvarint(b, uint64(len(s.obs)))
 		for _, o := range s.obs {
-			b = appendRecord(b, o)
+			b = appendRecord(b, o, false)
 		}
 	}
 	return b
@@ -136,22 +176,29 @@ type batchWriter struct {
 	recs  []byte
 	n     int
 	limit int
+	v3    bool
 }
 
-func newBatch(origin string, epoch, id uint64, limit int) *batchWriter {
+// newBatch starts a batch (kind 4), or with v3 a batch3 (kind 6) whose
+// records carry the weights.
+func newBatch(origin string, epoch, id uint64, limit int, v3 bool) *batchWriter {
 	h := make([]byte, 0, 32+len(origin))
-	h = append(h, wireVersion2, kindBatch)
+	if v3 {
+		h = append(h, wireVersion3, kindBatch3)
+	} else {
+		h = append(h, wireVersion2, kindBatch)
+	}
 	h = appendString(h, origin)
 	h = binary.AppendUvarint(h, epoch)
 	h = binary.AppendUvarint(h, id)
-	return &batchWriter{head: h, recs: make([]byte, 0, limit), limit: limit}
+	return &batchWriter{head: h, recs: make([]byte, 0, limit), limit: limit, v3: v3}
 }
 
 // add appends o unless that would take the message over its limit; the
 // first record is always taken.
 func (w *batchWriter) add(o Observation) bool {
 	mark := len(w.recs)
-	w.recs = appendRecord(w.recs, o)
+	w.recs = appendRecord(w.recs, o, w.v3)
 	if w.n > 0 && w.size() > w.limit {
 		w.recs = w.recs[:mark]
 		return false
@@ -252,7 +299,9 @@ func (d *decoder) str(what string, limit int) string {
 	return s
 }
 
-func (d *decoder) record() Observation {
+// record reads a record, or with v3 a record3; a record without a weight
+// field has an unknown weight.
+func (d *decoder) record(v3 bool) Observation {
 	var o Observation
 	o.Target = d.str("target", MaxTargetLen)
 	o.Seq = d.uvarint("seq")
@@ -267,12 +316,21 @@ func (d *decoder) record() Observation {
 	if d.err == nil && o.Target == "" {
 		d.fail("empty target")
 	}
+	o.WeightUnknown = !v3
+	if v3 && f&flagWeight != 0 {
+		w := d.uvarint("weight")
+		if w > model.MaxWeight {
+			d.fail("weight %d out of range (0-%d)", w, model.MaxWeight)
+		}
+		n := int(w)
+		o.Weight = &n
+	}
 	return o
 }
 
 // kindVersion is the one version of each kind.
 var kindVersion = map[byte]byte{kindDelta: wireVersion, kindState: wireVersion, kindBye: wireVersion,
-	kindBatch: wireVersion2, kindAck: wireVersion2}
+	kindBatch: wireVersion2, kindAck: wireVersion2, kindBatch3: wireVersion3}
 
 func (d *decoder) header(kind byte, max int) {
 	if len(d.b) > max {
@@ -283,7 +341,7 @@ func (d *decoder) header(kind byte, max int) {
 	k := d.byte1("kind")
 	switch {
 	case d.err != nil:
-	case v != wireVersion && v != wireVersion2:
+	case v != wireVersion && v != wireVersion2 && v != wireVersion3:
 		d.fail("unsupported version %d", v)
 	case k != kind:
 		d.fail("unexpected kind %d (want %d)", k, kind)
@@ -327,8 +385,8 @@ func encodeBye(origin string, epoch uint64) []byte {
 	return binary.AppendUvarint(b, epoch)
 }
 
-// message is one decoded packet message: a delta or a batch (obs), a bye,
-// or an ack (to, acks).
+// message is one decoded packet message: a delta or a batch of either
+// version (obs), a bye, or an ack (to, acks).
 type message struct {
 	kind   byte
 	origin string
@@ -351,8 +409,8 @@ func decodeMsg(b []byte) (message, error) {
 	case kindBye:
 		d.header(kindBye, maxDeltaSize)
 		m.origin, m.epoch = d.origin()
-	case kindBatch:
-		d.header(kindBatch, maxPacketMsg)
+	case kindBatch, kindBatch3:
+		d.header(m.kind, maxPacketMsg)
 		m.origin, m.epoch = d.origin()
 		m.id = d.uvarint("batch id")
 		n := d.count("record count", minRecordSize, true)
@@ -362,7 +420,7 @@ func decodeMsg(b []byte) (message, error) {
 		m.obs = make([]Observation, 0, n)
 		seen := make(map[string]struct{}, n)
 		for range n {
-			o := d.record()
+			o := d.record(m.kind == kindBatch3)
 			if _, dup := seen[o.Target]; dup && d.err == nil {
 				d.fail("target %.40q twice in one batch", o.Target)
 			}
@@ -387,7 +445,7 @@ func decodeMsg(b []byte) (message, error) {
 	default:
 		d.header(kindDelta, maxDeltaSize)
 		m.origin, m.epoch = d.origin()
-		m.obs = []Observation{d.record()}
+		m.obs = []Observation{d.record(false)}
 	}
 	d.end()
 	if d.err != nil {
@@ -415,7 +473,7 @@ func decodeState(b []byte) ([]originState, error) {
 		}
 		s.obs = make([]Observation, 0, m)
 		for range m {
-			o := d.record()
+			o := d.record(false)
 			if d.err != nil {
 				return nil, d.err
 			}

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/raftlb/raftlb/api"
+	"github.com/raftlb/raftlb/api/wire"
 )
 
 // raftlb status and raftlb cluster ...
@@ -41,7 +41,7 @@ func statusCommand() *command {
 	}
 }
 
-func writeStatus(w io.Writer, st api.Status, leaderSt *api.Status) {
+func writeStatus(w io.Writer, st wire.Status, leaderSt *wire.Status) {
 	leader := "(none)"
 	if st.LeaderID != "" || st.LeaderAddr != "" {
 		leader = st.LeaderID + " (" + st.LeaderAddr + ")"
@@ -78,7 +78,7 @@ func writeStatus(w io.Writer, st api.Status, leaderSt *api.Status) {
 	writePeers(w, st.Peers)
 }
 
-func writePeers(w io.Writer, peers []api.Peer) {
+func writePeers(w io.Writer, peers []wire.Peer) {
 	rows := [][]string{{"ID", "RaftAddress", "APIAddress", "Suffrage", "Leader"}}
 	for _, p := range peers {
 		leader := ""
@@ -123,7 +123,7 @@ func clusterCommands() []*command {
 					} else if scheme != "" {
 						return usagef("-api-scheme needs -api-addr")
 					}
-					resp, err := e.c.Join(e.ctx, api.JoinRequest{ID: args[0], Address: args[1], APIAddr: apiAddr, APIScheme: scheme})
+					resp, err := e.c.Join(e.ctx, wire.JoinRequest{ID: args[0], Address: args[1], APIAddr: apiAddr, APIScheme: scheme})
 					if err != nil {
 						return err
 					}
@@ -178,58 +178,52 @@ func checkHostPort(what, s string) error {
 }
 
 // leadershipFields shows this director's priority, role and fault.
-func leadershipFields(st api.Status) [][2]string {
-	l, _ := st.Leadership.(map[string]any)
+func leadershipFields(st wire.Status) [][2]string {
+	l := st.Leadership
 	if l == nil {
 		return nil
 	}
-	pri := fmt.Sprint(l["priority"])
-	if d, _ := l["preempt_delay"].(string); d != "" {
-		pri += ", preempt delay " + d
+	pri := strconv.Itoa(l.Priority)
+	if l.PreemptDelay != "" {
+		pri += ", preempt delay " + l.PreemptDelay
 	}
-	if np, _ := l["nopreempt"].(bool); np {
+	if l.NoPreempt {
 		pri += ", nopreempt"
 	}
-	if wit, _ := l["witness"].(bool); wit {
+	if l.Witness {
 		pri += ", witness (never holds VIPs)"
 	}
 	out := [][2]string{{"Priority", pri}}
-	if f, _ := l["fault"].(string); f != "" {
-		out = append(out, [2]string{"Fault", f})
+	if l.Fault != "" {
+		out = append(out, [2]string{"Fault", l.Fault})
 	}
-	if d, _ := l["decision"].(string); d != "" {
-		out = append(out, [2]string{"Leadership", d})
+	if l.Decision != "" {
+		out = append(out, [2]string{"Leadership", l.Decision})
 	}
 	return out
 }
 
 // vipHolderFields shows who holds the VIPs, until when, and how long the
 // last failover took, from the leader's status.
-func vipHolderFields(ls *api.Status) [][2]string {
+func vipHolderFields(ls *wire.Status) [][2]string {
 	if ls == nil {
 		return [][2]string{{"VIP holder", "unknown (no leader answering)"}}
 	}
-	v, _ := ls.VIPs.(map[string]any)
-	if v == nil {
+	if ls.VIPs == nil {
 		return nil // the leader manages no VIPs (-dataplane none)
 	}
-	lease, _ := v["lease"].(map[string]any)
-	holding, _ := lease["holding"].(bool)
-	reason, _ := lease["reason"].(string)
-	holder := "none (" + ls.NodeID + " leads: " + reason + ")"
-	if holding {
-		holder = ls.NodeID
-		if until, err := time.Parse(time.RFC3339Nano, fmt.Sprint(lease["until"])); err == nil {
-			holder += fmt.Sprintf(" (lease until %s; %v leases renewed 4× per lease)", until.Format("15:04:05.000"), lease["duration"])
-		}
+	lease := ls.VIPs.Lease
+	holder := "none (" + ls.NodeID + " leads: " + lease.Reason + ")"
+	if lease.Holding {
+		holder = fmt.Sprintf("%s (lease until %s; %v leases renewed 4× per lease)", ls.NodeID, lease.Until.Format("15:04:05.000"), lease.Duration)
 	}
 	out := [][2]string{{"VIP holder", holder}}
-	if lf, _ := lease["last_failover"].(string); lf != "" {
-		how := "waited the claim delay " + fmt.Sprint(lease["claim_delay"])
-		if r, _ := lease["claimed_on_release"].(bool); r {
+	if lease.LastFailover != "" {
+		how := "waited the claim delay " + lease.ClaimDelay
+		if lease.ClaimedOnRelease {
 			how = "planned handover: previous holder's release committed"
 		}
-		out = append(out, [2]string{"Last failover", lf + " from leadership to VIPs held (" + how + ")"})
+		out = append(out, [2]string{"Last failover", lease.LastFailover + " from leadership to VIPs held (" + how + ")"})
 	}
 	return out
 }

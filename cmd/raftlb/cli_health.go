@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/raftlb/raftlb/api"
+	"github.com/raftlb/raftlb/api/wire"
 	"github.com/raftlb/raftlb/model"
 )
 
@@ -14,10 +14,11 @@ import (
 // the committed decision (the Health column): `raftlb real list`.
 
 // viewsText is the Views cell: every director's view, compactly:
-// "d1:up d2:up d3:down(connection refused)". A view that does not count
-// (a director not live: a witness, or one gossip no longer sees) is marked
-// "(not counted)".
-func viewsText(vs []api.DirectorView) string {
+// "d1:up d2:up(w=5) d3:down(connection refused)", with the dynamic weight
+// of a view that has one. A view that does not count (a director not
+// live: a witness, or one gossip no longer sees) is marked "(not
+// counted)".
+func viewsText(vs []wire.DirectorView) string {
 	if len(vs) == 0 {
 		return "-"
 	}
@@ -30,6 +31,9 @@ func viewsText(vs []api.DirectorView) string {
 		if !v.Up && v.Err != "" {
 			s += "(" + oneLineShort(v.Err, 40) + ")"
 		}
+		if v.Up && v.Weight != nil {
+			s += "(w=" + strconv.Itoa(*v.Weight) + ")"
+		}
 		if !v.Live {
 			s += "(not counted)"
 		}
@@ -40,7 +44,7 @@ func viewsText(vs []api.DirectorView) string {
 
 // latencyText is the Latency cell: each view's last check latency in
 // milliseconds, in the order of the Views cell: "0.31/0.28/0.40ms".
-func latencyText(vs []api.DirectorView) string {
+func latencyText(vs []wire.DirectorView) string {
 	if len(vs) == 0 {
 		return "-"
 	}
@@ -63,11 +67,11 @@ func oneLineShort(s string, n int) string {
 // (header first, one row per real server in the order of reals), before
 // the free-text Reason column if there is one; not before any director has
 // a view.
-func withViews(table [][]string, reals []model.RealServer, sh *api.ServiceHealth) [][]string {
+func withViews(table [][]string, reals []model.RealServer, sh *wire.ServiceHealth) [][]string {
 	if sh == nil || len(table) != len(reals)+1 {
 		return table
 	}
-	byKey := make(map[string][]api.DirectorView, len(sh.Reals))
+	byKey := make(map[string][]wire.DirectorView, len(sh.Reals))
 	seen := false
 	for _, r := range sh.Reals {
 		byKey[r.Key] = r.Views
@@ -94,7 +98,7 @@ func withViews(table [][]string, reals []model.RealServer, sh *api.ServiceHealth
 
 // serviceHealth returns the health report of one checked service, or nil
 // (not checked, or a director without /v1/health).
-func (e *env) serviceHealth(svc model.Service) *api.ServiceHealth {
+func (e *env) serviceHealth(svc model.Service) *wire.ServiceHealth {
 	if svc.Check == nil {
 		return nil
 	}
@@ -112,7 +116,7 @@ func (e *env) serviceHealth(svc model.Service) *api.ServiceHealth {
 
 // writeRealsWithViews prints the real servers of svc as `real list` does,
 // with each director's view when the service is checked.
-func writeRealsWithViews(w io.Writer, svc model.Service, sh *api.ServiceHealth) {
+func writeRealsWithViews(w io.Writer, svc model.Service, sh *wire.ServiceHealth) {
 	if len(svc.Reals) == 0 || sh == nil {
 		writeReals(w, svc.ServiceSpec, svc.Reals)
 		return
@@ -128,14 +132,14 @@ func writeRealsWithViews(w io.Writer, svc model.Service, sh *api.ServiceHealth) 
 // servers with each director's view.
 type realListJSON struct {
 	model.RealServer
-	Views []api.DirectorView `json:"views,omitempty"`
+	Views []wire.DirectorView `json:"views,omitempty"`
 }
 
-func realsWithViews(svc model.Service, sh *api.ServiceHealth) any {
+func realsWithViews(svc model.Service, sh *wire.ServiceHealth) any {
 	if sh == nil {
 		return svc.Reals
 	}
-	byKey := map[string][]api.DirectorView{}
+	byKey := map[string][]wire.DirectorView{}
 	for _, r := range sh.Reals {
 		byKey[r.Key] = r.Views
 	}

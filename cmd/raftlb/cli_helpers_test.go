@@ -211,15 +211,15 @@ func TestServiceFlagsApply(t *testing.T) {
 }
 
 func TestRealFlagsApply(t *testing.T) {
-	base := model.RealServer{Address: "10.0.0.1", Port: 80, Weight: 3, Forward: "dr", UpperThreshold: 10, LowerThreshold: 5, State: "drain"}
-	for args, modify := range map[string]func(*model.RealServer){
-		"-w 0":                func(r *model.RealServer) { r.Weight = 0 },
-		"-m":                  func(r *model.RealServer) { r.Forward = "nat" },
-		"-gatewaying":         func(r *model.RealServer) { r.Forward = "dr" },
-		"-i":                  func(r *model.RealServer) { r.Forward = "tun" },
-		"-forward=":           func(r *model.RealServer) { r.Forward = "" },
-		"-x 0 -l-threshold 1": func(r *model.RealServer) { r.UpperThreshold, r.LowerThreshold = 0, 1 },
-		"-state enabled":      func(r *model.RealServer) { r.State = "enabled" },
+	base := model.RealSpec{Address: "10.0.0.1", Port: 80, Weight: 3, Forward: "dr", UpperThreshold: 10, LowerThreshold: 5, State: "drain"}
+	for args, modify := range map[string]func(*model.RealSpec){
+		"-w 0":                func(r *model.RealSpec) { r.Weight = 0 },
+		"-m":                  func(r *model.RealSpec) { r.Forward = "nat" },
+		"-gatewaying":         func(r *model.RealSpec) { r.Forward = "dr" },
+		"-i":                  func(r *model.RealSpec) { r.Forward = "tun" },
+		"-forward=":           func(r *model.RealSpec) { r.Forward = "" },
+		"-x 0 -l-threshold 1": func(r *model.RealSpec) { r.UpperThreshold, r.LowerThreshold = 0, 1 },
+		"-state enabled":      func(r *model.RealSpec) { r.State = "enabled" },
 	} {
 		f := newFlagSet("test")
 		var rf realFlags

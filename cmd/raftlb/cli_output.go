@@ -7,7 +7,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/raftlb/raftlb/api"
+	"github.com/raftlb/raftlb/api/wire"
 )
 
 // printJSON writes v as indented JSON.
@@ -28,7 +28,7 @@ func (e *env) show(v any, table func(w io.Writer)) error {
 
 // wrote confirms a write: the response as JSON with -o json, else one line
 // ending with the index it committed at.
-func (e *env) wrote(resp api.WriteResponse, format string, args ...any) error {
+func (e *env) wrote(resp wire.WriteResponse, format string, args ...any) error {
 	if e.json {
 		return printJSON(e.out, resp)
 	}

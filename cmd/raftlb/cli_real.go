@@ -13,24 +13,32 @@ import (
 
 // realFlags are the flags of real add and real update (ipvsadm -a/-e).
 type realFlags struct {
-	weight, upper, lower int
-	masq, gate, ipip     bool
-	forward, state       string
+	r                model.RealSpec // the fields, as the flags give them
+	masq, gate, ipip bool
+}
+
+// realFields are the flags that set one field of a real server each.
+var realFields = []fieldFlag[model.RealSpec]{
+	{"w", func(d, s *model.RealSpec) { d.Weight = s.Weight }},
+	{"forward", func(d, s *model.RealSpec) { d.Forward = s.Forward }},
+	{"x", func(d, s *model.RealSpec) { d.UpperThreshold = s.UpperThreshold }},
+	{"y", func(d, s *model.RealSpec) { d.LowerThreshold = s.LowerThreshold }},
+	{"state", func(d, s *model.RealSpec) { d.State = s.State }},
 }
 
 // forwardFlags choose the forwarding method; one at most.
 var forwardFlags = []string{"m", "g", "i", "forward"}
 
 func (r *realFlags) register(f *flagSet) {
-	f.Int(&r.weight, "w,weight", fmt.Sprintf("`WEIGHT` from 0 to %d (default %d)", model.MaxWeight, model.DefaultWeight))
+	f.Int(&r.r.Weight, "w,weight", fmt.Sprintf("`WEIGHT` from 0 to %d (default %d)", model.MaxWeight, model.DefaultWeight))
 	f.Bool(&r.masq, "m,masq", "forward by masquerading (NAT), like -forward nat")
 	f.Bool(&r.gate, "g,gatewaying", "forward by direct routing, like -forward dr")
 	f.Bool(&r.ipip, "i,ipip", "forward by IP-in-IP tunnelling, like -forward tun")
-	f.Var(&enumValue{p: &r.forward, choices: []string{model.ForwardNAT, model.ForwardDR, model.ForwardTUN}, allowEmpty: true},
+	f.Var(&enumValue{p: &r.r.Forward, choices: []string{model.ForwardNAT, model.ForwardDR, model.ForwardTUN}, allowEmpty: true},
 		"forward", "forwarding `METHOD`: nat, dr or tun; \"\" = the service's (the default)")
-	f.Int(&r.upper, "x,u-threshold", "upper connection threshold: no new connections above `N` (0 = none)")
-	f.Int(&r.lower, "y,l-threshold", "lower connection threshold: back in rotation below `N`")
-	f.Var(&enumValue{p: &r.state, choices: []string{model.StateEnabled, model.StateDrain, model.StateDisabled}},
+	f.Int(&r.r.UpperThreshold, "x,u-threshold", "upper connection threshold: no new connections above `N` (0 = none)")
+	f.Int(&r.r.LowerThreshold, "y,l-threshold", "lower connection threshold: back in rotation below `N`")
+	f.Var(&enumValue{p: &r.r.State, choices: []string{model.StateEnabled, model.StateDrain, model.StateDisabled}},
 		"state", "administrative `STATE`: enabled, drain (no new connections) or disabled (default enabled)")
 }
 
@@ -49,11 +57,10 @@ func (r *realFlags) check(f *flagSet) error {
 	return nil
 }
 
-// apply sets the fields of rs whose flags were given.
-func (r *realFlags) apply(f *flagSet, rs *model.RealServer) {
-	if f.isSet("w") {
-		rs.Weight = r.weight
-	}
+// apply sets the fields of rs whose flags were given; -m, -g and -i are
+// -forward nat, dr and tun.
+func (r *realFlags) apply(f *flagSet, rs *model.RealSpec) {
+	applyFields(f, realFields, rs, &r.r)
 	switch {
 	case f.isSet("m"):
 		rs.Forward = model.ForwardNAT
@@ -61,17 +68,6 @@ func (r *realFlags) apply(f *flagSet, rs *model.RealServer) {
 		rs.Forward = model.ForwardDR
 	case f.isSet("i"):
 		rs.Forward = model.ForwardTUN
-	case f.isSet("forward"):
-		rs.Forward = r.forward
-	}
-	if f.isSet("x") {
-		rs.UpperThreshold = r.upper
-	}
-	if f.isSet("y") {
-		rs.LowerThreshold = r.lower
-	}
-	if f.isSet("state") {
-		rs.State = r.state
 	}
 }
 
@@ -96,7 +92,7 @@ func (e *env) realKey(service, arg string) (string, error) {
 // of one real server. setup registers the command's flags and returns prepare,
 // which checks them once parsed and returns the change to make.
 func modifyRealCommand(name, summary, help, verb string,
-	setup func(f *flagSet) (prepare func() (func(*model.RealServer), error))) *command {
+	setup func(f *flagSet) (prepare func() (func(*model.RealSpec), error))) *command {
 	return &command{
 		name: name, params: []string{"SERVICE", "ADDR[:PORT]"}, summary: summary, help: help,
 		setup: func(f *flagSet) action {
@@ -137,14 +133,14 @@ func realCommands() []*command {
 					if err != nil {
 						return usagef("%v", err)
 					}
-					rs := model.NewRealServer()
+					rs := model.NewRealSpec()
 					rs.Address, rs.Port = addr.String(), port
 					rf.apply(f, &rs)
 					resp, err := e.c.CreateReal(e.ctx, args[0], rs)
 					if err != nil {
 						return err
 					}
-					key := rs.Key()
+					key := rs.Real().Key()
 					if resp.Real != nil {
 						key = resp.Real.Key()
 					}
@@ -156,17 +152,17 @@ func realCommands() []*command {
 			"change the settings of real server ADDR[:PORT] of SERVICE given as flags, leaving the others as they are "+
 				"(like ipvsadm -e); the real server is read and written back with compare-and-set",
 			"updated",
-			func(f *flagSet) func() (func(*model.RealServer), error) {
+			func(f *flagSet) func() (func(*model.RealSpec), error) {
 				var rf realFlags
 				rf.register(f)
-				return func() (func(*model.RealServer), error) {
+				return func() (func(*model.RealSpec), error) {
 					if err := rf.check(f); err != nil {
 						return nil, err
 					}
 					if !f.ownSet() {
 						return nil, usagef("real update: nothing to change: give at least one flag")
 					}
-					return func(r *model.RealServer) { rf.apply(f, r) }, nil
+					return func(r *model.RealSpec) { rf.apply(f, r) }, nil
 				}
 			}),
 		{
@@ -189,9 +185,9 @@ func realCommands() []*command {
 			"set real server ADDR[:PORT] of SERVICE to state drain: its weight becomes 0 in the kernel, "+
 				"so existing connections finish but no new ones arrive; 'raftlb real update -state enabled' undoes it",
 			"draining",
-			func(f *flagSet) func() (func(*model.RealServer), error) {
-				return func() (func(*model.RealServer), error) {
-					return func(r *model.RealServer) { r.State = model.StateDrain }, nil
+			func(f *flagSet) func() (func(*model.RealSpec), error) {
+				return func() (func(*model.RealSpec), error) {
+					return func(r *model.RealSpec) { r.State = model.StateDrain }, nil
 				}
 			}),
 		{

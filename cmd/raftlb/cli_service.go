@@ -17,15 +17,20 @@ import (
 // serviceFlags are the flags of service add and service update, spelled as
 // ipvsadm spells them plus long names.
 type serviceFlags struct {
-	addr       svcAddr
-	fwmark     uint32
-	family     string
-	scheduler  string
-	schedFlags []string
-	persist    int
-	netmask    int
-	forward    string
-	health     healthFlags
+	addr   svcAddr
+	fwmark uint32
+	spec   model.ServiceSpec // the fields, as the flags give them
+	health healthFlags
+}
+
+// serviceFields are the flags that set one field of a service spec each.
+var serviceFields = []fieldFlag[model.ServiceSpec]{
+	{"family", func(d, s *model.ServiceSpec) { d.Family = s.Family }},
+	{"s", func(d, s *model.ServiceSpec) { d.Scheduler = s.Scheduler }},
+	{"b", func(d, s *model.ServiceSpec) { d.SchedFlags = s.SchedFlags }},
+	{"p", func(d, s *model.ServiceSpec) { d.Persistence = s.Persistence }},
+	{"M", func(d, s *model.ServiceSpec) { d.PersistNetmask = s.PersistNetmask }},
+	{"forward", func(d, s *model.ServiceSpec) { d.Forward = s.Forward }},
 }
 
 // addrFlags are the flags that choose what the service matches; one at most.
@@ -36,12 +41,12 @@ func (s *serviceFlags) register(f *flagSet) {
 	f.Var(svcAddrValue{proto: "udp", dst: &s.addr}, "u,udp", "UDP service at `ADDR:PORT`")
 	f.Var(svcAddrValue{proto: "sctp", dst: &s.addr}, "sctp", "SCTP service at `ADDR:PORT`")
 	f.Var(fwmarkValue{p: &s.fwmark}, "f,fwmark", "firewall-mark service: packets marked `MARK` (decimal or 0x hex)")
-	f.Var(&enumValue{p: &s.family, choices: []string{model.FamilyInet, model.FamilyInet6}}, "family", "address `FAMILY` of a fwmark service: inet or inet6 (default inet)")
-	f.Var(&enumValue{p: &s.scheduler, choices: model.Schedulers}, "s,scheduler", "scheduling `METHOD`: "+strings.Join(model.Schedulers, ", ")+" (default "+model.DefaultScheduler+")")
-	f.Var(listValue{p: &s.schedFlags}, "b,sched-flags", "scheduler `FLAGS`, comma separated: sh-fallback, sh-port, mh-fallback, mh-port, ops (\"\" clears them)")
-	f.Int(&s.persist, "p,persistent", "persistence timeout in `SECONDS` (0 = off)")
-	f.Var(netmaskValue{p: &s.netmask}, "M,netmask", "persistence granularity: a prefix `LENGTH` or an IPv4 netmask (e.g. 24 or 255.255.255.0)")
-	f.Var(&enumValue{p: &s.forward, choices: []string{model.ForwardNAT, model.ForwardDR, model.ForwardTUN}}, "forward", "default forwarding `METHOD` of its real servers: nat, dr or tun (default nat)")
+	f.Var(&enumValue{p: &s.spec.Family, choices: []string{model.FamilyInet, model.FamilyInet6}}, "family", "address `FAMILY` of a fwmark service: inet or inet6 (default inet)")
+	f.Var(&enumValue{p: &s.spec.Scheduler, choices: model.Schedulers}, "s,scheduler", "scheduling `METHOD`: "+strings.Join(model.Schedulers, ", ")+" (default "+model.DefaultScheduler+")")
+	f.Var(listValue{p: &s.spec.SchedFlags}, "b,sched-flags", "scheduler `FLAGS`, comma separated: sh-fallback, sh-port, mh-fallback, mh-port, ops (\"\" clears them)")
+	f.Int(&s.spec.Persistence, "p,persistent", "persistence timeout in `SECONDS` (0 = off)")
+	f.Var(netmaskValue{p: &s.spec.PersistNetmask}, "M,netmask", "persistence granularity: a prefix `LENGTH` or an IPv4 netmask (e.g. 24 or 255.255.255.0)")
+	f.Var(&enumValue{p: &s.spec.Forward, choices: []string{model.ForwardNAT, model.ForwardDR, model.ForwardTUN}}, "forward", "default forwarding `METHOD` of its real servers: nat, dr or tun (default nat)")
 	s.health.register(f)
 }
 
@@ -64,26 +69,9 @@ func (s *serviceFlags) apply(f *flagSet, spec *model.ServiceSpec) error {
 	if f.isSet("f") {
 		spec.Fwmark, spec.Protocol, spec.Address, spec.Port = s.fwmark, "", "", 0
 	}
-	if f.isSet("family") {
-		spec.Family = s.family
-	}
-	if f.isSet("s") {
-		spec.Scheduler = s.scheduler
-	}
-	if f.isSet("b") {
-		spec.SchedFlags = s.schedFlags
-	}
-	if f.isSet("p") {
-		spec.Persistence = s.persist
-		if s.persist == 0 && !f.isSet("M") {
-			spec.PersistNetmask = 0 // no persistence, no persistence mask
-		}
-	}
-	if f.isSet("M") {
-		spec.PersistNetmask = s.netmask
-	}
-	if f.isSet("forward") {
-		spec.Forward = s.forward
+	applyFields(f, serviceFields, spec, &s.spec)
+	if f.isSet("p") && s.spec.Persistence == 0 && !f.isSet("M") {
+		spec.PersistNetmask = 0 // no persistence, no persistence mask
 	}
 	return s.health.apply(f, spec)
 }
@@ -303,12 +291,15 @@ func realTable(rows []svcReal) [][]string {
 	return out
 }
 
-// healthText is the Health column: the cluster's committed decision, up or
-// down, or "-" when there is none (the real server counts as up).
+// healthText is the Health column: the cluster's committed decision, up
+// (with its dynamic weight: "up w=10") or down, or "-" when there is none
+// (the real server counts as up).
 func healthText(r model.RealServer) string {
 	switch {
 	case r.Health == nil:
 		return "-"
+	case r.Health.Up && r.Health.Weight != nil:
+		return "up w=" + strconv.Itoa(*r.Health.Weight)
 	case r.Health.Up:
 		return "up"
 	}
@@ -550,58 +541,68 @@ func writeReals(w io.Writer, s model.ServiceSpec, reals []model.RealServer) {
 
 // healthFlags are the health-checking flags of service add and update.
 type healthFlags struct {
-	spec          model.Check // the check's fields, as the flags give them
+	spec          model.ServiceSpec // the health fields, as the flags give them (Check with every block)
 	typ           string
 	noCheck       bool
 	scriptArgs    []string
-	policy        string
-	inhibit       bool
-	quorum, hyst  int
 	sorry, sorryF string
 }
 
 // healthFlagFields maps each health flag to the field of the service spec
 // it sets, in JSON spelling, so that a field model.NormalizeService refuses is
 // reported with the flag that set it.
-var healthFlagFields = []struct{ flag, field string }{
-	{"check", "check.type"},
-	{"check-port", "check.port"},
-	{"interval", "check.interval"},
-	{"timeout", "check.timeout"},
-	{"retries", "check.retries"},
-	{"retry-delay", "check.retry_delay"},
-	{"rise", "check.rise"},
-	{"fall", "check.fall"},
-	{"initial-delay", "check.initial_delay_max"},
-	{"start-down", "check.start_down"},
-	{"path", "check.http.path"},
-	{"expect", "check.http.status"},
-	{"host", "check.http.host"},
-	{"sni", "check.http.sni"},
-	{"tls-verify", "check.http.tls_verify"},
-	{"tls-ca-file", "check.http.ca_file"},
-	{"body-regex", "check.http.body_regex"},
-	{"body-sha256", "check.http.body_sha256"},
-	{"udp-payload", "check.udp.payload"},
-	{"udp-payload-hex", "check.udp.payload_hex"},
-	{"udp-expect", "check.udp.expect"},
-	{"udp-expect-hex", "check.udp.expect_hex"},
-	{"udp-require-reply", "check.udp.require_reply"},
-	{"dns-name", "check.dns.name"},
-	{"dns-type", "check.dns.qtype"},
-	{"dns-rcode", "check.dns.rcode"},
-	{"script", "check.script.path"},
-	{"script-arg", "check.script.args"},
-	{"script-timeout", "check.script.timeout"},
-	{"script-dynamic", "check.script.dynamic"},
-	{"health-policy", "health_policy"},
-	{"inhibit", "inhibit_on_failure"},
-	{"quorum", "quorum"},
-	{"hysteresis", "hysteresis"},
-	{"sorry-server", "sorry_server.address"},
-	{"sorry-server", "sorry_server.port"},
-	{"sorry-forward", "sorry_server.forward"},
-	{"no-check", "check"},
+var healthFlagFields = []struct {
+	flag, field string
+	copy        func(d, s *model.ServiceSpec) // the plain field copy (nil: set by code in apply)
+}{
+	{"check", "check.type", nil},
+	{"check-port", "check.port", func(d, s *model.ServiceSpec) { d.Check.Port = s.Check.Port }},
+	{"interval", "check.interval", func(d, s *model.ServiceSpec) { d.Check.Interval = s.Check.Interval }},
+	{"timeout", "check.timeout", func(d, s *model.ServiceSpec) { d.Check.Timeout = s.Check.Timeout }},
+	{"retries", "check.retries", func(d, s *model.ServiceSpec) { d.Check.Retries = s.Check.Retries }},
+	{"retry-delay", "check.retry_delay", func(d, s *model.ServiceSpec) { d.Check.RetryDelay = s.Check.RetryDelay }},
+	{"rise", "check.rise", func(d, s *model.ServiceSpec) { d.Check.Rise = s.Check.Rise }},
+	{"fall", "check.fall", func(d, s *model.ServiceSpec) { d.Check.Fall = s.Check.Fall }},
+	{"initial-delay", "check.initial_delay_max", func(d, s *model.ServiceSpec) { d.Check.InitialDelayMax = s.Check.InitialDelayMax }},
+	{"start-down", "check.start_down", func(d, s *model.ServiceSpec) { d.Check.StartDown = s.Check.StartDown }},
+	{"path", "check.http.path", func(d, s *model.ServiceSpec) { d.Check.HTTP.Path = s.Check.HTTP.Path }},
+	{"expect", "check.http.status", func(d, s *model.ServiceSpec) { d.Check.HTTP.Status = s.Check.HTTP.Status }},
+	{"host", "check.http.host", func(d, s *model.ServiceSpec) { d.Check.HTTP.Host = s.Check.HTTP.Host }},
+	{"sni", "check.http.sni", func(d, s *model.ServiceSpec) { d.Check.HTTP.SNI = s.Check.HTTP.SNI }},
+	{"tls-verify", "check.http.tls_verify", func(d, s *model.ServiceSpec) { d.Check.HTTP.TLSVerify = s.Check.HTTP.TLSVerify }},
+	{"tls-ca-file", "check.http.ca_file", func(d, s *model.ServiceSpec) { d.Check.HTTP.CAFile = s.Check.HTTP.CAFile }},
+	{"body-regex", "check.http.body_regex", func(d, s *model.ServiceSpec) { d.Check.HTTP.BodyRegex = s.Check.HTTP.BodyRegex }},
+	{"body-sha256", "check.http.body_sha256", func(d, s *model.ServiceSpec) { d.Check.HTTP.BodySHA256 = s.Check.HTTP.BodySHA256 }},
+	{"udp-payload", "check.udp.payload", copyUDPPayload},
+	{"udp-payload-hex", "check.udp.payload_hex", copyUDPPayload},
+	{"udp-expect", "check.udp.expect", copyUDPExpect},
+	{"udp-expect-hex", "check.udp.expect_hex", copyUDPExpect},
+	{"udp-require-reply", "check.udp.require_reply", func(d, s *model.ServiceSpec) { d.Check.UDP.RequireReply = s.Check.UDP.RequireReply }},
+	{"dns-name", "check.dns.name", func(d, s *model.ServiceSpec) { d.Check.DNS.Name = s.Check.DNS.Name }},
+	{"dns-type", "check.dns.qtype", func(d, s *model.ServiceSpec) { d.Check.DNS.QType = s.Check.DNS.QType }},
+	{"dns-rcode", "check.dns.rcode", func(d, s *model.ServiceSpec) { d.Check.DNS.Rcode = s.Check.DNS.Rcode }},
+	{"script", "check.script.path", func(d, s *model.ServiceSpec) { d.Check.Script.Path = s.Check.Script.Path }},
+	{"script-arg", "check.script.args", nil},
+	{"script-timeout", "check.script.timeout", func(d, s *model.ServiceSpec) { d.Check.Script.Timeout = s.Check.Script.Timeout }},
+	{"script-dynamic", "check.script.dynamic", func(d, s *model.ServiceSpec) { d.Check.Script.Dynamic = s.Check.Script.Dynamic }},
+	{"health-policy", "health_policy", func(d, s *model.ServiceSpec) { d.HealthPolicy = s.HealthPolicy }},
+	{"inhibit", "inhibit_on_failure", func(d, s *model.ServiceSpec) { d.InhibitOnFailure = s.InhibitOnFailure }},
+	{"quorum", "quorum", func(d, s *model.ServiceSpec) { d.Quorum = s.Quorum }},
+	{"hysteresis", "hysteresis", func(d, s *model.ServiceSpec) { d.Hysteresis = s.Hysteresis }},
+	{"sorry-server", "sorry_server.address", nil},
+	{"sorry-server", "sorry_server.port", nil},
+	{"sorry-forward", "sorry_server.forward", nil},
+	{"no-check", "check", nil},
+}
+
+// Text and hex spell the same bytes: giving one replaces the other (and
+// giving both is refused by model.NormalizeCheck).
+func copyUDPPayload(d, s *model.ServiceSpec) {
+	d.Check.UDP.Payload, d.Check.UDP.PayloadHex = s.Check.UDP.Payload, s.Check.UDP.PayloadHex
+}
+
+func copyUDPExpect(d, s *model.ServiceSpec) {
+	d.Check.UDP.Expect, d.Check.UDP.ExpectHex = s.Check.UDP.Expect, s.Check.UDP.ExpectHex
 }
 
 // checkTypes are the accepted -check values.
@@ -609,7 +610,8 @@ var checkTypes = []string{model.CheckTCP, model.CheckHTTP, model.CheckHTTPS, mod
 	model.CheckICMP, model.CheckScript, model.CheckNone}
 
 func (h *healthFlags) register(f *flagSet) {
-	c := &h.spec
+	h.spec.Check = &model.Check{}
+	c := h.spec.Check
 	f.Var(&enumValue{p: &h.typ, choices: checkTypes}, "check", "health-check its real servers with `TYPE`: "+orList(checkTypes)+" (none: every real server counts as up)")
 	f.Bool(&h.noCheck, "no-check", "remove the health check (service update)")
 	f.Int(&c.Port, "check-port", "check this `PORT` instead of each real server's")
@@ -642,10 +644,10 @@ func (h *healthFlags) register(f *flagSet) {
 	f.Var(multiValue{&h.scriptArgs}, "script-arg", "script: one `ARG`ument; repeat for more (-script-arg \"\" alone clears them)")
 	f.Var(durationValue{&c.Script.Timeout}, "script-timeout", "script: kill it after `DURATION` (default -timeout)")
 	f.Bool(&c.Script.Dynamic, "script-dynamic", "script: exit 2-255 means up with weight exit-2 (keepalived's misc_dynamic)")
-	f.Var(&enumValue{p: &h.policy, choices: model.HealthPolicies}, "health-policy", "`POLICY` that turns the directors' views into the decision: majority, any (one director seeing a real server down is enough) or all (default majority)")
-	f.Bool(&h.inhibit, "inhibit", "keep a failed real server with weight 0 instead of removing it, so its connections are not cut (keepalived's inhibit_on_failure)")
-	f.Int(&h.quorum, "quorum", "the service is up while its healthy real servers weigh at least `WEIGHT` (default 1)")
-	f.Int(&h.hyst, "hysteresis", "`N`: the quorum is lost below quorum-N and regained at quorum+N (default 0)")
+	f.Var(&enumValue{p: &h.spec.HealthPolicy, choices: model.HealthPolicies}, "health-policy", "`POLICY` that turns the directors' views into the decision: majority, any (one director seeing a real server down is enough) or all (default majority)")
+	f.Bool(&h.spec.InhibitOnFailure, "inhibit", "keep a failed real server with weight 0 instead of removing it, so its connections are not cut (keepalived's inhibit_on_failure)")
+	f.Int(&h.spec.Quorum, "quorum", "the service is up while its healthy real servers weigh at least `WEIGHT` (default 1)")
+	f.Int(&h.spec.Hysteresis, "hysteresis", "`N`: the quorum is lost below quorum-N and regained at quorum+N (default 0)")
 	f.String(&h.sorry, "sorry-server", "", "`ADDR[:PORT]` that takes every new connection while the quorum is lost (\"\" removes it)")
 	f.Var(&enumValue{p: &h.sorryF, choices: []string{model.ForwardNAT, model.ForwardDR, model.ForwardTUN}, allowEmpty: true},
 		"sorry-forward", "forwarding `METHOD` of the sorry server: nat, dr or tun; \"\" = the service's (the default)")
@@ -759,19 +761,18 @@ func (h *healthFlags) apply(f *flagSet, spec *model.ServiceSpec) error {
 		spec.Check = &c
 	}
 	if c := spec.Check; c != nil && (f.isSet("check") || len(details) > 0) {
-		h.applyCheck(f, c)
+		h.allocBlocks(f, c)
+		if f.isSet("script-arg") {
+			c.Script.Args = slices.Clone(h.scriptArgs)
+			if len(c.Script.Args) == 1 && c.Script.Args[0] == "" {
+				c.Script.Args = nil
+			}
+		}
 	}
-	if f.isSet("health-policy") {
-		spec.HealthPolicy = h.policy
-	}
-	if f.isSet("inhibit") {
-		spec.InhibitOnFailure = h.inhibit
-	}
-	if f.isSet("quorum") {
-		spec.Quorum = h.quorum
-	}
-	if f.isSet("hysteresis") {
-		spec.Hysteresis = h.hyst
+	for _, hf := range healthFlagFields {
+		if hf.copy != nil && f.isSet(hf.flag) && (spec.Check != nil || !strings.HasPrefix(hf.field, "check.")) {
+			hf.copy(spec, &h.spec)
+		}
 	}
 	if f.isSet("sorry-server") {
 		if h.sorry == "" {
@@ -799,85 +800,28 @@ func (h *healthFlags) apply(f *flagSet, spec *model.ServiceSpec) error {
 	return validateHealth(f, *spec)
 }
 
-// applyCheck copies the check flags that were given into c.
-func (h *healthFlags) applyCheck(f *flagSet, c *model.Check) {
-	v := &h.spec
-	set := func(flag string, dst, src any) { copyIfSet(f, flag, dst, src) }
-	set("check-port", &c.Port, &v.Port)
-	set("interval", &c.Interval, &v.Interval)
-	set("timeout", &c.Timeout, &v.Timeout)
-	set("retries", &c.Retries, &v.Retries)
-	set("retry-delay", &c.RetryDelay, &v.RetryDelay)
-	set("rise", &c.Rise, &v.Rise)
-	set("fall", &c.Fall, &v.Fall)
-	set("initial-delay", &c.InitialDelayMax, &v.InitialDelayMax)
-	set("start-down", &c.StartDown, &v.StartDown)
-	if len(f.anySet("path", "expect", "host", "sni", "tls-verify", "tls-ca-file", "body-regex", "body-sha256")) > 0 {
-		if c.HTTP == nil {
-			c.HTTP = &model.HTTPCheck{}
-		}
-		set("path", &c.HTTP.Path, &v.HTTP.Path)
-		set("expect", &c.HTTP.Status, &v.HTTP.Status)
-		set("host", &c.HTTP.Host, &v.HTTP.Host)
-		set("sni", &c.HTTP.SNI, &v.HTTP.SNI)
-		set("tls-verify", &c.HTTP.TLSVerify, &v.HTTP.TLSVerify)
-		set("tls-ca-file", &c.HTTP.CAFile, &v.HTTP.CAFile)
-		set("body-regex", &c.HTTP.BodyRegex, &v.HTTP.BodyRegex)
-		set("body-sha256", &c.HTTP.BodySHA256, &v.HTTP.BodySHA256)
-	}
-	if len(f.anySet("udp-payload", "udp-payload-hex", "udp-expect", "udp-expect-hex", "udp-require-reply")) > 0 {
-		if c.UDP == nil {
-			c.UDP = &model.UDPCheck{}
-		}
-		// Text and hex spell the same bytes: giving one replaces the other.
-		if f.isSet("udp-payload") || f.isSet("udp-payload-hex") {
-			c.UDP.Payload, c.UDP.PayloadHex = v.UDP.Payload, v.UDP.PayloadHex
-		}
-		if f.isSet("udp-expect") || f.isSet("udp-expect-hex") {
-			c.UDP.Expect, c.UDP.ExpectHex = v.UDP.Expect, v.UDP.ExpectHex
-		}
-		set("udp-require-reply", &c.UDP.RequireReply, &v.UDP.RequireReply)
-	}
-	if len(f.anySet("dns-name", "dns-type", "dns-rcode")) > 0 {
-		if c.DNS == nil {
-			c.DNS = &model.DNSCheck{}
-		}
-		set("dns-name", &c.DNS.Name, &v.DNS.Name)
-		set("dns-type", &c.DNS.QType, &v.DNS.QType)
-		set("dns-rcode", &c.DNS.Rcode, &v.DNS.Rcode)
-	}
-	if len(f.anySet("script", "script-arg", "script-timeout", "script-dynamic")) > 0 {
-		if c.Script == nil {
-			c.Script = &model.ScriptCheck{}
-		}
-		set("script", &c.Script.Path, &v.Script.Path)
-		if f.isSet("script-arg") {
-			c.Script.Args = slices.Clone(h.scriptArgs)
-			if len(c.Script.Args) == 1 && c.Script.Args[0] == "" {
-				c.Script.Args = nil
+// allocBlocks gives c the per-type block of every check flag given, so that
+// healthFlagFields' copies have somewhere to write.
+func (h *healthFlags) allocBlocks(f *flagSet, c *model.Check) {
+	given := func(block string) bool {
+		for _, hf := range healthFlagFields {
+			if strings.HasPrefix(hf.field, "check."+block+".") && f.isSet(hf.flag) {
+				return true
 			}
 		}
-		set("script-timeout", &c.Script.Timeout, &v.Script.Timeout)
-		set("script-dynamic", &c.Script.Dynamic, &v.Script.Dynamic)
+		return false
 	}
-}
-
-// copyIfSet copies *src to *dst (pointers of one type) when flag was given.
-func copyIfSet(f *flagSet, flag string, dst, src any) {
-	if !f.isSet(flag) {
-		return
+	if c.HTTP == nil && given("http") {
+		c.HTTP = &model.HTTPCheck{}
 	}
-	switch d := dst.(type) {
-	case *int:
-		*d = *src.(*int)
-	case *bool:
-		*d = *src.(*bool)
-	case *string:
-		*d = *src.(*string)
-	case *model.Duration:
-		*d = *src.(*model.Duration)
-	default:
-		panic(fmt.Sprintf("copyIfSet: %T", dst))
+	if c.UDP == nil && given("udp") {
+		c.UDP = &model.UDPCheck{}
+	}
+	if c.DNS == nil && given("dns") {
+		c.DNS = &model.DNSCheck{}
+	}
+	if c.Script == nil && given("script") {
+		c.Script = &model.ScriptCheck{}
 	}
 }
 

@@ -120,7 +120,7 @@ func (a *PacketAnnouncer) Announce(ifname string, addr netip.Addr) error {
 		return fmt.Errorf("%s (%s, hardware address %q): %w", ifname, link.Type(), mac, ErrNotAnnounceable)
 	}
 	var frames [][]byte
-	proto := etherTypeARP
+	proto := unix.ETH_P_ARP
 	switch {
 	case addr.Is4():
 		if a.cfg.ARP&ARPRequest != 0 {
@@ -142,7 +142,7 @@ func (a *PacketAnnouncer) Announce(ifname string, addr netip.Addr) error {
 			frames = append(frames, f)
 		}
 	case addr.Is6():
-		proto = etherTypeIPv6
+		proto = unix.ETH_P_IPV6
 	default:
 		return fmt.Errorf("invalid address %v", addr)
 	}

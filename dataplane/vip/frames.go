@@ -1,18 +1,47 @@
 package vip
 
+// The frames PacketAnnouncer sends. The ARP and Neighbour Advertisement
+// messages and the Ethernet header are marshalled by mdlayher/arp,
+// mdlayher/ndp (with the ICMPv6 checksum) and mdlayher/ethernet. What is
+// still written here, and why:
+//
+//   - The 40-byte IPv6 header of the NA. mdlayher/ndp sends its messages
+//     through an ICMPv6 socket (ndp.Conn) and leaves that header to the
+//     kernel, and golang.org/x/net/ipv6 only parses headers. ndp.Conn
+//     itself is not used because the NA must leave by a packet socket, as
+//     the ARP frames do. Sent by ndp.Conn (tried on Linux 6.18, with a
+//     chain like the fence's), the NA carries the kernel's automatic flow
+//     label (ndp.Conn gives no access to IPV6_AUTOFLOWLABEL), so it is no
+//     longer the frame below; and it passes the inet output hook, where
+//     the fence's output chain drops an NA for an unleased VIP with EPERM
+//     before the egress chain sees it, so such a drop would neither
+//     surface as the egress chain's ENOBUFS ("dropped by the kernel ...
+//     VIP fence", announce_linux.go) nor be counted in egress_IFNAME
+//     (docs/fencing.md; dataplane/fence's TestFenceEgressPacketSocket).
+//   - The trimming of padding (etherFrame): ethernet.Frame pads a payload
+//     shorter than 46 bytes, so its ARP frame is 60 bytes. raftlb sends
+//     the 42-byte frame, as keepalived 2.2.7 does (its captured GARP has
+//     no trailer); a real NIC pads it on the wire, a veth or a bridge
+//     carries it as it is. For the same reason the ARP frames are not sent
+//     with arp.Client, whose WriteTo sends the padded frame.
+
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
+	"github.com/mdlayher/ndp"
+	"golang.org/x/net/ipv6"
 )
 
 // Frame layout constants.
 const (
 	etherHeaderLen = 14
 	arpBodyLen     = 28 // Ethernet/IPv4 ARP
-	ipv6HeaderLen  = 40
 	naLen          = 24 // ICMPv6 Neighbour Advertisement without options
 	tllaOptLen     = 8  // target link-layer address option for a 6-byte MAC
 
@@ -21,30 +50,17 @@ const (
 	ARPFrameLen = etherHeaderLen + arpBodyLen
 	// NAFrameLen is the length of an unsolicited Neighbour Advertisement
 	// frame.
-	NAFrameLen = etherHeaderLen + ipv6HeaderLen + naLen + tllaOptLen
+	NAFrameLen = etherHeaderLen + ipv6.HeaderLen + naLen + tllaOptLen
 
-	etherTypeARP  = 0x0806
-	etherTypeIPv4 = 0x0800
-	etherTypeIPv6 = 0x86dd
-
-	// ARP operations.
-	arpOpRequest = 1
-	arpOpReply   = 2
-
-	protoICMPv6     = 58
-	icmpv6NA        = 136
-	naFlagRouter    = 0x80000000
-	naFlagSolicited = 0x40000000
-	naFlagOverride  = 0x20000000
-	ndOptTargetLL   = 2
+	protoICMPv6 = 58 // IPv6 next header: ICMPv6
 )
 
 var (
-	broadcastMAC = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	broadcastMAC = ethernet.Broadcast
 	zeroMAC      = net.HardwareAddr{0, 0, 0, 0, 0, 0}
 	// allNodesMAC is the Ethernet multicast address of ff02::1.
 	allNodesMAC = net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1}
-	allNodes    = netip.MustParseAddr("ff02::1")
+	allNodes    = netip.IPv6LinkLocalAllNodes()
 )
 
 // ErrFrame is returned (wrapped) by the encoders for an unusable hardware
@@ -67,7 +83,7 @@ func GARPRequest(mac net.HardwareAddr, vip netip.Addr, tha net.HardwareAddr) ([]
 	if err := checkMAC(tha); err != nil {
 		return nil, fmt.Errorf("target %w", err)
 	}
-	return arpFrame(arpOpRequest, mac, vip, tha)
+	return arpFrame(arp.OperationRequest, mac, vip, tha)
 }
 
 // GARPReply returns a gratuitous ARP reply announcing that vip is at mac:
@@ -76,32 +92,25 @@ func GARPRequest(mac net.HardwareAddr, vip netip.Addr, tha net.HardwareAddr) ([]
 // the gratuitous reply of RFC 5944 §4.6, and Linux treats a reply as
 // gratuitous (overriding the locktime) only then (arp_is_garp).
 func GARPReply(mac net.HardwareAddr, vip netip.Addr) ([]byte, error) {
-	return arpFrame(arpOpReply, mac, vip, mac)
+	return arpFrame(arp.OperationReply, mac, vip, mac)
 }
 
-func arpFrame(op uint16, mac net.HardwareAddr, vip netip.Addr, tha net.HardwareAddr) ([]byte, error) {
+func arpFrame(op arp.Operation, mac net.HardwareAddr, vip netip.Addr, tha net.HardwareAddr) ([]byte, error) {
 	if err := checkMAC(mac); err != nil {
 		return nil, err
 	}
 	if !vip.Is4() {
 		return nil, fmt.Errorf("%w: ARP needs an IPv4 address, not %v", ErrFrame, vip)
 	}
-	b := make([]byte, ARPFrameLen)
-	copy(b[0:6], broadcastMAC)
-	copy(b[6:12], mac)
-	binary.BigEndian.PutUint16(b[12:14], etherTypeARP)
-	a := b[etherHeaderLen:]
-	binary.BigEndian.PutUint16(a[0:2], 1) // hardware type: Ethernet
-	binary.BigEndian.PutUint16(a[2:4], etherTypeIPv4)
-	a[4] = 6 // hardware address length
-	a[5] = 4 // protocol address length
-	binary.BigEndian.PutUint16(a[6:8], op)
-	ip := vip.As4()
-	copy(a[8:14], mac)
-	copy(a[14:18], ip[:])
-	copy(a[18:24], tha)
-	copy(a[24:28], ip[:])
-	return b, nil
+	p, err := arp.NewPacket(op, mac, vip, tha, vip)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrFrame, err)
+	}
+	body, err := p.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrFrame, err)
+	}
+	return etherFrame(broadcastMAC, mac, ethernet.EtherTypeARP, body)
 }
 
 // UnsolicitedNA returns an unsolicited IPv6 Neighbour Advertisement
@@ -122,58 +131,37 @@ func UnsolicitedNA(mac net.HardwareAddr, vip netip.Addr, router bool) ([]byte, e
 		return nil, fmt.Errorf("%w: a Neighbour Advertisement needs a unicast IPv6 address, not %v", ErrFrame, vip)
 	}
 	vip = vip.WithZone("")
-	b := make([]byte, NAFrameLen)
-	copy(b[0:6], allNodesMAC)
-	copy(b[6:12], mac)
-	binary.BigEndian.PutUint16(b[12:14], etherTypeIPv6)
-
-	ip6 := b[etherHeaderLen : etherHeaderLen+ipv6HeaderLen]
+	na := &ndp.NeighborAdvertisement{
+		Router:        router,
+		Override:      true,
+		TargetAddress: vip,
+		Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: mac}},
+	}
+	icmp, err := ndp.MarshalMessageChecksum(na, vip, allNodes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrFrame, err)
+	}
+	// The IPv6 header (no library here marshals one: see the top of the
+	// file).
+	ip6 := make([]byte, ipv6.HeaderLen, ipv6.HeaderLen+len(icmp))
 	ip6[0] = 0x60 // version 6, traffic class 0, flow label 0
-	binary.BigEndian.PutUint16(ip6[4:6], naLen+tllaOptLen)
+	binary.BigEndian.PutUint16(ip6[4:6], uint16(len(icmp)))
 	ip6[6] = protoICMPv6
-	ip6[7] = 255 // hop limit: receivers drop ND messages with any other value
+	ip6[7] = ndp.HopLimit // receivers drop ND messages with any other value
 	src, dst := vip.As16(), allNodes.As16()
 	copy(ip6[8:24], src[:])
 	copy(ip6[24:40], dst[:])
-
-	icmp := b[etherHeaderLen+ipv6HeaderLen:]
-	icmp[0] = icmpv6NA
-	icmp[1] = 0 // code
-	flags := uint32(naFlagOverride)
-	if router {
-		flags |= naFlagRouter
-	}
-	binary.BigEndian.PutUint32(icmp[4:8], flags)
-	copy(icmp[8:24], src[:])
-	icmp[24] = ndOptTargetLL
-	icmp[25] = 1 // option length in units of 8 bytes
-	copy(icmp[26:32], mac)
-	binary.BigEndian.PutUint16(icmp[2:4], icmpv6Checksum(src, dst, icmp))
-	return b, nil
+	return etherFrame(allNodesMAC, mac, ethernet.EtherTypeIPv6, append(ip6, icmp...))
 }
 
-// icmpv6Checksum is the Internet checksum of the IPv6 pseudo-header (RFC 8200
-// §8.1: source, destination, upper-layer length, next header 58) followed by
-// msg, whose checksum field must be zero.
-func icmpv6Checksum(src, dst [16]byte, msg []byte) uint16 {
-	var sum uint32
-	add := func(b []byte) {
-		for i := 0; i+1 < len(b); i += 2 {
-			sum += uint32(b[i])<<8 | uint32(b[i+1])
-		}
-		if len(b)%2 == 1 {
-			sum += uint32(b[len(b)-1]) << 8
-		}
+// etherFrame is payload in an Ethernet II frame from src to dst, without
+// the padding ethernet.Frame adds to a payload shorter than 46 bytes (see
+// the top of the file).
+func etherFrame(dst, src net.HardwareAddr, t ethernet.EtherType, payload []byte) ([]byte, error) {
+	f := ethernet.Frame{Destination: dst, Source: src, EtherType: t, Payload: payload}
+	b, err := f.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrFrame, err)
 	}
-	add(src[:])
-	add(dst[:])
-	var tail [8]byte
-	binary.BigEndian.PutUint32(tail[0:4], uint32(len(msg)))
-	tail[7] = protoICMPv6
-	add(tail[:])
-	add(msg)
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	return ^uint16(sum)
+	return b[:etherHeaderLen+len(payload)], nil
 }

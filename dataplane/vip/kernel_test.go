@@ -17,7 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/packet"
+	"golang.org/x/net/ipv6"
+
 	"github.com/raftlb/raftlb/internal/netlab"
 	"github.com/raftlb/raftlb/model"
 )
@@ -193,11 +197,11 @@ func (c *capture) next(t *testing.T, keep func([]byte) bool) []byte {
 }
 
 func isARP(f []byte) bool {
-	return len(f) >= ARPFrameLen && binary.BigEndian.Uint16(f[12:14]) == etherTypeARP
+	return len(f) >= ARPFrameLen && ethernet.EtherType(binary.BigEndian.Uint16(f[12:14])) == ethernet.EtherTypeARP
 }
 func isNA(f []byte) bool {
-	return len(f) >= NAFrameLen && binary.BigEndian.Uint16(f[12:14]) == etherTypeIPv6 &&
-		f[etherHeaderLen+6] == protoICMPv6 && f[etherHeaderLen+ipv6HeaderLen] == icmpv6NA
+	return len(f) >= NAFrameLen && ethernet.EtherType(binary.BigEndian.Uint16(f[12:14])) == ethernet.EtherTypeIPv6 &&
+		f[etherHeaderLen+6] == protoICMPv6 && f[etherHeaderLen+ipv6.HeaderLen] == byte(ipv6.ICMPTypeNeighborAdvertisement)
 }
 
 // The announcer puts exactly the encoders' frames on the wire, from the
@@ -266,5 +270,61 @@ func TestAnnouncerFrames(t *testing.T) {
 	lab.MustRun(d, "ip", "link", "set", "eth0", "down")
 	if err := a.Announce("eth0", vip4); err == nil {
 		t.Fatal("announce on a down interface succeeded")
+	}
+}
+
+// TestAnnouncerFramesDecoded decodes what the announcer puts on the wire
+// with the libraries' parsers (checkARP, checkNA) and checks every field
+// against its configuration, independently of the encoders.
+func TestAnnouncerFramesDecoded(t *testing.T) {
+	lab := netlab.New(t)
+	d, p := lab.Netns("d"), lab.Netns("p")
+	const macD = "02:67:00:00:00:01"
+	lab.Link(d, "eth0", p, "eth0", macD)
+	mac := mustMAC(macD)
+	vip4, vip6 := netip.MustParseAddr("10.67.0.100"), netip.MustParseAddr("2001:db8:67::100")
+	c := startCapture(t, p, "eth0")
+	for _, tc := range []struct {
+		name       string
+		cfg        PacketConfig
+		forwarding bool
+		arp        []arp.Operation
+		tha        net.HardwareAddr // of the request
+		router     bool
+	}{
+		{"default", PacketConfig{}, false, []arp.Operation{arp.OperationRequest, arp.OperationReply}, broadcastMAC, false},
+		{"default, forwarding", PacketConfig{}, true, []arp.Operation{arp.OperationRequest, arp.OperationReply}, broadcastMAC, true},
+		{"request, zero tha, router clear", PacketConfig{ARP: ARPRequest, ZeroTargetMAC: true, NARouter: RouterClear}, true,
+			[]arp.Operation{arp.OperationRequest}, zeroMAC, false},
+		{"reply, router set", PacketConfig{ARP: ARPReply, NARouter: RouterSet}, false, []arp.Operation{arp.OperationReply}, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fwd := "0"
+			if tc.forwarding {
+				fwd = "1"
+			}
+			sysctl(lab, d, "net.ipv6.conf.eth0.forwarding="+fwd)
+			cfg := tc.cfg
+			cfg.Netns = nsPath(d)
+			a := newAnnouncer(t, cfg)
+			// Twice: the second announcement's frames follow the first's
+			// directly, so the announcer sent exactly the frames checked.
+			for range 2 {
+				if err := a.Announce("eth0", vip4); err != nil {
+					t.Fatal(err)
+				}
+				for _, op := range tc.arp {
+					tha := tc.tha
+					if op == arp.OperationReply {
+						tha = mac // the gratuitous reply's target MAC is its sender's
+					}
+					checkARP(t, c.next(t, isARP), op, mac, vip4, tha)
+				}
+				if err := a.Announce("eth0", vip6); err != nil {
+					t.Fatal(err)
+				}
+				checkNA(t, c.next(t, isNA), mac, vip6, tc.router)
+			}
+		})
 	}
 }

@@ -1,7 +1,6 @@
 package nemesis
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/packet"
 	"golang.org/x/sys/unix"
 
@@ -32,6 +33,11 @@ import (
 // and the reply is addressed to it, so a reply is matched to its request
 // exactly, however late it is read. Gratuitous ARPs for the VIP seen on
 // the way are recorded too.
+//
+// The frames are built and parsed with mdlayher/arp and mdlayher/ethernet
+// (arpRequest, parseARP) on a packet socket of its own: arp.Client is not
+// used because it needs an IPv4 address on its interface (arp.New fails
+// without one), and mon0 must have none.
 type ARPChecker struct {
 	lab      *Lab
 	conn     *packet.Conn
@@ -67,7 +73,10 @@ type arpSlot struct {
 	dual   bool
 }
 
-var arpSenderBase = netip.MustParseAddr("10.30.0.128")
+var (
+	arpSenders    = netip.MustParsePrefix("10.30.0.128/26") // arpSlots addresses
+	arpSenderBase = arpSenders.Addr()
+)
 
 // StartARPChecker opens the packet socket in the client namespace and
 // starts asking.
@@ -79,6 +88,9 @@ func StartARPChecker(l *Lab, interval time.Duration) (*ARPChecker, error) {
 			return err
 		}
 		a.mac = ifi.HardwareAddr
+		if _, err := arpRequest(a.mac, arpSenderBase, netip.MustParseAddr(VIP)); err != nil {
+			return fmt.Errorf("mon0 (%v): %w", a.mac, err)
+		}
 		a.conn, err = packet.Listen(ifi, packet.Raw, unix.ETH_P_ARP, nil)
 		return err
 	})
@@ -107,7 +119,7 @@ func (a *ARPChecker) send() {
 	defer a.wg.Done()
 	t := time.NewTicker(a.interval)
 	defer t.Stop()
-	vip := netip.MustParseAddr(VIP).As4()
+	vip := netip.MustParseAddr(VIP)
 	for {
 		a.mu.Lock()
 		// The request two before this one has had two intervals to be
@@ -123,8 +135,10 @@ func (a *ARPChecker) send() {
 		a.mu.Unlock()
 		spa := arpSenderBase.As4()
 		spa[3] += byte(slot)
-		frame := arpRequest(a.mac, spa, vip)
-		_, _ = a.conn.WriteTo(frame, &packet.Addr{HardwareAddr: net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}})
+		// No error: StartARPChecker built one with this MAC.
+		if frame, err := arpRequest(a.mac, netip.AddrFrom4(spa), vip); err == nil {
+			_, _ = a.conn.WriteTo(frame, &packet.Addr{HardwareAddr: ethernet.Broadcast})
+		}
 		select {
 		case <-a.stop:
 			return
@@ -134,27 +148,37 @@ func (a *ARPChecker) send() {
 }
 
 // arpRequest is an Ethernet broadcast ARP request: who has tpa, tell spa
-// at sha.
-func arpRequest(sha net.HardwareAddr, spa, tpa [4]byte) []byte {
-	b := make([]byte, 42)
-	copy(b[0:6], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
-	copy(b[6:12], sha)
-	binary.BigEndian.PutUint16(b[12:14], unix.ETH_P_ARP)
-	p := b[14:]
-	binary.BigEndian.PutUint16(p[0:2], 1)      // Ethernet
-	binary.BigEndian.PutUint16(p[2:4], 0x0800) // IPv4
-	p[4], p[5] = 6, 4
-	binary.BigEndian.PutUint16(p[6:8], 1) // request
-	copy(p[8:14], sha)
-	copy(p[14:18], spa[:])
-	// target hardware address: zero
-	copy(p[24:28], tpa[:])
-	return b
+// at sha (target MAC zero), built as arp.Client.WriteTo builds its
+// frames, so padded to 60 bytes.
+func arpRequest(sha net.HardwareAddr, spa, tpa netip.Addr) ([]byte, error) {
+	p, err := arp.NewPacket(arp.OperationRequest, sha, spa, make(net.HardwareAddr, 6), tpa)
+	if err != nil {
+		return nil, err
+	}
+	body, err := p.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	f := ethernet.Frame{Destination: ethernet.Broadcast, Source: sha, EtherType: ethernet.EtherTypeARP, Payload: body}
+	return f.MarshalBinary()
+}
+
+// parseARP decodes an Ethernet/IPv4 ARP frame.
+func parseARP(b []byte) (*arp.Packet, bool) {
+	var f ethernet.Frame
+	var p arp.Packet
+	if f.UnmarshalBinary(b) != nil || f.EtherType != ethernet.EtherTypeARP || p.UnmarshalBinary(f.Payload) != nil {
+		return nil, false
+	}
+	if p.HardwareType != 1 || p.ProtocolType != uint16(ethernet.EtherTypeIPv4) || p.HardwareAddrLength != 6 || p.IPLength != 4 {
+		return nil, false
+	}
+	return &p, true
 }
 
 func (a *ARPChecker) receive() {
 	defer a.wg.Done()
-	vip := netip.MustParseAddr(VIP).As4()
+	vip := netip.MustParseAddr(VIP)
 	buf := make([]byte, 1514)
 	for {
 		n, _, err := a.conn.ReadFrom(buf)
@@ -171,33 +195,21 @@ func (a *ARPChecker) receive() {
 			continue
 		}
 		now := time.Now()
-		if n < 42 || binary.BigEndian.Uint16(buf[12:14]) != unix.ETH_P_ARP {
+		p, ok := parseARP(buf[:n])
+		if !ok || p.SenderIP != vip {
 			continue
 		}
-		p := buf[14:42]
-		if binary.BigEndian.Uint16(p[0:2]) != 1 || binary.BigEndian.Uint16(p[2:4]) != 0x0800 || p[4] != 6 || p[5] != 4 {
-			continue
-		}
-		op := binary.BigEndian.Uint16(p[6:8])
-		sha := net.HardwareAddr(append([]byte(nil), p[8:14]...)).String()
-		var spa, tpa [4]byte
-		copy(spa[:], p[14:18])
-		copy(tpa[:], p[24:28])
-		if spa != vip {
-			continue
-		}
-		if tpa == vip { // gratuitous (request or reply form)
+		sha := p.SenderHardwareAddr.String()
+		if p.TargetIP == vip { // gratuitous (request or reply form)
 			a.mu.Lock()
 			a.garps = append(a.garps, ARPEvent{At: now, MAC: sha, Name: a.lab.DirectorByMAC(sha)})
 			a.mu.Unlock()
 			continue
 		}
-		base := arpSenderBase.As4()
-		if op != 2 || tpa[0] != base[0] || tpa[1] != base[1] || tpa[2] != base[2] ||
-			tpa[3] < base[3] || int(tpa[3]-base[3]) >= arpSlots {
+		if p.Operation != arp.OperationReply || !arpSenders.Contains(p.TargetIP) {
 			continue
 		}
-		a.record(int(tpa[3]-base[3]), sha, now)
+		a.record(int(p.TargetIP.As4()[3]-arpSenderBase.As4()[3]), sha, now)
 	}
 }
 

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"net"
+	"net/netip"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/mdlayher/arp"
 )
 
 func TestGap(t *testing.T) {
@@ -101,14 +105,62 @@ func TestBodyName(t *testing.T) {
 
 func TestARPRequest(t *testing.T) {
 	mac, _ := net.ParseMAC(monitorMAC)
-	f := arpRequest(mac, [4]byte{10, 30, 0, 130}, [4]byte{10, 30, 0, 100})
+	f, err := arpRequest(mac, netip.MustParseAddr("10.30.0.130"), netip.MustParseAddr(VIP))
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := []byte{
 		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0x30, 0, 0, 0, 0x51, 0x08, 0x06, // Ethernet
 		0, 1, 0x08, 0, 6, 4, 0, 1, // Ethernet/IPv4, request
 		0x02, 0x30, 0, 0, 0, 0x51, 10, 30, 0, 130, // sender
 		0, 0, 0, 0, 0, 0, 10, 30, 0, 100, // target
 	}
+	want = append(want, make([]byte, 18)...) // padding to 60 bytes
 	if !bytes.Equal(f, want) {
 		t.Errorf("frame\n%x\nwant\n%x", f, want)
+	}
+	if _, err := arpRequest(mac, netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr(VIP)); err == nil {
+		t.Error("an ARP request from an IPv6 address was built")
+	}
+}
+
+func TestParseARP(t *testing.T) {
+	// A director's reply to the checker's request from 10.30.0.130.
+	reply := []byte{
+		0x02, 0x30, 0, 0, 0, 0x51, 0x02, 0x30, 0, 0, 0, 0x11, 0x08, 0x06, // Ethernet
+		0, 1, 0x08, 0, 6, 4, 0, 2, // Ethernet/IPv4, reply
+		0x02, 0x30, 0, 0, 0, 0x11, 10, 30, 0, 100, // sender: the VIP at d1
+		0x02, 0x30, 0, 0, 0, 0x51, 10, 30, 0, 130, // target: the checker
+	}
+	p, ok := parseARP(reply)
+	if !ok {
+		t.Fatal("reply not parsed")
+	}
+	if p.Operation != arp.OperationReply || p.SenderHardwareAddr.String() != "02:30:00:00:00:11" ||
+		p.SenderIP != netip.MustParseAddr(VIP) || p.TargetIP != netip.MustParseAddr("10.30.0.130") {
+		t.Errorf("parsed %+v", p)
+	}
+	if !arpSenders.Contains(p.TargetIP) || int(p.TargetIP.As4()[3]-arpSenderBase.As4()[3]) != 2 {
+		t.Errorf("target %v: not slot 2 of %v", p.TargetIP, arpSenders)
+	}
+	padded := append(slices.Clone(reply), make([]byte, 18)...)
+	if _, ok := parseARP(padded); !ok {
+		t.Error("a padded reply was not parsed")
+	}
+	bad := func(i int, v byte) []byte { b := slices.Clone(reply); b[i] = v; return b }
+	for name, b := range map[string][]byte{
+		"truncated":                reply[:41],
+		"not ARP":                  bad(13, 0x00),
+		"not Ethernet":             bad(15, 6),
+		"not IPv4":                 bad(16, 0x86),
+		"8-byte hardware address":  bad(18, 8),
+		"16-byte protocol address": bad(19, 16),
+	} {
+		if p, ok := parseARP(b); ok {
+			t.Errorf("%s: parsed as %+v", name, p)
+		}
+	}
+	if len(arpSenders.Addr().AsSlice()) != 4 || 1<<(32-arpSenders.Bits()) != arpSlots {
+		t.Errorf("%v does not hold the %d sender addresses", arpSenders, arpSlots)
 	}
 }

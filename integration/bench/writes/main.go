@@ -148,7 +148,7 @@ var seq atomic.Uint64
 // the index it committed at.
 func write(ctx context.Context, c *client.Client) (uint64, error) {
 	n := seq.Add(1)
-	r := model.NewRealServer()
+	r := model.NewRealSpec()
 	r.Address = fmt.Sprintf("10.%d.%d.%d", (n>>16)&255, (n>>8)&255, n&255)
 	res, err := c.CreateReal(ctx, "bench", r)
 	return res.Index, err

@@ -1,12 +1,12 @@
-// Package api is raftlb's REST/JSON admin API under /v1: the server every
-// director runs, and (in api/client) the Go client the CLI uses.
+// Package wire is the admin API's wire format: the types every request and
+// answer of /v1 is made of, shared by the server (api), the Go client
+// (api/client) and the CLI. It is a leaf beside model: a client that
+// imports it gets no raft, bolt, memberlist or checker code.
 //
-// Reads are answered from the local FSM; ?consistent=1 confirms leadership
-// first (on the leader, forwarding there if needed). Writes are validated
-// locally, forwarded to the leader when this director is not it, and answered
-// with the raft index they were committed at. Errors are always JSON
-// {code, message, field}.
-package api
+// Write types are apart from the records read back where they differ
+// (model.RealSpec is what a writer says of a real server; model.RealServer
+// adds what the cluster decides and the indexes).
+package wire
 
 import (
 	"time"
@@ -70,21 +70,19 @@ type Status struct {
 	Security *Security `json:"security,omitempty"`
 	Peers    []Peer    `json:"peers"`
 	Version  string    `json:"version"`
-	// Dataplane is this director's dataplane reconciler status: backend,
-	// programmed counts, last sync and resync, drift repairs, per-object
-	// errors, unmanaged kernel services.
-	Dataplane any `json:"dataplane,omitempty"`
-	// VIPs are the VIPs this director holds and its announcement counters
-	// (absent with -dataplane none).
-	VIPs any `json:"vips,omitempty"`
+	// Dataplane is this director's dataplane reconciler status.
+	Dataplane *DataplaneStatus `json:"dataplane,omitempty"`
+	// VIPs are the VIPs this director holds, its lease and its
+	// announcement counters (absent with -dataplane none).
+	VIPs *VIPStatus `json:"vips,omitempty"`
 	// Leadership: this director's priority, witness role, tracked-check
 	// fault and (on the leader) the leadership decision.
-	Leadership any `json:"leadership,omitempty"`
+	Leadership *LeadershipStatus `json:"leadership,omitempty"`
 	// Gossip is this director's gossip endpoint: address, members with
-	// their state, counters (a *GossipStatus; api/health.go).
-	Gossip any `json:"gossip,omitempty"`
-	// Health is the prober's and the decider's counters (a *HealthStatus).
-	Health any `json:"health,omitempty"`
+	// their state, counters.
+	Gossip *GossipStatus `json:"gossip,omitempty"`
+	// Health is the prober's and the decider's counters.
+	Health *HealthStatus `json:"health,omitempty"`
 }
 
 // Security is how a director's raft and API are protected.
