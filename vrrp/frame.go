@@ -45,6 +45,9 @@ type Frame struct {
 	// VRRP is the decoded message; set also when it failed a check after
 	// it was decoded (see Unmarshal).
 	VRRP *Packet
+	// Message is the VRRP message as received (the IP payload), for a tool
+	// that shows more than the verdict (ChecksumOK). Marshal ignores it.
+	Message []byte
 }
 
 // DecodeEthernet decodes an Ethernet frame carrying a VRRP packet over IPv4
@@ -109,6 +112,7 @@ func DecodeIP(b []byte) (*Frame, error) {
 	if err != nil {
 		return &f, err
 	}
+	f.Message = payload
 	f.VRRP, err = Unmarshal(payload, f.IP.Src, f.IP.Dst, int(f.IP.TTL))
 	if !f.IP.ChecksumOK {
 		err = errorf(ErrIPCheck, "IPv4 header checksum 0x%04x is wrong", binary.BigEndian.Uint16(b[10:12]))

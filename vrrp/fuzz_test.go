@@ -102,6 +102,7 @@ func FuzzDecodeEthernet(f *testing.F) {
 			t.Fatalf("Marshal = %x, not accepted: %v", out, err)
 		}
 		fr2.VRRP.Checksum = fr.VRRP.Checksum
+		fr.Message, fr2.Message = nil, nil // as received: may differ in the ignored bits
 		if !reflect.DeepEqual(fr, fr2) {
 			t.Fatalf("round trip %+v, want %+v", fr2, fr)
 		}
@@ -113,5 +114,8 @@ func FuzzDecodeEthernet(f *testing.F) {
 func TestChecksumOddInput(t *testing.T) {
 	for _, b := range [][]byte{nil, {0x31}, {0x31, 1, 2}, {0x21, 1, 2, 3, 4, 5, 6, 7, 8}} {
 		_ = Checksum(b, netip.Addr{}, v6Dst)
+		if ChecksumOK(b, d1, group) {
+			t.Errorf("ChecksumOK(%x)", b)
+		}
 	}
 }

@@ -229,7 +229,7 @@ func Unmarshal(b []byte, src, dst netip.Addr, ttl int) (*Packet, error) {
 	case ttl != TTL:
 		return p, errorf(ErrTTL, "%d, want 255 (sent from off the link?)", ttl)
 	}
-	if !checksumOK(b, src, dst) {
+	if !ChecksumOK(b, src, dst) {
 		return p, errorf(ErrChecksum, "0x%04x, want 0x%04x (%s)", p.Checksum, Checksum(b, src, dst), checksumRule(p.Version, fam))
 	}
 	switch {
@@ -362,10 +362,15 @@ func Checksum(msg []byte, src, dst netip.Addr) uint16 {
 	return c.final()
 }
 
-// checksumOK verifies msg's checksum the RFC 1071 way (the sum over
-// everything, checksum included, is all ones), which accepts both forms of
-// a zero checksum, 0x0000 and 0xffff.
-func checksumOK(msg []byte, src, dst netip.Addr) bool {
+// ChecksumOK reports whether the VRRP message msg from src to dst carries
+// the right checksum, by the rule of the version in its first byte (see
+// Checksum). It verifies the RFC 1071 way (the sum over everything,
+// checksum included, is all ones), which accepts both forms of a zero
+// checksum, 0x0000 and 0xffff. A message shorter than the header has none.
+func ChecksumOK(msg []byte, src, dst netip.Addr) bool {
+	if len(msg) < headerLen {
+		return false
+	}
 	var c csum
 	if msg[0]>>4 == 3 {
 		c.pseudo(src, dst, len(msg))
