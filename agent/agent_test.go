@@ -22,6 +22,14 @@ import (
 
 const testToken = "agent-test-token-4f1c9a7e2b8d6035c1e9f7a2"
 
+// testProfile is the raft timing of the test clusters: lan, whose leader
+// keeps its leadership through a 270 ms stall. The tests run under the race
+// detector on two cores beside other test binaries, where a goroutine
+// stalls for longer than fast's 90 ms often enough to cost an election in
+// the middle of a write ("leadership lost while committing"); what fast
+// changes is timing, which the tests do not measure.
+const testProfile = "lan"
+
 type director struct {
 	cfg Config
 	a   *Agent
@@ -43,7 +51,7 @@ func newCluster(t *testing.T, n int, mode string) *testCluster {
 	for i := range n {
 		c := Config{
 			NodeID: fmt.Sprintf("d%d", i+1), DataDir: t.TempDir(),
-			RaftAddr: testaddr.Loopback(t), APIAddr: testaddr.Loopback(t), Token: testToken, Profile: "fast",
+			RaftAddr: testaddr.Loopback(t), APIAddr: testaddr.Loopback(t), Token: testToken, Profile: testProfile,
 			Log: quietLog(), SnapshotThreshold: 32, TrailingLogs: 16, Dataplane: DataplaneNone,
 		}
 		peers = append(peers, cluster.Server{ID: c.NodeID, Address: c.RaftAddr})
@@ -309,7 +317,7 @@ func TestJoinReceivesSnapshotAndRemove(t *testing.T) {
 
 	// A fourth director joins through a follower's API.
 	d4 := &director{cfg: Config{NodeID: "d4", DataDir: t.TempDir(), RaftAddr: testaddr.Loopback(t), APIAddr: testaddr.Loopback(t),
-		Token: testToken, Profile: "fast", Log: quietLog(), Join: []string{tc.dirs[tc.follower()].cfg.APIAddr}, Dataplane: DataplaneNone}}
+		Token: testToken, Profile: testProfile, Log: quietLog(), Join: []string{tc.dirs[tc.follower()].cfg.APIAddr}, Dataplane: DataplaneNone}}
 	tc.dirs = append(tc.dirs, d4)
 	tc.start(3)
 	tc.waitReady()

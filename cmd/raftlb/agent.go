@@ -232,5 +232,5 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 	}
 	sig := <-sigs
 	cfg.Log.Info("shutting down", "signal", sig.String(), "timeout", f.shutdownTimeout)
-	return awaitShutdown(a.Shutdown, sigs, f.shutdownTimeout, cfg.Log, cfg.DataDir)
+	return awaitShutdown(a.Shutdown, sigs, gracefulShare(f.shutdownTimeout), f.shutdownTimeout, cfg.Log, cfg.DataDir)
 }

@@ -30,6 +30,7 @@ var groups = []group{
 	{"cluster", "raft membership and leadership"},
 	{"token", "the cluster token"},
 	{"tls", "the cluster's TLS: the CA derived from the token"},
+	{"vrrp", "VRRP, for interop with keepalived: decode captures"},
 }
 
 // commands returns every client command, in help order.
@@ -41,6 +42,7 @@ func commands() []*command {
 		vipCommands(),
 		clusterCommands(),
 		trustCommands(),
+		vrrpCommands(),
 		[]*command{versionCommand()},
 	)
 }

@@ -26,14 +26,15 @@ func gracefulShare(bound time.Duration) time.Duration {
 	return bound - min(bound/10, time.Second)
 }
 
-// awaitShutdown runs shutdown and returns the agent's exit status: 0 when
+// awaitShutdown runs shutdown with a context that ends after graceful
+// (gracefulShare of the bound) and returns the agent's exit status: 0 when
 // it finished, 1 when it failed, when a second signal came, or when it had
 // not finished after bound. Whatever is stuck then stays stuck: the caller
 // exits the process. When the graceful steps ran out of time, it logs
 // where the shutdown was stuck and writes every goroutine's stack to
 // dumpDir (or the temp dir).
-func awaitShutdown(shutdown func(context.Context) error, sigs <-chan os.Signal, bound time.Duration, log *slog.Logger, dumpDir string) int {
-	ctx, cancel := context.WithTimeout(context.Background(), gracefulShare(bound))
+func awaitShutdown(shutdown func(context.Context) error, sigs <-chan os.Signal, graceful, bound time.Duration, log *slog.Logger, dumpDir string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), graceful)
 	defer cancel()
 	done := make(chan error, 1)
 	gid := make(chan string, 1)
@@ -59,6 +60,15 @@ func awaitShutdown(shutdown func(context.Context) error, sigs <-chan os.Signal, 
 		log.Warn("second signal: exiting without finishing the graceful shutdown", "signal", sig.String())
 		return 1
 	case <-hard.C:
+		select {
+		case err := <-done: // it ended just as the bound came: report that
+			if err == nil {
+				return 0
+			}
+			log.Error("shutdown", "err", err)
+			return 1
+		default:
+		}
 		stuck, file := dumpStacks(dumpDir, <-gid, log)
 		log.Error("shutdown did not finish within -shutdown-timeout; exiting with it unfinished", "timeout", bound,
 			"stuck_in", stuck, "goroutines", file)

@@ -22,13 +22,17 @@ func stuckStep(release <-chan struct{}) { <-release }
 // graceful shutdown can end, and the bound enforced when a step ignores
 // its context.
 func TestAwaitShutdown(t *testing.T) {
-	const bound = 300 * time.Millisecond
+	// The graceful deadline and the hard bound far apart, so a step that
+	// honours its deadline always returns before the bound however slow
+	// the machine (under load, 30 ms between them let the bound win).
+	const graceful, bound, boundWhenStuck = 50 * time.Millisecond, time.Minute, 300 * time.Millisecond
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
 	cases := []struct {
 		name     string
 		shutdown func(context.Context) error
 		signal   bool
+		stuck    bool // the step ignores its context: the bound ends it
 		code     int
 		log      []string // substrings of the log
 		dump     string   // a function the goroutine dump must show ("" = no dump)
@@ -41,7 +45,7 @@ func TestAwaitShutdown(t *testing.T) {
 			return fmt.Errorf("cluster: shutdown of d1 did not finish: waiting for raft's goroutines to stop: %w", ctx.Err())
 		}, code: 1, log: []string{"did not finish within -shutdown-timeout", "waiting for raft's goroutines to stop", "goroutines="},
 			dump: "TestAwaitShutdown"},
-		{name: "a step ignores it", shutdown: func(context.Context) error { stuckStep(release); return nil },
+		{name: "a step ignores it", shutdown: func(context.Context) error { stuckStep(release); return nil }, stuck: true,
 			code: 1, log: []string{"exiting with it unfinished", `stuck_in="raftlb.stuckStep < raftlb.TestAwaitShutdown.func`, "goroutines="},
 			dump: "cmd/raftlb.stuckStep"},
 		{name: "second signal", shutdown: func(context.Context) error { stuckStep(release); return nil }, signal: true,
@@ -56,7 +60,11 @@ func TestAwaitShutdown(t *testing.T) {
 				sigs <- syscall.SIGTERM
 			}
 			dir := t.TempDir()
-			code := awaitShutdown(c.shutdown, sigs, bound, log, dir)
+			hard := bound
+			if c.stuck {
+				hard = boundWhenStuck
+			}
+			code := awaitShutdown(c.shutdown, sigs, graceful, hard, log, dir)
 			out := logs.String()
 			if code != c.code {
 				t.Errorf("exit status %d, want %d; log:\n%s", code, c.code, out)
