@@ -699,9 +699,9 @@ func crossTargets(spec model.ServiceSpec, reals []model.RealServer, field func(i
 	return out
 }
 
-// syncConflict returns the director whose dataplane cannot program t while
-// the connection-sync daemon runs (model.DataplaneCaps.CrossesFamilies),
-// and a description of it, or "".
+// syncConflict names the first registered director whose dataplane cannot
+// program t while the connection-sync daemon runs ("the ipvs dataplane of
+// director d1"; model.DataplaneCaps.CrossesFamilies), or returns "".
 func (s *state) syncConflict(t crossTarget) (who string) {
 	for _, id := range sortedKeys(s.nodes) {
 		n := s.nodes[id]
